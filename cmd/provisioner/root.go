@@ -1,0 +1,107 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes are part of the interface: a conductor branches on them.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // usage errors and anything unclassified
+	exitInvalidSpec = 2 // the spec is invalid or its layout does not fit
+	exitEnvironment = 3 // a device, file or tool is missing
+)
+
+// streams are the process's standard streams, injected so tests run the CLI in-process.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// run executes the command line and returns the exit code.
+func run(args []string, in io.Reader, out, errw io.Writer) int {
+	s := &streams{in: in, out: out, err: errw}
+	root := newRoot(s)
+	root.SetArgs(args)
+	err := root.Execute()
+	code := exitCode(err)
+	var reported *reportedError
+	if err != nil && !errors.As(err, &reported) {
+		fmt.Fprintf(errw, "provisioner: %v\n", err)
+	}
+	return code
+}
+
+// reportedError wraps an error whose details the command has already printed, so run
+// does not print it twice; it still selects the exit code.
+type reportedError struct{ err error }
+
+func (r *reportedError) Error() string { return r.err.Error() }
+func (r *reportedError) Unwrap() error { return r.err }
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
+		return exitInvalidSpec
+	case errors.Is(err, engine.ErrEnvironment):
+		return exitEnvironment
+	}
+	return exitFailure
+}
+
+func newRoot(s *streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "provisioner",
+		Short: "Bare-metal image provisioner: one provision.json, several OS images, one grub",
+		Long: `provisioner reads a provision.json (Bareon's Ironic-driver format plus our extensions),
+validates it strictly, plans the whole disk layout before touching any disk, and deploys it.
+
+Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
+device or file.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(s.in)
+	root.SetOut(s.out)
+	root.SetErr(s.err)
+	root.AddCommand(newValidateCmd(s), newPlanCmd(s))
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())
+	})
+	return root
+}
+
+// readSpec opens SPEC ("-" is standard input) and loads it.
+func readSpec(s *streams, path string) (*schema.Spec, []schema.Problem, error) {
+	var r io.Reader = s.in
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading spec: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	return schema.Load(r)
+}
+
+// randomSeed picks a seed when the user gives none, so two machines never share UUIDs.
+func randomSeed() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("choosing a seed: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

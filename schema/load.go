@@ -1,0 +1,197 @@
+package schema
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Document is the embedded JSON Schema of provision.json (draft 2020-12). It is exported
+// so that tools and documentation can publish exactly what the loader enforces.
+//
+//go:embed provision.schema.json
+var Document []byte
+
+// maxDocument bounds what Load reads: a provision.json is a few KiB; a multi-megabyte body
+// is a wrong URL or an attack, not a spec.
+const maxDocument = 4 << 20
+
+// Problem is one finding about a document, located by its JSON pointer (RFC 6901).
+type Problem struct {
+	Pointer string `json:"pointer"`
+	Message string `json:"message"`
+}
+
+// String renders "pointer: message"; the document root is shown as "/".
+func (p Problem) String() string {
+	ptr := p.Pointer
+	if ptr == "" {
+		ptr = "/"
+	}
+	return ptr + ": " + p.Message
+}
+
+// ValidationError holds every error found in a document, in document order.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error lists every problem, one per line.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return "invalid provision.json:\n" + strings.Join(lines, "\n")
+}
+
+// ErrInvalid is matched (errors.Is) by every *ValidationError, so callers can map a bad
+// document to its exit code without caring about the details.
+var ErrInvalid = errors.New("invalid provision.json")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Document))
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	const url = "provision.schema.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("embedded schema: %w", err)
+	}
+	return c.Compile(url)
+})
+
+// Load reads, schema-checks and semantically validates a provision.json. It returns the
+// spec and its warnings, or a *ValidationError carrying every error found (schema and
+// semantic alike, each with its JSON pointer). Warnings are returned even on failure.
+func Load(r io.Reader) (*Spec, []Problem, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxDocument+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading provision.json: %w", err)
+	}
+	if len(data) > maxDocument {
+		return nil, nil, &ValidationError{Problems: []Problem{{"", fmt.Sprintf("document is larger than %d bytes", maxDocument)}}}
+	}
+	sch, err := compiled()
+	if err != nil {
+		return nil, nil, err
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, &ValidationError{Problems: []Problem{{"", "not valid JSON: " + jsonError(data, err)}}}
+	}
+	var errs []Problem
+	if verr := sch.Validate(inst); verr != nil {
+		var ve *jsonschema.ValidationError
+		if !errors.As(verr, &ve) {
+			return nil, nil, fmt.Errorf("validating provision.json: %w", verr)
+		}
+		var wrongType [][]string
+		errs, wrongType = schemaProblems(ve)
+		if len(wrongType) > 0 {
+			// Drop the values of the wrong JSON type so the rest still decodes.
+			prune(inst, wrongType)
+			if data, err = json.Marshal(inst); err != nil {
+				return nil, nil, fmt.Errorf("re-encoding provision.json: %w", err)
+			}
+		}
+	}
+
+	// Semantic checks run even when the schema failed, so one pass shows everything; a
+	// document whose shape is too broken to decode gets the schema's findings only.
+	var spec Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		if len(errs) == 0 {
+			errs = append(errs, Problem{"", "cannot decode: " + err.Error()})
+		}
+		return nil, nil, &ValidationError{Problems: errs}
+	}
+	c := &checker{spec: &spec}
+	c.run()
+	errs = mergeProblems(errs, c.errs)
+	if len(errs) > 0 {
+		return nil, c.warns, &ValidationError{Problems: errs}
+	}
+	return &spec, c.warns, nil
+}
+
+// mergeProblems adds the semantic findings to the schema's, dropping a semantic finding
+// at a pointer the schema already reported: the same fault seen twice (a size that fails
+// the schema's pattern and the size grammar) is reported once, the schema's way.
+func mergeProblems(schemaErrs, semantic []Problem) []Problem {
+	seen := make(map[string]bool, len(schemaErrs))
+	for _, s := range schemaErrs {
+		seen[s.Pointer] = true
+	}
+	out := append([]Problem(nil), schemaErrs...)
+	for _, p := range semantic {
+		if !seen[p.Pointer] {
+			out = append(out, p)
+		}
+	}
+	sortProblems(out)
+	return out
+}
+
+// sortProblems orders findings as they appear in the document (array indexes compared
+// as numbers), keeping the order of findings at the same pointer.
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool { return pointerLess(ps[i].Pointer, ps[j].Pointer) })
+}
+
+func pointerLess(a, b string) bool {
+	at, bt := strings.Split(a, "/"), strings.Split(b, "/")
+	for i := 0; i < len(at) && i < len(bt); i++ {
+		if at[i] == bt[i] {
+			continue
+		}
+		var ai, bi int
+		_, ea := fmt.Sscanf(at[i], "%d", &ai)
+		_, eb := fmt.Sscanf(bt[i], "%d", &bi)
+		if ea == nil && eb == nil && ai != bi {
+			return ai < bi
+		}
+		return at[i] < bt[i]
+	}
+	return len(at) < len(bt)
+}
+
+// jsonError turns a decoder error into "line L, column C: msg".
+func jsonError(data []byte, err error) string {
+	var se *json.SyntaxError
+	off := int64(-1)
+	if errors.As(err, &se) {
+		off = se.Offset
+	} else {
+		// jsonschema.UnmarshalJSON wraps its own errors; re-run the stdlib decoder to
+		// get an offset for the same fault.
+		var v any
+		if e2 := json.Unmarshal(data, &v); errors.As(e2, &se) {
+			off, err = se.Offset, e2
+		}
+	}
+	if off < 0 {
+		return err.Error()
+	}
+	line, col := 1, 1
+	for _, b := range data[:min(int(off), len(data))] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf("line %d, column %d: %s", line, col, se.Error())
+}

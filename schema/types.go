@@ -1,0 +1,238 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Spec is a validated provision.json. Only Load builds one, so every Spec seen by other
+// packages has passed both the JSON Schema and the semantic checks, and its derived fields
+// (parsed sizes, image bindings, normalised mounts) are filled in.
+type Spec struct {
+	Images           []Image       `json:"images"`
+	Partitions       []Storage     `json:"partitions"`
+	PartitionsPolicy string        `json:"partitions_policy,omitempty"`
+	ImageDeployFlags *DeployFlags  `json:"image_deploy_flags,omitempty"`
+	DeployData       *DeployData   `json:"deploy_data,omitempty"`
+	BootMode         string        `json:"boot_mode,omitempty"`
+	MultibootSize    *Size         `json:"multiboot_size,omitempty"`
+	ESPSize          *Size         `json:"esp_size,omitempty"`
+	Grub             *GrubSettings `json:"grub,omitempty"`
+}
+
+// Partition policies (Bareon's names).
+const (
+	PolicyClean         = "clean"
+	PolicyVerify        = "verify"
+	PolicyNailgunLegacy = "nailgun_legacy"
+)
+
+// Boot modes. BootBoth is the default so that a disk boots on either firmware.
+const (
+	BootBIOS = "bios"
+	BootUEFI = "uefi"
+	BootBoth = "both"
+)
+
+// Policy returns the partitions policy with our default (clean) applied.
+func (s *Spec) Policy() string {
+	if s.PartitionsPolicy == "" {
+		return PolicyClean
+	}
+	return s.PartitionsPolicy
+}
+
+// Mode returns the boot mode with its default (both) applied.
+func (s *Spec) Mode() string {
+	if s.BootMode == "" {
+		return BootBoth
+	}
+	return s.BootMode
+}
+
+// KernelParams returns deploy_data.kernel_params, or "".
+func (s *Spec) KernelParams() string {
+	if s.DeployData == nil {
+		return ""
+	}
+	return s.DeployData.KernelParams
+}
+
+// GrubTimeout returns the menu timeout in seconds (default 5; 0 is allowed).
+func (s *Spec) GrubTimeout() int {
+	if s.Grub == nil || s.Grub.Timeout == nil {
+		return 5
+	}
+	return *s.Grub.Timeout
+}
+
+// Image is one OS or utility image to deploy.
+type Image struct {
+	Name         string `json:"name"`
+	ImagePullURL string `json:"image_pull_url,omitempty"`
+	// URL is Bareon's user-facing alias of ImagePullURL.
+	URL       string `json:"url,omitempty"`
+	Target    string `json:"target"`
+	Boot      bool   `json:"boot,omitempty"`
+	ImageUUID string `json:"image_uuid,omitempty"`
+	ImageName string `json:"image_name,omitempty"`
+	Checksum  string `json:"checksum,omitempty"`
+	Format    string `json:"format,omitempty"`
+}
+
+// Source returns where the image is pulled from, whichever key named it.
+func (im *Image) Source() string {
+	if im.ImagePullURL != "" {
+		return im.ImagePullURL
+	}
+	return im.URL
+}
+
+// IsRoot reports whether the image is a whole OS (deployed at "/"), as opposed to a
+// utility image deployed under a sub-path of other images' trees.
+func (im *Image) IsRoot() bool { return im.Target == "/" }
+
+// DeployFlags is Bareon's image_deploy_flags; kept only so documents round-trip.
+type DeployFlags struct {
+	RsyncFlags string `json:"rsync_flags,omitempty"`
+}
+
+// DeployData carries parameters for the deployed OSes' boot entries.
+type DeployData struct {
+	KernelParams string `json:"kernel_params,omitempty"`
+}
+
+// GrubSettings are our boot-menu extensions.
+type GrubSettings struct {
+	Timeout *int `json:"timeout,omitempty"`
+}
+
+// Storage kinds: an entry of "partitions" is a disk or an LVM volume group.
+const (
+	KindDisk = "disk"
+	KindVG   = "vg"
+)
+
+// Storage is one entry of "partitions": a disk (ID is an object) or a volume group (ID is a
+// string). DiskID and VGName hold the decoded id for the respective kind.
+type Storage struct {
+	Type    string          `json:"type"`
+	RawID   json.RawMessage `json:"id"`
+	Name    string          `json:"name,omitempty"`
+	Size    *Size           `json:"size,omitempty"`
+	Volumes []Volume        `json:"volumes"`
+	Label   string          `json:"label,omitempty"`
+	// KeepData on a vg keeps the whole group under the verify policy.
+	KeepData     bool            `json:"keep_data,omitempty"`
+	Extra        json.RawMessage `json:"extra,omitempty"`
+	FreeSpace    json.RawMessage `json:"free_space,omitempty"`
+	MinSize      json.RawMessage `json:"min_size,omitempty"`
+	AllocateSize json.RawMessage `json:"_allocate_size,omitempty"`
+
+	DiskID DiskID `json:"-"`
+	VGName string `json:"-"`
+}
+
+// DiskID says how to find a disk on the machine.
+type DiskID struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// String shows a disk id as people write it: "vda" for a name, "type:value" otherwise.
+func (d DiskID) String() string {
+	if d.Type == "name" {
+		return d.Value
+	}
+	return d.Type + ":" + d.Value
+}
+
+// Volume types.
+const (
+	VolPartition   = "partition"
+	VolBoot        = "boot"
+	VolPV          = "pv"
+	VolRAID        = "raid"
+	VolLVMMetaPool = "lvm_meta_pool"
+	VolLV          = "lv"
+)
+
+// Volume is one entry of a disk's or a vg's "volumes".
+type Volume struct {
+	Type         string   `json:"type"`
+	Size         *Size    `json:"size,omitempty"`
+	Mount        string   `json:"mount,omitempty"`
+	FileSystem   string   `json:"file_system,omitempty"`
+	Images       []string `json:"images,omitempty"`
+	KeepData     bool     `json:"keep_data,omitempty"`
+	FstabOptions string   `json:"fstab_options,omitempty"`
+	FstabEnabled *bool    `json:"fstab_enabled,omitempty"`
+	DiskLabel    string   `json:"disk_label,omitempty"`
+	Label        string   `json:"label,omitempty"`
+	MkfsOptions  string   `json:"mkfs_options,omitempty"`
+	Name         string   `json:"name,omitempty"`
+	VG           string   `json:"vg,omitempty"`
+	LVMMetaSize  *Size    `json:"lvm_meta_size,omitempty"`
+
+	// Bound is the list of images the volume belongs to after Bareon's default (no
+	// "images" key: the first image) has been applied.
+	Bound []string `json:"-"`
+}
+
+// MountPoint returns the normalised mount path, or "" for an unmounted volume
+// ("none" or absent). Swap volumes return "swap".
+func (v *Volume) MountPoint() string { return normMount(v.Mount) }
+
+// IsSwap reports a swap volume.
+func (v *Volume) IsSwap() bool { return v.FileSystem == "swap" }
+
+// FSLabel returns the filesystem label asked for, under either key.
+func (v *Volume) FSLabel() string {
+	if v.Label != "" {
+		return v.Label
+	}
+	return v.DiskLabel
+}
+
+// InFstab reports whether the volume's fstab line is active (fstab_enabled defaults to true).
+func (v *Volume) InFstab() bool { return v.FstabEnabled == nil || *v.FstabEnabled }
+
+// Size is a size as written in the document (a JSON number or string) and, once Load has
+// checked it, its parsed Quantity.
+type Size struct {
+	Raw      string
+	IsNumber bool
+	Q        Quantity
+}
+
+// UnmarshalJSON keeps the literal so errors can quote what the user wrote.
+func (s *Size) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		s.IsNumber = false
+		return json.Unmarshal(b, &s.Raw)
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("size must be a number or a string: %w", err)
+	}
+	s.IsNumber, s.Raw = true, n.String()
+	return nil
+}
+
+// MarshalJSON writes the size back as it was given.
+func (s Size) MarshalJSON() ([]byte, error) {
+	if s.IsNumber {
+		return []byte(s.Raw), nil
+	}
+	return json.Marshal(s.Raw)
+}
+
+// Quote renders the size as it appeared in the document, for messages.
+func (s *Size) Quote() string {
+	if s.IsNumber {
+		return s.Raw
+	}
+	return fmt.Sprintf("%q", s.Raw)
+}
