@@ -294,8 +294,14 @@ func pointer(tokens []string) string {
 	return b.String()
 }
 
+var tokenEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// escapeToken escapes one reference token (RFC 6901 §3).
 func escapeToken(t string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(t)
+	if !strings.ContainsAny(t, "~/") {
+		return t
+	}
+	return tokenEscaper.Replace(t)
 }
 
 // Ptr joins a base pointer and further tokens, escaping each token.

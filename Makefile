@@ -1,0 +1,42 @@
+# The two commands a new user needs are `make demo` and `make test` (see README.md).
+GO ?= ./scripts/go
+BIN := bin/provisioner
+DEMO_SPEC ?= examples/multiboot-two-images.json
+
+.PHONY: all build test unit demo bench lint clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/provisioner
+
+# Every test layer that exists: unit and golden tests everywhere, loop-device tests when
+# run as root (CI runs as root).
+# internal/arch's test also checks gofmt and the package import rules.
+test:
+	./scripts/deps.sh test
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# Unit and golden tests only: no root, no loop devices.
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Until the deploy path exists the demo validates the example spec and plans it onto
+# a sparse disk-image file (whose size the planner reads); nothing is written to it.
+demo: build
+	./scripts/deps.sh demo
+	mkdir -p out
+	truncate -s 16G out/demo-disk.img
+	$(BIN) validate $(DEMO_SPEC)
+	$(BIN) plan $(DEMO_SPEC) --device vda=out/demo-disk.img --seed demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/arch/
+
+clean:
+	rm -rf bin out

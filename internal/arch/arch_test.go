@@ -1,0 +1,152 @@
+package arch
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/provisioner/provisioner"
+
+// allowed lists, for each project package (prefix match), the project packages it may
+// import directly. Anything not listed may import nothing of ours. Third-party imports
+// are checked separately for the packages whose dependencies DESIGN.md pins.
+var allowed = map[string][]string{
+	"cmd/":            {"internal/engine", "schema", "partition", "deploy", "bootloader"},
+	"internal/engine": {"schema", "partition", "deploy", "bootloader", "internal/"},
+	"partition":       {"schema", "internal/run", "internal/disk"},
+	"deploy":          {"partition", "schema", "internal/run", "internal/disk"},
+	"bootloader":      {"partition", "schema", "internal/run", "internal/disk"},
+	"internal/disk":   {"internal/run"},
+	"internal/run":    {},
+	"schema":          {},
+	"initramfs":       {},
+	"integration":     {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader"},
+	"examples":        {"schema", "partition", "internal/engine"},
+	"internal/arch":   {},
+}
+
+// thirdParty restricts non-project, non-stdlib imports where the design fixes them.
+var thirdParty = map[string][]string{
+	"schema":       {"github.com/santhosh-tekuri/jsonschema/v6", "golang.org/x/text"},
+	"internal/run": {},
+}
+
+type pkg struct {
+	path    string
+	imports []string
+}
+
+// listPackages lists every package of the module with its direct, non-test imports.
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goBin, "list", "-f", "{{.ImportPath}} {{.Imports}}", module+"/...")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(strings.NewReplacer("[", " ", "]", " ").Replace(line))
+		pkgs = append(pkgs, pkg{path: fields[0], imports: fields[1:]})
+	}
+	return pkgs
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// ruleFor returns the longest rule prefix that covers rel ("cmd/" covers
+// "cmd/provisioner", "partition" covers only "partition" and "partition/...").
+func ruleFor(rel string, rules map[string][]string) (string, []string, bool) {
+	best, found := "", false
+	for prefix := range rules {
+		if covers(prefix, rel) && (!found || len(prefix) > len(best)) {
+			best, found = prefix, true
+		}
+	}
+	return best, rules[best], found
+}
+
+func covers(prefix, path string) bool {
+	p := strings.TrimSuffix(prefix, "/")
+	return path == p || strings.HasPrefix(path, p+"/")
+}
+
+func coveredBy(path string, list []string) bool {
+	for _, a := range list {
+		if covers(a, path) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestImportDirection(t *testing.T) {
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.path, module), "/")
+		prefix, allow, ok := ruleFor(rel, allowed)
+		if !ok {
+			t.Errorf("package %s has no import rule in internal/arch: add one", rel)
+			continue
+		}
+		tpAllow, pinned := thirdParty[prefix]
+		for _, imp := range p.imports {
+			switch {
+			case strings.HasPrefix(imp, module+"/"):
+				dep := strings.TrimPrefix(imp, module+"/")
+				if !covers(prefix, dep) && !coveredBy(dep, allow) {
+					t.Errorf("%s imports %s: not allowed by DESIGN.md §2", rel, dep)
+				}
+			case pinned && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
+				if !coveredBy(imp, tpAllow) {
+					t.Errorf("%s imports %s: DESIGN.md pins its dependencies to %v", rel, imp, tpAllow)
+				}
+			}
+		}
+	}
+}
+
+// TestOnlyRunExecutes keeps os/exec out of runtime code: only internal/run starts
+// programs (argv only, captured stderr, fakeable). Tests, integration and initramfs
+// (build-host only) may.
+func TestOnlyRunExecutes(t *testing.T) {
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.path, module), "/")
+		if rel == "internal/run" || strings.HasPrefix(rel, "integration") || strings.HasPrefix(rel, "initramfs") || rel == "internal/arch" {
+			continue
+		}
+		for _, imp := range p.imports {
+			if imp == "os/exec" {
+				t.Errorf("%s imports os/exec: run programs through internal/run", rel)
+			}
+		}
+	}
+}
+
+func TestGofmt(t *testing.T) {
+	gofmt := filepath.Join(runtime.GOROOT(), "bin", "gofmt")
+	cmd := exec.Command(gofmt, "-l", ".")
+	cmd.Dir = repoRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gofmt: %v: %s", err, stderr.String())
+	}
+	if files := strings.TrimSpace(string(out)); files != "" {
+		t.Errorf("gofmt would change:\n%s", files)
+	}
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, only those missing, so `make test`
+# and `make demo` work on a fresh Debian 12 machine run as root.
+#   usage: scripts/deps.sh test|demo
+set -euo pipefail
+pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
+case "${1:-}" in
+  test)
+    need sgdisk gdisk         # cross-checks planned tables against a real GPT tool
+    need losetup mount        # loop-device tests (util-linux)
+    ;;
+  demo)
+    need truncate coreutils
+    ;;
+  *) echo "usage: $0 test|demo" >&2; exit 2 ;;
+esac
+[ ${#pkgs[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${pkgs[*]} (run as root, or install them)" >&2
+  exit 3
+fi
+echo "installing Debian packages: ${pkgs[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
