@@ -70,6 +70,8 @@ validates it strictly, plans the whole disk layout before touching any disk, and
 
 Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
 device or file.`,
+		Example: `  provisioner validate provision.json
+  provisioner plan provision.json --device vda=/dev/sda --seed node-42`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -62,7 +62,10 @@ func ParseTarget(arg string) (Target, error) {
 	}
 	t := Target{Name: name}
 	sizePart, lssPart, hasLSS := strings.Cut(val, ":")
-	if q, err := schema.ParseSize(sizePart, false); err == nil && q.Kind == schema.Absolute {
+	if q, err := schema.ParseSize(sizePart, false); err == nil {
+		if q.Kind != schema.Absolute || q.Bytes == 0 {
+			return Target{}, Usagef("--device %q: a simulated disk needs an absolute size such as 20GiB", arg)
+		}
 		t.SizeBytes, t.SectorSize = q.Bytes, 512
 		if hasLSS {
 			n, err := strconv.ParseUint(lssPart, 10, 64)
