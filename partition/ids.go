@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/provisioner/provisioner/schema"
@@ -54,8 +55,10 @@ func defaultLabel(v *schema.Volume) string {
 	default:
 		return ""
 	}
-	if max := schema.LabelMax(v.FileSystem); len(l) > max {
-		l = l[:max]
+	for max := schema.LabelMax(v.FileSystem); len(l) > max; {
+		// Cut whole characters: a label is text, not bytes.
+		_, size := utf8.DecodeLastRuneInString(l)
+		l = l[:len(l)-size]
 	}
 	if v.FileSystem == "vfat" {
 		l = strings.ToUpper(l)

@@ -2,7 +2,10 @@ package partition
 
 import (
 	"fmt"
+	"math/big"
+	"strconv"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/provisioner/provisioner/schema"
 )
@@ -154,7 +157,7 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 	var implicit []*item
 	addImplicit := func(role Role, name, typ string, size uint64) *Partition {
 		part := &Partition{Role: role, Name: name, Type: typ, TypeName: typeName(typ)}
-		implicit = append(implicit, &item{part: part, sectors: alignUp(size/lss, d.Alignment)})
+		implicit = append(implicit, &item{part: part, sectors: alignUp(ceilDiv(size, lss), d.Alignment)})
 		return part
 	}
 	mode := p.spec.Mode()
@@ -197,7 +200,7 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 		case schema.Absolute:
 			it.sectors = alignUp(ceilDiv(v.Size.Q.Bytes, lss), d.Alignment)
 		case schema.Percent:
-			it.sectors = alignDown(uint64(float64(volSpace)*v.Size.Q.Pct/100), d.Alignment)
+			it.sectors = alignDown(pctOf(volSpace, v.Size.Q.Pct), d.Alignment)
 			if it.sectors == 0 {
 				p.errf(vptr+"/size", "%s of the %s disk %s leaves for volumes is less than 1 MiB", v.Size.Q, schema.HumanBytes(volSpace*lss), st.DiskID)
 			}
@@ -305,7 +308,7 @@ func (p *planner) volumePartition(d *DiskLayout, v *schema.Volume, ptr string) *
 		}
 		part.FS = p.filesystem(v, ptr)
 	}
-	part.Name = truncRunes(part.Name, 36)
+	part.Name = truncUTF16(part.Name, gptNameUnits)
 	part.TypeName = typeName(part.Type)
 	return part
 }
@@ -386,10 +389,38 @@ func ceilDiv(x, a uint64) uint64   { return (x + a - 1) / a }
 // mib renders a byte count in MiB with two decimals, the unit of layout errors.
 func mib(b uint64) string { return fmt.Sprintf("%.2f MiB", float64(b)/float64(schema.MiB)) }
 
-func truncRunes(s string, n int) string {
-	r := []rune(s)
-	if len(r) > n {
-		return string(r[:n])
+// gptNameUnits is the length of a GPT partition name: 36 UTF-16 code units.
+const gptNameUnits = 36
+
+// utf16Len is the number of UTF-16 code units s takes in a GPT entry.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
+// truncUTF16 cuts s to at most n UTF-16 code units, never inside a character.
+func truncUTF16(s string, n int) string {
+	units := 0
+	for i, r := range s {
+		if units += utf16.RuneLen(r); units > n {
+			return s[:i]
+		}
 	}
 	return s
+}
+
+// pctOf returns pct percent of n, rounded down. It computes with the decimal the user
+// wrote (the shortest form of the float64 that parsed it), so that "32.3%" of 1000 MiB
+// is exactly 323 MiB, where float64 arithmetic lands a hair below and rounds to 322.
+func pctOf(n uint64, pct float64) uint64 {
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(pct, 'g', -1, 64))
+	if !ok {
+		return uint64(float64(n) * pct / 100)
+	}
+	r.Mul(r, new(big.Rat).SetInt(new(big.Int).SetUint64(n)))
+	r.Quo(r, big.NewRat(100, 1))
+	return new(big.Int).Quo(r.Num(), r.Denom()).Uint64()
 }

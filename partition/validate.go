@@ -3,7 +3,6 @@ package partition
 import (
 	"fmt"
 	"sort"
-	"unicode/utf8"
 )
 
 // Validate checks a disk's table the way the GPT writer will not: every partition lies
@@ -28,8 +27,8 @@ func (d *DiskLayout) Validate() error {
 			return fmt.Errorf("disk %s: partition %d (%d-%d) is outside the usable sectors %d-%d", d.ID, p.Number, p.Start, p.End, d.FirstUsable, d.LastUsable)
 		case p.Start%d.Alignment != 0:
 			return fmt.Errorf("disk %s: partition %d starts at sector %d, not a multiple of %d", d.ID, p.Number, p.Start, d.Alignment)
-		case utf8.RuneCountInString(p.Name) > 36:
-			return fmt.Errorf("disk %s: partition %d name %q is longer than 36 characters", d.ID, p.Number, p.Name)
+		case utf16Len(p.Name) > gptNameUnits:
+			return fmt.Errorf("disk %s: partition %d name %q is longer than 36 characters (UTF-16 code units)", d.ID, p.Number, p.Name)
 		case p.Type == "" || p.GUID == "":
 			return fmt.Errorf("disk %s: partition %d has no type or GUID", d.ID, p.Number)
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 type result struct {
-	code          int
+	code           int
 	stdout, stderr string
 }
 
