@@ -140,7 +140,7 @@ func (p *planner) planLVs(st *schema.Storage, vg *VG, ptr string) {
 		case schema.Absolute:
 			lv.Extents = ceilDiv(v.Size.Q.Bytes, ExtentSize)
 		case schema.Percent:
-			lv.Extents = pctOf(vg.Extents, v.Size.Q.Pct)
+			lv.Extents = v.Size.Q.PercentOf(vg.Extents)
 			if lv.Extents == 0 {
 				p.errf(vptr+"/size", "%s of volume group %q (%s) is less than one %s extent", v.Size.Q, vg.Name, schema.HumanBytes(vg.Extents*ExtentSize), schema.HumanBytes(ExtentSize))
 			}

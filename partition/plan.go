@@ -2,8 +2,6 @@ package partition
 
 import (
 	"fmt"
-	"math/big"
-	"strconv"
 	"strings"
 	"unicode/utf16"
 
@@ -200,7 +198,7 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 		case schema.Absolute:
 			it.sectors = alignUp(ceilDiv(v.Size.Q.Bytes, lss), d.Alignment)
 		case schema.Percent:
-			it.sectors = alignDown(pctOf(volSpace, v.Size.Q.Pct), d.Alignment)
+			it.sectors = alignDown(v.Size.Q.PercentOf(volSpace), d.Alignment)
 			if it.sectors == 0 {
 				p.errf(vptr+"/size", "%s of the %s disk %s leaves for volumes is less than 1 MiB", v.Size.Q, schema.HumanBytes(volSpace*lss), st.DiskID)
 			}
@@ -410,17 +408,4 @@ func truncUTF16(s string, n int) string {
 		}
 	}
 	return s
-}
-
-// pctOf returns pct percent of n, rounded down. It computes with the decimal the user
-// wrote (the shortest form of the float64 that parsed it), so that "32.3%" of 1000 MiB
-// is exactly 323 MiB, where float64 arithmetic lands a hair below and rounds to 322.
-func pctOf(n uint64, pct float64) uint64 {
-	r, ok := new(big.Rat).SetString(strconv.FormatFloat(pct, 'g', -1, 64))
-	if !ok {
-		return uint64(float64(n) * pct / 100)
-	}
-	r.Mul(r, new(big.Rat).SetInt(new(big.Int).SetUint64(n)))
-	r.Quo(r, big.NewRat(100, 1))
-	return new(big.Int).Quo(r.Num(), r.Denom()).Uint64()
 }

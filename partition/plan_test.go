@@ -1264,7 +1264,9 @@ func TestPlanLVPercentExact(t *testing.T) {
 	}
 }
 
-func TestPctOf(t *testing.T) {
+// TestPercentOf checks the exact percentage arithmetic the planner relies on for disk
+// sectors and lv extents.
+func TestPercentOf(t *testing.T) {
 	cases := []struct {
 		n    uint64
 		pct  float64
@@ -1280,8 +1282,8 @@ func TestPctOf(t *testing.T) {
 		{1 << 50, 12.5, 1 << 47},
 	}
 	for _, c := range cases {
-		if got := pctOf(c.n, c.pct); got != c.want {
-			t.Errorf("pctOf(%d, %g) = %d, want %d", c.n, c.pct, got, c.want)
+		if got := (schema.Quantity{Kind: schema.Percent, Pct: c.pct}).PercentOf(c.n); got != c.want {
+			t.Errorf("%g%% of %d = %d, want %d", c.pct, c.n, got, c.want)
 		}
 	}
 }

@@ -185,6 +185,9 @@ func jsonError(data []byte, err error) string {
 	if off < 0 {
 		return err.Error()
 	}
+	if off > 0 && strings.HasPrefix(se.Error(), "invalid character") {
+		off-- // the offset counts the offending byte: point at it, not past it
+	}
 	line, col := 1, 1
 	for _, b := range data[:min(int(off), len(data))] {
 		if b == '\n' {

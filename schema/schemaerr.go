@@ -55,31 +55,8 @@ func schemaProblems(ve *jsonschema.ValidationError) (problems []Problem, wrongTy
 		}
 	}
 	walk(ve)
-	out = dropShadowedUnknown(out)
 	sortProblems(out)
 	return out, wrongType
-}
-
-// dropShadowedUnknown removes "unknown key" findings that unevaluatedProperties makes
-// for a known key whose value failed: a value that fails its own schema does not count as
-// evaluated, so the real fault would be reported a second time as a typo.
-func dropShadowedUnknown(ps []Problem) []Problem {
-	failed := map[string]bool{}
-	for _, p := range ps {
-		if !strings.HasPrefix(p.Message, "unknown key") {
-			for ptr := p.Pointer; ptr != ""; ptr = ptr[:strings.LastIndex(ptr, "/")] {
-				failed[ptr] = true
-			}
-		}
-	}
-	out := ps[:0]
-	for _, p := range ps {
-		if strings.HasPrefix(p.Message, "unknown key") && failed[p.Pointer] {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 // anyOfTypeOnly reports an anyOf that failed because no branch accepted the value's type.
@@ -136,13 +113,6 @@ func leafProblems(e *jsonschema.ValidationError) []Problem {
 			ps = append(ps, Problem{ptr + "/" + escapeToken(name), unknownKey(name)})
 		}
 		return ps
-	case *kind.FalseSchema:
-		// unevaluatedProperties: false reports each unknown key at its own location.
-		name := ""
-		if n := len(e.InstanceLocation); n > 0 {
-			name = e.InstanceLocation[n-1]
-		}
-		return []Problem{{ptr, unknownKey(name)}}
 	case *kind.Required:
 		ps := make([]Problem, 0, len(k.Missing))
 		for _, name := range k.Missing {
@@ -256,6 +226,9 @@ func suggest(name string) string {
 		limit := 2
 		if len(k) <= 4 {
 			limit = 1
+		}
+		if k == name {
+			continue // a known key in the wrong place: no typo to suggest
 		}
 		if d := editDistance(strings.ToLower(name), k); d <= limit && d < bestD {
 			best, bestD = k, d

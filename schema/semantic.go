@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"path"
 	"strings"
 )
@@ -208,14 +209,17 @@ func (c *checker) checkVG(st *Storage, ptr string) {
 	}
 }
 
-// container tracks per-disk (or per-vg) size rules: one "remaining", percentages <= 100.
+// container tracks per-disk (or per-vg) size rules: one "remaining", percentages <= 100
+// (summed exactly: 0.2% + 83.9% + 15.9% is 100%, not 100.00000000000001%).
 type container struct {
 	what, ptr string
 	remaining string
-	pct       float64
+	pct       *big.Rat
 }
 
-func newContainer(what, ptr string) *container { return &container{what: what, ptr: ptr} }
+func newContainer(what, ptr string) *container {
+	return &container{what: what, ptr: ptr, pct: new(big.Rat)}
+}
 
 func (ct *container) size(c *checker, s *Size, ptr string) {
 	if s == nil {
@@ -236,9 +240,12 @@ func (ct *container) size(c *checker, s *Size, ptr string) {
 			ct.remaining = ptr
 		}
 	case Percent:
-		ct.pct += q.Pct
-		if ct.pct > 100 && ct.pct-q.Pct <= 100 {
-			c.errf(ptr, "percentages in this %s add up to %g%%, more than 100%%", ct.what, ct.pct)
+		hundred := big.NewRat(100, 1)
+		wasOver := ct.pct.Cmp(hundred) > 0
+		ct.pct.Add(ct.pct, pctRat(q.Pct))
+		if !wasOver && ct.pct.Cmp(hundred) > 0 {
+			sum, _ := ct.pct.Float64()
+			c.errf(ptr, "percentages in this %s add up to %g%%, more than 100%%", ct.what, sum)
 		}
 	}
 }
@@ -519,15 +526,17 @@ func normMount(m string) string {
 	return m
 }
 
-// sameDisk compares disk ids; "vda" and "/dev/vda" name the same disk.
+// sameDisk compares disk ids; "vda" and "/dev/vda" name the same disk, whether given as
+// a name or a path (both resolve to the same device).
 func sameDisk(a, b DiskID) bool {
+	devNode := func(d DiskID) bool { return d.Type == "name" || d.Type == "path" }
 	norm := func(d DiskID) string {
-		if d.Type == "name" || d.Type == "path" {
+		if devNode(d) {
 			return strings.TrimPrefix(strings.TrimPrefix(d.Value, "/dev/"), "disk/")
 		}
 		return d.Value
 	}
-	return a.Type == b.Type && norm(a) == norm(b)
+	return (a.Type == b.Type || devNode(a) && devNode(b)) && norm(a) == norm(b)
 }
 
 func indexOf(list []Storage, st *Storage) int {

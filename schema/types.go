@@ -64,7 +64,7 @@ func (s *Spec) GrubTimeout() int {
 	if s.Grub == nil || s.Grub.Timeout == nil {
 		return 5
 	}
-	return *s.Grub.Timeout
+	return int(*s.Grub.Timeout)
 }
 
 // Image is one OS or utility image to deploy.
@@ -105,7 +105,9 @@ type DeployData struct {
 
 // GrubSettings are our boot-menu extensions.
 type GrubSettings struct {
-	Timeout *int `json:"timeout,omitempty"`
+	// Timeout is a float64 because JSON Schema's "integer" accepts 5.0; the schema has
+	// already checked it is whole.
+	Timeout *float64 `json:"timeout,omitempty"`
 }
 
 // Storage kinds: an entry of "partitions" is a disk or an LVM volume group.
