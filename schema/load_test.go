@@ -1210,3 +1210,24 @@ func TestValidationErrorText(t *testing.T) {
 		t.Error("a wrapped ValidationError does not match ErrInvalid")
 	}
 }
+
+// JSON Schema's "integer" accepts 5.0, so the Go type must decode it too.
+func TestGrubTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		grub string
+		want int
+	}{{"", 5}, {`, "grub": {}`, 5}, {`, "grub": {"timeout": 0}`, 0}, {`, "grub": {"timeout": 5.0}`, 5}, {`, "grub": {"timeout": 30}`, 30}} {
+		doc := strings.TrimSuffix(strings.TrimSpace(baseDoc), "}") + tc.grub + "}"
+		spec, _, err := schema.Load(strings.NewReader(doc))
+		if err != nil {
+			t.Fatalf("grub %q: %v", tc.grub, err)
+		}
+		if got := spec.GrubTimeout(); got != tc.want {
+			t.Errorf("grub %q: timeout %d, want %d", tc.grub, got, tc.want)
+		}
+	}
+	doc := strings.TrimSuffix(strings.TrimSpace(baseDoc), "}") + `, "grub": {"timeout": 2.5}}`
+	if _, _, err := schema.Load(strings.NewReader(doc)); err == nil || !strings.Contains(err.Error(), "/grub/timeout") {
+		t.Errorf("timeout 2.5: %v", err)
+	}
+}
