@@ -1,0 +1,224 @@
+package schema
+
+import (
+	"path"
+	"strings"
+)
+
+// checkRAIDGroups groups raid volumes the way Bareon does (by mount, across disks) and
+// checks that the members agree on what the array carries.
+func (c *checker) checkRAIDGroups() {
+	type member struct {
+		v    *Volume
+		ptr  string
+		disk int
+	}
+	groups := map[string][]member{}
+	var order []string
+	for i := range c.spec.Partitions {
+		st := &c.spec.Partitions[i]
+		if st.Type != KindDisk {
+			continue
+		}
+		for j := range st.Volumes {
+			v := &st.Volumes[j]
+			if v.Type != VolRAID || v.Mount == "" && v.FileSystem != "swap" {
+				continue
+			}
+			key := RAIDKey(v)
+			if _, ok := groups[key]; !ok {
+				order = append(order, key)
+			}
+			groups[key] = append(groups[key], member{v, Ptr("/partitions", i, "volumes", j), i})
+		}
+	}
+	for _, key := range order {
+		ms := groups[key]
+		first := ms[0]
+		disks := map[int]string{}
+		for _, m := range ms {
+			if prev, ok := disks[m.disk]; ok {
+				c.errf(m.ptr, "raid %q has two members on one disk (%s and this one): raid1 across one disk protects nothing", key, prev)
+			}
+			disks[m.disk] = m.ptr
+			if m.v == first.v {
+				continue
+			}
+			if m.v.FileSystem != first.v.FileSystem {
+				c.errf(m.ptr+"/file_system", "raid %q members disagree: %q here, %q at %s", key, m.v.FileSystem, first.v.FileSystem, first.ptr)
+			}
+			if m.v.Name != "" && first.v.Name != "" && m.v.Name != first.v.Name {
+				c.errf(m.ptr+"/name", "raid %q members disagree on the md name: %q here, %q at %s", key, m.v.Name, first.v.Name, first.ptr)
+			}
+		}
+	}
+}
+
+// RAIDKey is what groups raid members into one array. Bareon groups them by mount alone,
+// which merges two images' "/" arrays into one; the bound images are part of the key so
+// each image gets its own array, and single-image documents group exactly as in Bareon.
+func RAIDKey(v *Volume) string {
+	m := v.Mount
+	if m == "" {
+		m = "swap"
+	}
+	return m + " (" + strings.Join(v.Bound, ", ") + ")"
+}
+
+// checkBindings checks each image's mount set: one volume per mount point, and a volume
+// mounted at the image's target.
+func (c *checker) checkBindings() {
+	mounts := map[string]map[string]string{} // image -> mount -> first volume ptr
+	raidSeen := map[string]bool{}
+	for i := range c.spec.Partitions {
+		st := &c.spec.Partitions[i]
+		for j := range st.Volumes {
+			v := &st.Volumes[j]
+			ptr := Ptr("/partitions", i, "volumes", j)
+			if v.Mount == "" || v.Mount == "swap" || !volumeHoldsFS(st.Type, v.Type) {
+				continue
+			}
+			if v.Type == VolRAID {
+				// The members of one array are one filesystem.
+				if raidSeen[RAIDKey(v)] {
+					continue
+				}
+				raidSeen[RAIDKey(v)] = true
+			}
+			for _, im := range v.Bound {
+				if mounts[im] == nil {
+					mounts[im] = map[string]string{}
+				}
+				if first, dup := mounts[im][v.Mount]; dup {
+					c.errf(ptr+"/mount", "image %q already has a volume mounted at %q (%s)", im, v.Mount, first)
+					continue
+				}
+				mounts[im][v.Mount] = ptr
+			}
+		}
+	}
+	for i, im := range c.spec.Images {
+		if im.Name == "" || im.Target == "" {
+			continue
+		}
+		if _, ok := mounts[im.Name][im.Target]; !ok {
+			c.errf(Ptr("/images", i, "target"), "no volume bound to image %q is mounted at %q", im.Name, im.Target)
+		}
+	}
+}
+
+func volumeHoldsFS(storageType, volType string) bool {
+	switch volType {
+	case VolPartition, VolBoot, VolRAID:
+		return storageType == KindDisk
+	case VolLV:
+		return storageType == KindVG
+	}
+	return false
+}
+
+func (c *checker) checkTopLevel() {
+	if c.spec.ImageDeployFlags != nil {
+		c.warnf("/image_deploy_flags", "accepted for Bareon compatibility; images are streamed, so rsync_flags has no effect")
+	}
+	roots := 0
+	for _, im := range c.spec.Images {
+		if im.IsRoot() {
+			roots++
+		}
+	}
+	for _, s := range []struct {
+		sz   *Size
+		ptr  string
+		min  uint64
+		why  string
+		used bool
+	}{
+		{c.spec.MultibootSize, "/multiboot_size", 32 * MiB, "it holds grub's modules for both firmware types", roots >= 2},
+		{c.spec.ESPSize, "/esp_size", 33 * MiB, "FAT32 needs 65525 clusters", c.spec.Mode() != BootBIOS},
+	} {
+		if s.sz == nil {
+			continue
+		}
+		q, ok := c.size(s.sz, s.ptr)
+		if !ok {
+			continue
+		}
+		if q.Kind != Absolute {
+			c.errf(s.ptr, "must be an absolute size, not %s", s.sz.Quote())
+		} else if q.Bytes < s.min {
+			c.errf(s.ptr, "%s is too small: at least %s, since %s", s.sz.Quote(), HumanBytes(s.min), s.why)
+		}
+		if !s.used {
+			c.warnf(s.ptr, "ignored: this spec has no such partition")
+		}
+	}
+}
+
+func (c *checker) imageNames() []string {
+	out := make([]string, len(c.spec.Images))
+	for i, im := range c.spec.Images {
+		out[i] = im.Name
+	}
+	return out
+}
+
+func (c *checker) vgNames() []string {
+	var out []string
+	for i := range c.spec.Partitions {
+		if n := c.spec.Partitions[i].VGName; n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func listOf(prefix string, items []string, suffix string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return prefix + strings.Join(items, ", ") + suffix
+}
+
+// cleanAbs normalises an absolute path ("/var/" -> "/var") and refuses ".." components,
+// which would make a mount escape the image root.
+func cleanAbs(p string) (string, bool) {
+	if !strings.HasPrefix(p, "/") {
+		return "", false
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", false
+		}
+	}
+	return path.Clean(p), true
+}
+
+func normMount(m string) string {
+	if strings.EqualFold(strings.TrimSpace(m), "none") {
+		return ""
+	}
+	return m
+}
+
+// sameDisk compares disk ids; "vda" and "/dev/vda" name the same disk, whether given as
+// a name or a path (both resolve to the same device).
+func sameDisk(a, b DiskID) bool {
+	devNode := func(d DiskID) bool { return d.Type == "name" || d.Type == "path" }
+	norm := func(d DiskID) string {
+		if devNode(d) {
+			return strings.TrimPrefix(strings.TrimPrefix(d.Value, "/dev/"), "disk/")
+		}
+		return d.Value
+	}
+	return (a.Type == b.Type || devNode(a) && devNode(b)) && norm(a) == norm(b)
+}
+
+func indexOf(list []Storage, st *Storage) int {
+	for i := range list {
+		if &list[i] == st {
+			return i
+		}
+	}
+	return len(list)
+}
