@@ -30,6 +30,7 @@ func Plan(spec *schema.Spec, disks map[string]Disk, seed string) (*Layout, error
 		spec:   spec,
 		disks:  disks,
 		ids:    ids{seed: seed},
+		roots:  spec.RootImages(),
 		raidOf: map[*Partition]*schema.Volume{},
 		l: &Layout{
 			Seed:     seed,
@@ -59,6 +60,7 @@ type planner struct {
 	ids    ids
 	l      *Layout
 	errs   []schema.Problem
+	roots  int                           // number of images deployed at "/"
 	raidOf map[*Partition]*schema.Volume // raid members -> their volume
 	pvOf   []pvVolume
 }
@@ -71,17 +73,6 @@ type pvVolume struct {
 
 func (p *planner) errf(ptr, format string, args ...any) {
 	p.errs = append(p.errs, schema.Problem{Pointer: ptr, Message: fmt.Sprintf(format, args...)})
-}
-
-// rootImages counts whole-OS images; two or more need the shared multiboot partition.
-func (p *planner) rootImages() int {
-	n := 0
-	for i := range p.spec.Images {
-		if p.spec.Images[i].IsRoot() {
-			n++
-		}
-	}
-	return n
 }
 
 // lookup finds the facts for a spec disk: the caller's, else the spec's own size.
@@ -104,7 +95,6 @@ func (p *planner) lookup(st *schema.Storage, ptr string) (Disk, bool) {
 // item is a partition waiting for its sectors.
 type item struct {
 	part    *Partition
-	q       schema.Quantity
 	sectors uint64
 	ptr     string
 }
@@ -116,16 +106,16 @@ func (p *planner) planDisks() {
 		if st.Type != schema.KindDisk {
 			continue
 		}
-		ptr := schema.Ptr("/partitions", i)
-		facts, ok := p.lookup(st, ptr)
-		if !ok {
-			first = false
-			continue
-		}
-		if d := p.planDisk(st, ptr, facts, first); d != nil {
-			p.l.Disks = append(p.l.Disks, d)
-		}
+		// The first disk of the spec holds the ESP and multiboot partitions, even when
+		// another disk's facts are missing.
+		isFirst := first
 		first = false
+		ptr := schema.Ptr("/partitions", i)
+		if facts, ok := p.lookup(st, ptr); ok {
+			if d := p.planDisk(st, ptr, facts, isFirst); d != nil {
+				p.l.Disks = append(p.l.Disks, d)
+			}
+		}
 	}
 }
 
@@ -163,7 +153,7 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 		part := addImplicit(RoleBIOSBoot, "BIOS boot", TypeBIOSBoot, BIOSBootSize)
 		part.GUID = p.ids.guid("bios-boot:" + st.DiskID.String())
 	}
-	if first && p.rootImages() >= 2 {
+	if first && p.roots >= 2 {
 		part := addImplicit(RoleMultiboot, "multiboot", TypeLinuxFS, sizeOr(p.spec.MultibootSize, DefaultMultibootSize))
 		part.GUID = p.ids.guid("multiboot")
 		part.FS = &Filesystem{Type: "ext4", UUID: p.ids.uuid("fs:multiboot"), Label: "multiboot", FstabEnabled: false}
@@ -193,7 +183,7 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 		if v.Type == schema.VolLVMMetaPool || v.Size == nil || isZero(v.Size.Q) {
 			continue
 		}
-		it := &item{part: p.volumePartition(d, v, vptr), q: v.Size.Q, ptr: vptr}
+		it := &item{part: p.volumePartition(d, v, vptr), ptr: vptr}
 		switch v.Size.Q.Kind {
 		case schema.Absolute:
 			it.sectors = alignUp(ceilDiv(v.Size.Q.Bytes, lss), d.Alignment)
@@ -290,7 +280,7 @@ func (p *planner) volumePartition(d *DiskLayout, v *schema.Volume, ptr string) *
 	case schema.VolRAID:
 		part.Role, part.Type = RoleRAID, TypeLinuxRAID
 		p.raidOf[part] = v
-		part.Name = "raid-" + volumeName(v, p.rootImages())
+		part.Name = "raid-" + volumeName(v, p.roots)
 	default:
 		part.Role, part.Type = RoleVolume, TypeLinuxFS
 		if v.Type == schema.VolBoot {
@@ -302,7 +292,7 @@ func (p *planner) volumePartition(d *DiskLayout, v *schema.Volume, ptr string) *
 		}
 		part.Name = v.Name
 		if part.Name == "" {
-			part.Name = volumeName(v, p.rootImages())
+			part.Name = volumeName(v, p.roots)
 		}
 		part.FS = p.filesystem(v, ptr)
 	}

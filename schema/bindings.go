@@ -121,12 +121,7 @@ func (c *checker) checkTopLevel() {
 	if c.spec.ImageDeployFlags != nil {
 		c.warnf("/image_deploy_flags", "accepted for Bareon compatibility; images are streamed, so rsync_flags has no effect")
 	}
-	roots := 0
-	for _, im := range c.spec.Images {
-		if im.IsRoot() {
-			roots++
-		}
-	}
+	roots := c.spec.RootImages()
 	for _, s := range []struct {
 		sz   *Size
 		ptr  string

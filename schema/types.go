@@ -67,6 +67,18 @@ func (s *Spec) GrubTimeout() int {
 	return int(*s.Grub.Timeout)
 }
 
+// RootImages counts the whole-OS images (target "/"). Two or more share the implicit
+// multiboot partition that holds grub and boot-info.json.
+func (s *Spec) RootImages() int {
+	n := 0
+	for i := range s.Images {
+		if s.Images[i].IsRoot() {
+			n++
+		}
+	}
+	return n
+}
+
 // Image is one OS or utility image to deploy.
 type Image struct {
 	Name         string `json:"name"`
