@@ -230,6 +230,7 @@ type LayoutError struct {
 	Problems []schema.Problem
 }
 
+// Error lists every problem, one per line, each starting with its JSON pointer.
 func (e *LayoutError) Error() string {
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
