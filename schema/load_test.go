@@ -596,3 +596,54 @@ func TestGrubTimeout(t *testing.T) {
 		t.Errorf("timeout 2.5: %v", err)
 	}
 }
+
+// TestExtensionValues accepts every value the README documents for our extensions and
+// Bareon's disk id types, and rejects near misses at their pointer.
+func TestExtensionValues(t *testing.T) {
+	ok := map[string][]op{
+		"checksum sha256":   {set("/images/0/checksum", `"sha256:`+strings.Repeat("ab", 32)+`"`)},
+		"checksum sha512":   {set("/images/0/checksum", `"sha512:`+strings.Repeat("CD", 64)+`"`)},
+		"checksum md5":      {set("/images/0/checksum", `"md5:`+strings.Repeat("0f", 16)+`"`)},
+		"checksum file URL": {set("/images/0/checksum", `"https://images.example/SHA256SUMS"`)},
+		"checksum file":     {set("/images/0/checksum", `"file:///srv/SHA256SUMS"`)},
+		"id path":           {set("/partitions/0/id", `{"type": "path", "value": "disk/by-path/pci-0000:00:1f.2-ata-1"}`)},
+		"id scsi":           {set("/partitions/0/id", `{"type": "scsi", "value": "0:0:0:0"}`)},
+		"id serial":         {set("/partitions/0/id", `{"type": "serial", "value": "S4EVNF0M123456"}`)},
+		"id wwn":            {set("/partitions/0/id", `{"type": "wwn", "value": "0x5002538e40a1b2c3"}`)},
+		"id by-id":          {set("/partitions/0/id", `{"type": "by-id", "value": "nvme-Samsung_SSD_980_S4EV"}`)},
+		"boot_mode bios":    {set("/boot_mode", `"bios"`)},
+		"boot_mode uefi":    {set("/boot_mode", `"uefi"`)},
+		"policy verify":     {set("/partitions_policy", `"verify"`)},
+		"policy nailgun":    {set("/partitions_policy", `"nailgun_legacy"`)},
+	}
+	for _, f := range []string{"tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "raw", "raw.gz", "raw.xz", "raw.zst", "raw.bz2"} {
+		ok["format "+f] = []op{set("/images/0/format", `"`+f+`"`)}
+	}
+	for name, ops := range ok {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := load(t, mutate(t, ops...)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		op   op
+		ptr  string
+	}{
+		{"sha256 too short", set("/images/0/checksum", `"sha256:abcd"`), "/images/0/checksum"},
+		{"sha512 with a sha256 digest", set("/images/0/checksum", `"sha512:`+strings.Repeat("ab", 32)+`"`), "/images/0/checksum"},
+		{"unknown format", set("/images/0/format", `"qcow2"`), "/images/0/format"},
+		{"unknown id type", set("/partitions/0/id", `{"type": "uuid", "value": "x"}`), "/partitions/0/id/type"},
+		{"unknown boot mode", set("/boot_mode", `"legacy"`), "/boot_mode"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := load(t, mutate(t, tc.op))
+			var ve *schema.ValidationError
+			if !errors.As(err, &ve) || !slices.ContainsFunc(ve.Problems, func(p schema.Problem) bool { return p.Pointer == tc.ptr }) {
+				t.Fatalf("want a problem at %s, got %v", tc.ptr, err)
+			}
+		})
+	}
+}
