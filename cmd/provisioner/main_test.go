@@ -86,7 +86,7 @@ func TestValidateJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil || len(ps) != 1 || ps[0].Severity != "warning" || ps[0].Pointer != "/images" {
-		t.Errorf("warnings = %+v (%v)", ps, err)
+		t.Error("warnings:", ps, err)
 	}
 }
 

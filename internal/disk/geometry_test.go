@@ -32,10 +32,10 @@ func TestProbeImageFile(t *testing.T) {
 func TestProbeErrors(t *testing.T) {
 	_, err := Probe(context.Background(), "/nonexistent/disk.img")
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "/nonexistent/disk.img") {
-		t.Errorf("missing file: %v", err)
+		t.Error("missing file:", err)
 	}
 	if _, err := Probe(context.Background(), "/dev/null"); err == nil || !strings.Contains(err.Error(), "not a block device") {
-		t.Errorf("character device: %v", err)
+		t.Error("character device:", err)
 	}
 	if _, err := Probe(context.Background(), t.TempDir()); err == nil {
 		t.Error("a directory was accepted")
@@ -43,7 +43,7 @@ func TestProbeErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Probe(ctx, "/dev/null"); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled context: %v", err)
+		t.Error("cancelled context:", err)
 	}
 }
 

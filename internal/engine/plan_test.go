@@ -75,7 +75,7 @@ func TestPlanSpec(t *testing.T) {
 
 	// The disk id is matched as written in the spec.
 	if _, err := PlanSpec(ctx, spec, []Target{{Name: "/dev/vdb", SizeBytes: 2 << 30, SectorSize: 512}, {Name: "vda", SizeBytes: 8 << 30, SectorSize: 512}}, "s"); err != nil {
-		t.Errorf("targets by spec id: %v", err)
+		t.Error("targets by spec id:", err)
 	}
 
 	for _, tc := range []struct {
