@@ -96,7 +96,7 @@ func TestBareonCorpus(t *testing.T) {
 					t.Errorf("disk %s: %d partitions (%s), want %d", d.ID, len(d.Partitions), diskSummary(l), c.want.parts[i])
 				}
 				if err := d.Validate(); err != nil {
-					t.Errorf("Validate: %v", err)
+					t.Error("Validate:", err)
 				}
 			}
 			var mb *Partition

@@ -219,7 +219,7 @@ func TestValidate(t *testing.T) {
 			err := d.Validate()
 			switch {
 			case c.err == "" && err != nil:
-				t.Errorf("Validate: %v, want nil", err)
+				t.Error("Validate (want nil):", err)
 			case c.err != "" && err == nil:
 				t.Errorf("Validate accepted the table, want an error containing %q", c.err)
 			case c.err != "" && !strings.Contains(err.Error(), c.err):
