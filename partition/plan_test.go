@@ -95,7 +95,7 @@ func checkParts(t *testing.T, d *DiskLayout, want []wantPart) {
 		}
 	}
 	if err := d.Validate(); err != nil {
-		t.Errorf("Validate: %v", err)
+		t.Error("Validate:", err)
 	}
 }
 

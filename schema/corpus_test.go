@@ -145,7 +145,7 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, _, err := schema.Load(bytes.NewReader(data)); err != nil {
-				t.Errorf("Load: %v", err)
+				t.Error("Load:", err)
 			}
 		})
 	}

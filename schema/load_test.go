@@ -152,7 +152,7 @@ func applyOp(doc any, o op) (any, error) {
 	if o.kind != "del" {
 		var err error
 		if val, err = decode(o.arg); err != nil {
-			return nil, fmt.Errorf("value %s: %v", o.arg, err)
+			return nil, fmt.Errorf("value %s: %w", o.arg, err)
 		}
 	}
 	switch o.kind {
@@ -265,7 +265,7 @@ func load(t *testing.T, doc []byte) (*schema.Spec, []schema.Problem, error) {
 func problems(t *testing.T, err error) []schema.Problem {
 	t.Helper()
 	if !errors.Is(err, schema.ErrInvalid) {
-		t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+		t.Error("errors.Is(err, ErrInvalid) = false for", err)
 	}
 	var ve *schema.ValidationError
 	if !errors.As(err, &ve) {
@@ -593,7 +593,7 @@ func TestGrubTimeout(t *testing.T) {
 	}
 	doc := strings.TrimSuffix(strings.TrimSpace(baseDoc), "}") + `, "grub": {"timeout": 2.5}}`
 	if _, _, err := schema.Load(strings.NewReader(doc)); err == nil || !strings.Contains(err.Error(), "/grub/timeout") {
-		t.Errorf("timeout 2.5: %v", err)
+		t.Error("timeout 2.5:", err)
 	}
 }
 
