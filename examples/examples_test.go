@@ -42,15 +42,18 @@ func TestExamplesPlanLikeGolden(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(f, ".json"), func(t *testing.T) {
-			text, js := planExample(t, f)
+			text, js, actions := planExample(t, f)
 			base := filepath.Join("testdata", strings.TrimSuffix(f, ".json"))
 			compareGolden(t, base+".plan.txt", text)
 			compareGolden(t, base+".plan.json", js)
+			compareGolden(t, base+".actions.txt", actions)
 		})
 	}
 }
 
-func planExample(t *testing.T, file string) (text, js []byte) {
+// planExample plans an example and renders the plan as a table and as JSON, and the
+// steps the clean policy takes with each disk on /dev/<id>.
+func planExample(t *testing.T, file string) (text, js, actions []byte) {
 	t.Helper()
 	fh, err := os.Open(file)
 	if err != nil {
@@ -76,7 +79,19 @@ func planExample(t *testing.T, file string) (text, js []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tb.Bytes(), append(js, '\n')
+	devs := partition.Devices{}
+	for _, d := range layout.Disks {
+		devs[d.ID.Value] = "/dev/" + strings.TrimPrefix(d.ID.Value, "/dev/")
+	}
+	steps, err := partition.CleanActions(layout, devs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ab bytes.Buffer
+	for i, a := range steps {
+		fmt.Fprintf(&ab, "%d. %s\n", i+1, a)
+	}
+	return tb.Bytes(), append(js, '\n'), ab.Bytes()
 }
 
 func compareGolden(t *testing.T, path string, got []byte) {

@@ -51,20 +51,29 @@ func (p *planner) planImages() {
 			}
 		}
 	}
-	all := p.l.Filesystems()
 	for i := range p.spec.Images {
 		si := &p.spec.Images[i]
-		im := &Image{
+		p.l.Images = append(p.l.Images, &Image{
 			Name: si.Name, URL: si.Source(), Target: si.Target, Boot: si.Name == p.l.BootImage,
 			Checksum: si.Checksum, Format: si.Format, ImageUUID: si.ImageUUID, ImageName: si.ImageName,
-		}
+		})
+	}
+	p.l.renderImages()
+}
+
+// renderImages derives each image's root UUID, mounts and fstab from the filesystems.
+// It runs again when the verify policy adopts the identities of kept filesystems.
+func (l *Layout) renderImages() {
+	all := l.Filesystems()
+	for _, im := range l.Images {
 		var mine []*Filesystem
 		for _, fs := range all {
-			if fs.Mount != "" && fs.BoundTo(si.Name) {
+			if fs.Mount != "" && fs.BoundTo(im.Name) {
 				mine = append(mine, fs)
 			}
 		}
 		sortMounts(mine)
+		im.Mounts, im.RootUUID = nil, ""
 		for _, fs := range mine {
 			// A volume the OS will not mount (swap, fstab_enabled: false) is not mounted
 			// for the deploy either: files extracted onto it would be hidden from the
@@ -73,12 +82,11 @@ func (p *planner) planImages() {
 				continue
 			}
 			im.Mounts = append(im.Mounts, Mount{Path: fs.Mount, Device: fs.Device, FSType: fs.Type, FSUUID: fs.UUID, Options: fs.FstabOptions})
-			if fs.Mount == si.Target {
+			if fs.Mount == im.Target {
 				im.RootUUID = fs.UUID
 			}
 		}
-		im.Fstab = renderFstab(si.Name, mine)
-		p.l.Images = append(p.l.Images, im)
+		im.Fstab = renderFstab(im.Name, mine)
 	}
 }
 

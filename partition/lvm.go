@@ -136,6 +136,10 @@ func (p *planner) planLVs(st *schema.Storage, vg *VG, ptr string) {
 			continue
 		}
 		lv := &LV{Name: v.Name, Source: vptr, FS: p.filesystem(v, vptr)}
+		if lv.FS != nil && st.KeepData {
+			// keep_data on a vg keeps every filesystem in it.
+			lv.FS.KeepData = true
+		}
 		switch v.Size.Q.Kind {
 		case schema.Absolute:
 			lv.Extents = ceilDiv(v.Size.Q.Bytes, ExtentSize)

@@ -162,7 +162,8 @@ func (p *planner) planDisk(st *schema.Storage, ptr string, facts Disk, first boo
 	if first && (mode == schema.BootUEFI || mode == schema.BootBoth) {
 		part := addImplicit(RoleESP, "EFI system", TypeESP, sizeOr(p.spec.ESPSize, DefaultESPSize))
 		part.GUID = p.ids.guid("esp")
-		part.FS = &Filesystem{Type: "vfat", UUID: p.ids.fsUUID("fs:esp", "vfat"), Label: "ESP", FstabEnabled: false}
+		// The UEFI spec requires FAT32 on the ESP; mkfs.vfat would pick FAT16 below 512 MiB.
+		part.FS = &Filesystem{Type: "vfat", UUID: p.ids.fsUUID("fs:esp", "vfat"), Label: "ESP", MkfsOptions: []string{"-F", "32"}, FstabEnabled: false}
 		p.l.ESP = part.FS
 	}
 

@@ -9,6 +9,11 @@ case "${1:-}" in
   test)
     need sgdisk gdisk         # cross-checks planned tables against a real GPT tool
     need losetup mount        # loop-device tests (util-linux)
+    need blkid util-linux     # reads back filesystem UUIDs and labels
+    need mke2fs e2fsprogs     # filesystems the partition tests create
+    need mkfs.xfs xfsprogs
+    need mkfs.vfat dosfstools
+    need mkswap util-linux
     ;;
   demo)
     need truncate coreutils

@@ -19,7 +19,8 @@ const (
 	exitOK          = 0
 	exitFailure     = 1 // usage errors and anything unclassified
 	exitInvalidSpec = 2 // the spec is invalid or its layout does not fit
-	exitEnvironment = 3 // a device, file or tool is missing
+	exitEnvironment = 3 // a device, file or tool is missing, or the disks do not match (verify)
+	exitWrite       = 5 // writing a disk failed part-way
 )
 
 // streams are the process's standard streams, injected so tests run the CLI in-process.
@@ -55,7 +56,9 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
 		return exitInvalidSpec
-	case errors.Is(err, engine.ErrEnvironment):
+	case errors.Is(err, engine.ErrWrite):
+		return exitWrite
+	case errors.Is(err, engine.ErrEnvironment), errors.Is(err, partition.ErrMismatch):
 		return exitEnvironment
 	}
 	return exitFailure
@@ -69,7 +72,8 @@ func newRoot(s *streams) *cobra.Command {
 validates it strictly, plans the whole disk layout before touching any disk, and deploys it.
 
 Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
-device or file.`,
+device, file or tool, busy disk, or disks that do not match (verify), 5 a disk write
+failed part-way.`,
 		Example: `  provisioner validate provision.json
   provisioner plan provision.json --device vda=/dev/sda --seed node-42`,
 		SilenceUsage:  true,
@@ -78,7 +82,7 @@ device or file.`,
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
-	root.AddCommand(newValidateCmd(s), newPlanCmd(s))
+	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())
 	})

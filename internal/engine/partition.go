@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
+)
+
+// ErrWrite is matched by errors that happened while changing a disk: the disk may hold
+// a partial layout.
+var ErrWrite = errors.New("write failure")
+
+// PartitionOptions are the inputs of the partition command besides the spec.
+type PartitionOptions struct {
+	// Targets map spec disks to devices or image files (--device); disks without one
+	// are found on the machine by their spec id.
+	Targets []Target
+	// Sizes give the size of image files that do not exist yet (--size NAME=SIZE); they
+	// are created sparse once the plan has succeeded.
+	Sizes map[string]uint64
+	Seed  string
+	// DryRun prints the plan and every step, and touches nothing.
+	DryRun bool
+	// Out receives the dry-run listing and the progress of a real run.
+	Out io.Writer
+	// Env is the machine: the runner for external programs and the kernel interfaces.
+	Env partition.Env
+}
+
+// target is a spec disk resolved to what stands for it on this machine.
+type target struct {
+	id      schema.DiskID
+	path    string // block device or image file
+	file    bool   // an image file (attached to a loop device to be written)
+	create  uint64 // size of an image file to create; 0 when it exists
+	dev     string // the block device written to (the loop device for a file)
+	geo     partition.Disk
+	release []func(context.Context) error
+}
+
+// Partition validates nothing itself (the spec is already loaded): it resolves and
+// probes the disks, plans, and then applies the plan with the spec's partitions policy.
+// Every error that can be found without writing is found before the first write.
+func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (layout *partition.Layout, err error) {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	targets, err := resolveTargets(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	disks := map[string]partition.Disk{}
+	for _, t := range targets {
+		disks[t.id.Value] = t.geo
+	}
+	layout, err = partition.Plan(spec, disks, opts.Seed)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		return layout, dryRun(layout, spec, targets, opts.Out)
+	}
+
+	defer func() {
+		// Undo in reverse: release locks, then detach loop devices.
+		for i := len(targets) - 1; i >= 0; i-- {
+			for j := len(targets[i].release) - 1; j >= 0; j-- {
+				if rerr := targets[i].release[j](context.WithoutCancel(ctx)); rerr != nil && err == nil {
+					err = rerr
+				}
+			}
+		}
+	}()
+	devs := partition.Devices{}
+	for _, t := range targets {
+		if err := t.open(ctx, opts.Env); err != nil {
+			return nil, err
+		}
+		devs[t.id.Value] = t.dev
+	}
+	actions, err := policyActions(ctx, spec, layout, devs, opts.Env)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
+	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
+		return nil, &classified{ErrWrite, err}
+	}
+	return layout, nil
+}
+
+// resolveTargets finds every spec disk's device or image file and reads its geometry,
+// read-only.
+func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOptions) ([]*target, error) {
+	given := map[string]Target{}
+	for _, t := range opts.Targets {
+		if _, dup := given[t.Name]; dup {
+			return nil, Usagef("--device %s is given twice", t.Name)
+		}
+		given[t.Name] = t
+	}
+	var out []*target
+	seen := map[string]string{}
+	for i := range spec.Partitions {
+		st := &spec.Partitions[i]
+		if st.Type != schema.KindDisk {
+			continue
+		}
+		t := &target{id: st.DiskID}
+		g, ok := given[st.DiskID.Value]
+		delete(given, st.DiskID.Value)
+		switch {
+		case ok && g.Path == "":
+			return nil, Usagef("--device %s: partition needs a device or an image file, not a size", g.Name)
+		case ok:
+			t.path = g.Path
+		default:
+			p, err := opts.Env.Sys.Resolve(ctx, st.DiskID.Type, st.DiskID.Value)
+			if err != nil {
+				return nil, Environmentf("disk %s (%s): %w", st.DiskID, schema.Ptr("/partitions", i, "id"), err)
+			}
+			t.path = p
+		}
+		if other, dup := seen[t.path]; dup {
+			return nil, Usagef("disks %s and %s are both %s", other, st.DiskID, t.path)
+		}
+		seen[t.path] = st.DiskID.String()
+		if err := t.probe(ctx, opts.Sizes[st.DiskID.Value]); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	for name := range given {
+		return nil, Usagef("--device %s: the spec has no disk with id %q", name, name)
+	}
+	return out, nil
+}
+
+func (t *target) probe(ctx context.Context, createSize uint64) error {
+	g, err := disk.Probe(ctx, t.path)
+	switch {
+	case errors.Is(err, disk.ErrNotFound) && createSize > 0:
+		t.file, t.create = true, createSize
+		t.geo = partition.Disk{Path: t.path, SizeBytes: createSize, SectorSize: 512}
+		return nil
+	case errors.Is(err, disk.ErrNotFound):
+		return Environmentf("disk %s: %s does not exist (give --size %s=SIZE to create an image file)", t.id, t.path, t.id.Value)
+	case err != nil:
+		return &classified{ErrEnvironment, fmt.Errorf("disk %s: %w", t.id, err)}
+	}
+	t.file = !g.Block
+	t.geo = partition.Disk{Path: t.path, SizeBytes: g.SizeBytes, SectorSize: g.SectorSize}
+	return nil
+}
+
+// open makes the target writable and safe to write: creates a missing image file,
+// attaches files to a loop device, takes the exclusive lock, and refuses a busy disk.
+func (t *target) open(ctx context.Context, env partition.Env) error {
+	if t.create > 0 {
+		f, err := os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return Environmentf("creating image file %s: %w", t.path, err)
+		}
+		if err := f.Truncate(int64(t.create)); err != nil {
+			f.Close()
+			return Environmentf("sizing image file %s: %w", t.path, err)
+		}
+		if err := f.Close(); err != nil {
+			return Environmentf("creating image file %s: %w", t.path, err)
+		}
+	}
+	t.dev = t.path
+	if t.file {
+		loop, err := disk.AttachLoop(ctx, t.path, t.geo.SectorSize)
+		if err != nil {
+			return Environmentf("disk %s: attaching %s to a loop device: %w", t.id, t.path, err)
+		}
+		t.dev = loop.Path
+		t.release = append(t.release, loop.Detach)
+	}
+	lock, err := disk.LockDevice(ctx, t.dev)
+	if err != nil {
+		return Environmentf("disk %s: %w", t.id, err)
+	}
+	t.release = append(t.release, func(context.Context) error { return lock.Release() })
+	if err := env.Sys.CheckNotBusy(ctx, t.dev); err != nil {
+		return Environmentf("disk %s: %w", t.id, err)
+	}
+	return nil
+}
+
+// policyActions builds the steps of the spec's partitions policy.
+func policyActions(ctx context.Context, spec *schema.Spec, layout *partition.Layout, devs partition.Devices, env partition.Env) ([]partition.Action, error) {
+	switch layout.Policy {
+	case schema.PolicyClean:
+		return partition.CleanActions(layout, devs)
+	case schema.PolicyNailgunLegacy:
+		if !layout.AnyKeepData() {
+			return partition.CleanActions(layout, devs)
+		}
+	}
+	return verifyActions(ctx, layout, devs, env)
+}
+
+// dryRun prints the plan and the steps a real run would take, with image files shown
+// on the loop device they would get.
+func dryRun(layout *partition.Layout, spec *schema.Spec, targets []*target, out io.Writer) error {
+	if err := layout.WriteTable(out); err != nil {
+		return err
+	}
+	devs := partition.Devices{}
+	fmt.Fprintln(out)
+	for _, t := range targets {
+		devs[t.id.Value] = t.path
+		switch {
+		case t.create > 0:
+			devs[t.id.Value] = "/dev/loopX"
+			fmt.Fprintf(out, "disk %s: would create %s (%d bytes, sparse) and attach it to a free loop device, shown as /dev/loopX\n", t.id, t.path, t.create)
+		case t.file:
+			devs[t.id.Value] = "/dev/loopX"
+			fmt.Fprintf(out, "disk %s: %s would be attached to a free loop device, shown as /dev/loopX\n", t.id, t.path)
+		default:
+			fmt.Fprintf(out, "disk %s: %s\n", t.id, t.path)
+		}
+	}
+	var actions []partition.Action
+	var err error
+	switch {
+	case layout.Policy == schema.PolicyClean, layout.Policy == schema.PolicyNailgunLegacy && !layout.AnyKeepData():
+		actions, err = partition.CleanActions(layout, devs)
+	default:
+		fmt.Fprintf(out, "partitions_policy %q: the disks would first be compared with the plan (±1 MiB); on a match only these filesystems would be re-created:\n", layout.Policy)
+		actions = partition.RemakeActions(layout, devs)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "dry run: %d steps, nothing written\n", len(actions))
+	for i, a := range actions {
+		fmt.Fprintf(out, "  %d. %s\n", i+1, a)
+	}
+	return nil
+}
+
+// HostEnv is the real machine: programs run through internal/run, kernel interfaces at
+// /sys, /dev and /proc. log gets one line per program run (nil: none).
+func HostEnv(log *slog.Logger) partition.Env {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return partition.Env{Run: run.Exec{Logger: log}, Sys: disk.Sys{}}
+}
