@@ -22,14 +22,15 @@ test:
 unit:
 	$(GO) test -count=1 -short ./...
 
-# Until the deploy path exists the demo validates the example spec and plans it onto
-# a sparse disk-image file (whose size the planner reads); nothing is written to it.
+# Until image deployment exists the demo partitions the example spec onto a new 16 GiB
+# disk-image file (GPT, filesystems with their planned UUIDs) and prints the table back.
 demo: build
 	./scripts/deps.sh demo
 	mkdir -p out
-	truncate -s 16G out/demo-disk.img
+	rm -f out/demo-disk.img
 	$(BIN) validate $(DEMO_SPEC)
-	$(BIN) plan $(DEMO_SPEC) --device vda=out/demo-disk.img --seed demo
+	$(BIN) partition $(DEMO_SPEC) --device vda=out/demo-disk.img --size vda=16GiB --seed demo
+	sgdisk -p out/demo-disk.img
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -16,7 +16,11 @@ case "${1:-}" in
     need mkswap util-linux
     ;;
   demo)
-    need truncate coreutils
+    need sgdisk gdisk
+    need losetup mount
+    need mke2fs e2fsprogs
+    need mkfs.vfat dosfstools
+    need mkswap util-linux
     ;;
   *) echo "usage: $0 test|demo" >&2; exit 2 ;;
 esac

@@ -100,12 +100,31 @@ func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (l
 // resolveTargets finds every spec disk's device or image file and reads its geometry,
 // read-only.
 func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOptions) ([]*target, error) {
+	// Check the invocation whole before looking at any device: a usage error must not
+	// first resolve (and probe) the disks the user did not map.
+	named := map[string]bool{}
+	for i := range spec.Partitions {
+		if st := &spec.Partitions[i]; st.Type == schema.KindDisk {
+			named[st.DiskID.Value] = true
+		}
+	}
 	given := map[string]Target{}
 	for _, t := range opts.Targets {
 		if _, dup := given[t.Name]; dup {
 			return nil, Usagef("--device %s is given twice", t.Name)
 		}
+		if !named[t.Name] {
+			return nil, Usagef("--device %s: the spec has no disk with id %q", t.Name, t.Name)
+		}
+		if t.Path == "" {
+			return nil, Usagef("--device %s: partition needs a device or an image file, not a size", t.Name)
+		}
 		given[t.Name] = t
+	}
+	for name := range opts.Sizes {
+		if !named[name] {
+			return nil, Usagef("--size %s: the spec has no disk with id %q", name, name)
+		}
 	}
 	var out []*target
 	seen := map[string]string{}
@@ -115,14 +134,9 @@ func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOption
 			continue
 		}
 		t := &target{id: st.DiskID}
-		g, ok := given[st.DiskID.Value]
-		delete(given, st.DiskID.Value)
-		switch {
-		case ok && g.Path == "":
-			return nil, Usagef("--device %s: partition needs a device or an image file, not a size", g.Name)
-		case ok:
+		if g, ok := given[st.DiskID.Value]; ok {
 			t.path = g.Path
-		default:
+		} else {
 			p, err := opts.Env.Sys.Resolve(ctx, st.DiskID.Type, st.DiskID.Value)
 			if err != nil {
 				return nil, Environmentf("disk %s (%s): %w", st.DiskID, schema.Ptr("/partitions", i, "id"), err)
@@ -137,9 +151,6 @@ func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOption
 			return nil, err
 		}
 		out = append(out, t)
-	}
-	for name := range given {
-		return nil, Usagef("--device %s: the spec has no disk with id %q", name, name)
 	}
 	return out, nil
 }
