@@ -484,3 +484,51 @@ func withPartition(t *testing.T, img string, d *partition.DiskLayout, n int, f f
 	}()
 	f(mnt)
 }
+
+// TestPartition4Kn writes a layout onto a loop device with 4096-byte logical sectors:
+// the table reads back as planned (in 4096-byte sectors) and every filesystem carries
+// its planned identity.
+func TestPartition4Kn(t *testing.T) {
+	needLoop(t, "mke2fs", "mkfs.xfs", "mkfs.vfat", "mkswap")
+	ctx := context.Background()
+	img := filepath.Join(t.TempDir(), "4kn.img")
+	sparse(t, img, 4<<30)
+	loop, err := disk.AttachLoop(ctx, img, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := loop.Detach(ctx); err != nil {
+			t.Errorf("detach: %v", err)
+		}
+	})
+	spec := loadString(t, verifyDoc("clean", false, "remaining"))
+	l, err := Partition(ctx, spec, PartitionOptions{Targets: []Target{{Name: "vda", Path: loop.Path}}, Seed: "4kn", Env: HostEnv(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := l.Disks[0]
+	if d.SectorSize != 4096 || d.Alignment != 256 || d.FirstUsable != 6 {
+		t.Fatalf("planned as %d-byte sectors, alignment %d, first usable %d", d.SectorSize, d.Alignment, d.FirstUsable)
+	}
+	got, err := partition.ReadTable(ctx, loop.Path, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := partition.CompareTable(d, got); err != nil {
+		t.Error(err)
+	}
+	for _, p := range d.Partitions {
+		if p.FS == nil {
+			continue
+		}
+		res, err := exec.Command("blkid", "-p", "-o", "export", disk.PartitionPath(loop.Path, p.Number)).Output()
+		if err != nil {
+			t.Errorf("blkid partition %d: %v", p.Number, err)
+			continue
+		}
+		if info := parseBlkid(res); info != (partition.FSInfo{Type: p.FS.Type, UUID: p.FS.UUID, Label: p.FS.Label}) {
+			t.Errorf("partition %d: blkid %+v, plan %s %s %s", p.Number, info, p.FS.Type, p.FS.UUID, p.FS.Label)
+		}
+	}
+}
