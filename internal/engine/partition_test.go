@@ -169,20 +169,20 @@ func sgdiskParts(t *testing.T, img string) map[int][2]uint64 {
 	return parts
 }
 
-// blkidOf attaches img, shows its partitions to the kernel, and returns what blkid
-// reads on each: partition number -> TYPE, UUID, LABEL.
-func blkidOf(t *testing.T, img string, d *partition.DiskLayout) map[int]partition.FSInfo {
+// attachPlanned attaches img to a loop device and shows the kernel d's partitions; the
+// loop device is detached when the test ends.
+func attachPlanned(t *testing.T, img string, d *partition.DiskLayout) string {
 	t.Helper()
 	ctx := context.Background()
 	loop, err := disk.AttachLoop(ctx, img, d.SectorSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := loop.Detach(ctx); err != nil {
 			t.Errorf("detaching %s: %v", loop.Path, err)
 		}
-	}()
+	})
 	var parts []disk.Part
 	for _, p := range d.Partitions {
 		parts = append(parts, disk.Part{Number: p.Number, Start: p.Start * d.SectorSize, Size: p.SizeBytes})
@@ -190,14 +190,25 @@ func blkidOf(t *testing.T, img string, d *partition.DiskLayout) map[int]partitio
 	if err := (disk.Sys{}).Reread(ctx, loop.Path, parts); err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]partition.FSInfo{}
-	for _, p := range d.Partitions {
-		res, err := exec.Command("blkid", "-p", "-o", "export", disk.PartitionPath(loop.Path, p.Number)).Output()
-		if err != nil && len(res) == 0 {
-			continue // nothing on it (exit 2)
+	return loop.Path
+}
+
+// blkidOf reads what blkid finds on each partition of img (attached for the call):
+// partition number -> TYPE, UUID, LABEL.
+func blkidOf(t *testing.T, img string, d *partition.DiskLayout) map[int]partition.FSInfo {
+	t.Helper()
+	var out map[int]partition.FSInfo
+	t.Run("blkid", func(t *testing.T) {
+		dev := attachPlanned(t, img, d)
+		out = map[int]partition.FSInfo{}
+		for _, p := range d.Partitions {
+			res, err := exec.Command("blkid", "-p", "-o", "export", disk.PartitionPath(dev, p.Number)).Output()
+			if err != nil && len(res) == 0 {
+				continue // nothing on it (exit 2)
+			}
+			out[p.Number] = parseBlkid(res)
 		}
-		out[p.Number] = parseBlkid(res)
-	}
+	})
 	return out
 }
 
@@ -340,25 +351,9 @@ func TestPartitionRefusesBusyDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	d := l.Disks[0]
-	loop, err := disk.AttachLoop(ctx, files["vda"], 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := loop.Detach(ctx); err != nil {
-			t.Errorf("detach: %v", err)
-		}
-	})
-	var parts []disk.Part
-	for _, p := range d.Partitions {
-		parts = append(parts, disk.Part{Number: p.Number, Start: p.Start * 512, Size: p.SizeBytes})
-	}
-	if err := (disk.Sys{}).Reread(ctx, loop.Path, parts); err != nil {
-		t.Fatal(err)
-	}
+	dev := attachPlanned(t, files["vda"], l.Disks[0])
 	mnt := t.TempDir()
-	if out, err := exec.Command("mount", disk.PartitionPath(loop.Path, 4), mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", disk.PartitionPath(dev, 4), mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
@@ -367,7 +362,7 @@ func TestPartitionRefusesBusyDisk(t *testing.T) {
 		}
 	})
 	tableBefore := sgdiskParts(t, files["vda"])
-	_, err = Partition(ctx, spec, PartitionOptions{Targets: []Target{{Name: "vda", Path: loop.Path}}, Seed: "other", Env: HostEnv(nil)})
+	_, err = Partition(ctx, spec, PartitionOptions{Targets: []Target{{Name: "vda", Path: dev}}, Seed: "other", Env: HostEnv(nil)})
 	if !errors.Is(err, ErrEnvironment) || !errors.Is(err, disk.ErrBusy) || !strings.Contains(err.Error(), mnt) {
 		t.Fatalf("err = %v, want a busy error naming %s", err, mnt)
 	}
@@ -405,7 +400,7 @@ func TestPartitionVerify(t *testing.T) {
 	d := first.Disks[0]
 	dataNum := len(d.Partitions)
 	dataUUID := d.Partitions[dataNum-1].FS.UUID
-	withPartition(t, img, d, dataNum, func(mnt string) {
+	withPartition(t, img, d, dataNum, func(t *testing.T, mnt string) {
 		if err := os.WriteFile(filepath.Join(mnt, "keep.txt"), []byte("precious\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -443,7 +438,7 @@ func TestPartitionVerify(t *testing.T) {
 					t.Errorf("image %s fstab lacks the kept UUID:\n%s", im.Name, im.Fstab)
 				}
 			}
-			withPartition(t, img, l.Disks[0], dataNum, func(mnt string) {
+			withPartition(t, img, l.Disks[0], dataNum, func(t *testing.T, mnt string) {
 				b, err := os.ReadFile(filepath.Join(mnt, "keep.txt"))
 				if err != nil || string(b) != "precious\n" {
 					t.Errorf("kept file: %q, %v", b, err)
@@ -453,36 +448,23 @@ func TestPartitionVerify(t *testing.T) {
 	}
 }
 
-// withPartition mounts partition n of img for f, and cleans up.
-func withPartition(t *testing.T, img string, d *partition.DiskLayout, n int, f func(mnt string)) {
+// withPartition mounts partition n of img for f (in a subtest, whose t f gets), and
+// unmounts and detaches after it.
+func withPartition(t *testing.T, img string, d *partition.DiskLayout, n int, f func(t *testing.T, mnt string)) {
 	t.Helper()
-	ctx := context.Background()
-	loop, err := disk.AttachLoop(ctx, img, d.SectorSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := loop.Detach(ctx); err != nil {
-			t.Errorf("detach: %v", err)
+	t.Run(fmt.Sprintf("mount partition %d", n), func(t *testing.T) {
+		dev := attachPlanned(t, img, d)
+		mnt := t.TempDir()
+		if out, err := exec.Command("mount", disk.PartitionPath(dev, n), mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount: %v: %s", err, out)
 		}
-	}()
-	var parts []disk.Part
-	for _, p := range d.Partitions {
-		parts = append(parts, disk.Part{Number: p.Number, Start: p.Start * d.SectorSize, Size: p.SizeBytes})
-	}
-	if err := (disk.Sys{}).Reread(ctx, loop.Path, parts); err != nil {
-		t.Fatal(err)
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", disk.PartitionPath(loop.Path, n), mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v: %s", err, out)
-	}
-	defer func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v: %s", err, out)
-		}
-	}()
-	f(mnt)
+		defer func() {
+			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+				t.Errorf("umount: %v: %s", err, out)
+			}
+		}()
+		f(t, mnt)
+	})
 }
 
 // TestPartition4Kn writes a layout onto a loop device with 4096-byte logical sectors:
