@@ -32,8 +32,12 @@ demo: build
 	$(BIN) partition $(DEMO_SPEC) --device vda=out/demo-disk.img --size vda=16GiB --seed demo
 	sgdisk -p out/demo-disk.img
 
+# Micro-benchmarks (spec loading, planning), then the deploy benchmark: >= 1 GiB rootfs
+# over HTTP, ours against curl | zstd -dc | tar -x (and gzip), one run each (root).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./scripts/deps.sh bench
+	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./partition/
+	$(GO) test -run '^$$' -bench DeployVsPipeline -benchtime 1x -timeout 60m -v ./internal/engine/
 
 lint:
 	$(GO) vet ./...

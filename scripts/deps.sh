@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those missing, so `make test`
 # and `make demo` work on a fresh Debian 12 machine run as root.
-#   usage: scripts/deps.sh test|demo
+#   usage: scripts/deps.sh test|demo|bench
 set -euo pipefail
 pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
@@ -22,7 +22,15 @@ case "${1:-}" in
     need mkfs.vfat dosfstools
     need mkswap util-linux
     ;;
-  *) echo "usage: $0 test|demo" >&2; exit 2 ;;
+  bench)
+    need curl curl
+    need zstd zstd
+    need gzip gzip
+    need tar tar
+    need mke2fs e2fsprogs
+    need losetup mount
+    ;;
+  *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
 esac
 [ ${#pkgs[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,12 +5,49 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// diskFlags are the flags partition and deploy share: which devices, sizes, seed,
+// dry run.
+type diskFlags struct {
+	devices, sizes []string
+	seed           string
+	dryRun         bool
+}
+
+func (f *diskFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&f.devices, "device", nil, "NAME=PATH: write disk NAME of the spec to a block device or image file (repeatable)")
+	cmd.Flags().StringArrayVar(&f.sizes, "size", nil, "NAME=SIZE: create a missing image file of this size (repeatable)")
+	cmd.Flags().StringVar(&f.seed, "seed", "", "seed for every GUID and UUID (default: random, printed)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan and the steps, touch nothing")
+}
+
+// options turns the flags into the engine's options, for the real machine.
+func (f *diskFlags) options(s *streams) (engine.PartitionOptions, error) {
+	opts := engine.PartitionOptions{Seed: f.seed, DryRun: f.dryRun, Out: s.out, Sizes: map[string]uint64{}, Env: engine.HostEnv(nil)}
+	for _, d := range f.devices {
+		t, err := engine.ParseTarget(d)
+		if err != nil {
+			return opts, err
+		}
+		opts.Targets = append(opts.Targets, t)
+	}
+	for _, sz := range f.sizes {
+		t, err := engine.ParseTarget(sz)
+		if err != nil || t.SizeBytes == 0 {
+			return opts, engine.Usagef("--size %q: want NAME=SIZE, e.g. vda=20GiB", sz)
+		}
+		opts.Sizes[t.Name] = t.SizeBytes
+	}
+	if opts.Seed == "" {
+		var err error
+		if opts.Seed, err = randomSeed(); err != nil {
+			return opts, err
+		}
+	}
+	return opts, nil
+}
+
 func newPartitionCmd(s *streams) *cobra.Command {
-	var (
-		devices, sizes []string
-		seed           string
-		dryRun         bool
-	)
+	var flags diskFlags
 	cmd := &cobra.Command{
 		Use:   "partition SPEC [--device NAME=PATH ...] [--size NAME=SIZE ...] [--seed S] [--dry-run]",
 		Short: "Partition the spec's disks and make their filesystems (no images yet)",
@@ -46,27 +83,10 @@ on this machine by its spec id (name, path, by-id, scsi, serial or wwn).
 			if err != nil {
 				return reportText(s.err, err)
 			}
-			opts := engine.PartitionOptions{Seed: seed, DryRun: dryRun, Out: s.out, Sizes: map[string]uint64{}}
-			for _, d := range devices {
-				t, err := engine.ParseTarget(d)
-				if err != nil {
-					return err
-				}
-				opts.Targets = append(opts.Targets, t)
+			opts, err := flags.options(s)
+			if err != nil {
+				return err
 			}
-			for _, sz := range sizes {
-				t, err := engine.ParseTarget(sz)
-				if err != nil || t.SizeBytes == 0 {
-					return engine.Usagef("--size %q: want NAME=SIZE, e.g. vda=20GiB", sz)
-				}
-				opts.Sizes[t.Name] = t.SizeBytes
-			}
-			if opts.Seed == "" {
-				if opts.Seed, err = randomSeed(); err != nil {
-					return err
-				}
-			}
-			opts.Env = engine.HostEnv(nil)
 			layout, err := engine.Partition(cmd.Context(), spec, opts)
 			if err != nil {
 				if _, ok := problemsOf(err); ok {
@@ -74,16 +94,13 @@ on this machine by its spec id (name, path, by-id, scsi, serial or wwn).
 				}
 				return err
 			}
-			if !dryRun {
+			if !flags.dryRun {
 				s.out.Write([]byte("\n"))
 				return layout.WriteTable(s.out)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&devices, "device", nil, "NAME=PATH: write disk NAME of the spec to a block device or image file (repeatable)")
-	cmd.Flags().StringArrayVar(&sizes, "size", nil, "NAME=SIZE: create a missing image file of this size (repeatable)")
-	cmd.Flags().StringVar(&seed, "seed", "", "seed for every GUID and UUID (default: random, printed)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and the steps, touch nothing")
+	flags.bind(cmd)
 	return cmd
 }

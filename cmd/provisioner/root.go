@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
@@ -20,6 +21,7 @@ const (
 	exitFailure     = 1 // usage errors and anything unclassified
 	exitInvalidSpec = 2 // the spec is invalid or its layout does not fit
 	exitEnvironment = 3 // a device, file or tool is missing, or the disks do not match (verify)
+	exitImage       = 4 // an image could not be fetched, verified or read
 	exitWrite       = 5 // writing a disk failed part-way
 )
 
@@ -56,6 +58,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
 		return exitInvalidSpec
+	case errors.Is(err, deploy.ErrImage):
+		return exitImage
 	case errors.Is(err, engine.ErrWrite):
 		return exitWrite
 	case errors.Is(err, engine.ErrEnvironment), errors.Is(err, partition.ErrMismatch):
@@ -72,8 +76,8 @@ func newRoot(s *streams) *cobra.Command {
 validates it strictly, plans the whole disk layout before touching any disk, and deploys it.
 
 Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
-device, file or tool, busy disk, or disks that do not match (verify), 5 a disk write
-failed part-way.`,
+device, file or tool, busy disk, or disks that do not match (verify), 4 an image that
+cannot be fetched or verified, 5 a disk write failed part-way.`,
 		Example: `  provisioner validate provision.json
   provisioner plan provision.json --device vda=/dev/sda --seed node-42`,
 		SilenceUsage:  true,
@@ -82,7 +86,7 @@ failed part-way.`,
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
-	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s))
+	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s), newDeployCmd(s))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())
 	})

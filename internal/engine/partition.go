@@ -49,7 +49,19 @@ type target struct {
 // Partition validates nothing itself (the spec is already loaded): it resolves and
 // probes the disks, plans, and then applies the plan with the spec's partitions policy.
 // Every error that can be found without writing is found before the first write.
-func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (layout *partition.Layout, err error) {
+func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (*partition.Layout, error) {
+	return withDisks(ctx, spec, opts, nil)
+}
+
+// afterPartition runs once the disks hold the layout, while they are still attached and
+// locked; it is how deploy adds the images.
+type afterPartition func(ctx context.Context, layout *partition.Layout, devs partition.Devices) error
+
+// withDisks is the common body of partition and deploy: resolve, probe, plan (all
+// read-only), then open the disks (create image files, attach loop devices, lock, refuse
+// busy ones), apply the partitions policy, run after, and release everything in reverse
+// whatever happened.
+func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, after afterPartition) (layout *partition.Layout, err error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
@@ -66,7 +78,7 @@ func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (l
 		return nil, err
 	}
 	if opts.DryRun {
-		return layout, dryRun(layout, spec, targets, opts.Out)
+		return layout, dryRun(layout, targets, opts.Out)
 	}
 
 	defer func() {
@@ -86,13 +98,18 @@ func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (l
 		}
 		devs[t.id.Value] = t.dev
 	}
-	actions, err := policyActions(ctx, spec, layout, devs, opts.Env)
+	actions, err := policyActions(ctx, layout, devs, opts.Env)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
 	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
 		return nil, &classified{ErrWrite, err}
+	}
+	if after != nil {
+		if err := after(ctx, layout, devs); err != nil {
+			return nil, err
+		}
 	}
 	return layout, nil
 }
@@ -209,7 +226,7 @@ func (t *target) open(ctx context.Context, env partition.Env) error {
 }
 
 // policyActions builds the steps of the spec's partitions policy.
-func policyActions(ctx context.Context, spec *schema.Spec, layout *partition.Layout, devs partition.Devices, env partition.Env) ([]partition.Action, error) {
+func policyActions(ctx context.Context, layout *partition.Layout, devs partition.Devices, env partition.Env) ([]partition.Action, error) {
 	switch layout.Policy {
 	case schema.PolicyClean:
 		return partition.CleanActions(layout, devs)
@@ -223,7 +240,7 @@ func policyActions(ctx context.Context, spec *schema.Spec, layout *partition.Lay
 
 // dryRun prints the plan and the steps a real run would take, with image files shown
 // on the loop device they would get.
-func dryRun(layout *partition.Layout, spec *schema.Spec, targets []*target, out io.Writer) error {
+func dryRun(layout *partition.Layout, targets []*target, out io.Writer) error {
 	if err := layout.WriteTable(out); err != nil {
 		return err
 	}

@@ -1,0 +1,260 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/partition"
+)
+
+// ErrImage is matched by errors about an image itself: it cannot be fetched, fails its
+// checksum, has an unknown format or a hostile entry.
+var ErrImage = errors.New("image error")
+
+// imageError tags err as an image error (exit code 4) without changing its text.
+type imageError struct{ err error }
+
+func (e *imageError) Error() string   { return e.err.Error() }
+func (e *imageError) Unwrap() []error { return []error{e.err, ErrImage} }
+
+// Deployer puts images into their roots on disks that the partition step prepared.
+type Deployer struct {
+	Fetcher      *Fetcher
+	Decompressor Decompressor
+	Run          run.Runner
+	Sys          disk.Sys
+	// Out receives progress: a redrawn line when TTY, else log lines through Log.
+	Out io.Writer
+	TTY bool
+	Log *slog.Logger
+	// TmpDir holds the private mount roots ("" is the system's temporary directory).
+	TmpDir string
+	// ProgressInterval is the period of progress log lines (0: 5 s).
+	ProgressInterval time.Duration
+}
+
+// Deploy deploys one image: it mounts every volume bound to the image into a private
+// temporary root (shallowest first), streams the image into its target (tar extracted,
+// raw written block-wise before mounting), verifies its checksum while streaming, writes
+// the image's /etc/fstab from the plan, and unmounts in reverse order, also on failure.
+func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partition.Image, devs partition.Devices) (err error) {
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	byUUID := map[string]partition.FSDevice{}
+	for _, t := range partition.FilesystemDevices(l, devs) {
+		byUUID[t.FS.UUID] = t
+	}
+	for _, m := range im.Mounts {
+		if _, ok := byUUID[m.FSUUID]; !ok {
+			return fmt.Errorf("image %s: no device for the filesystem mounted at %s", im.Name, m.Path)
+		}
+	}
+
+	digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
+	if err != nil {
+		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+	}
+	// The transfer has its own context: on any failure it is cancelled first, so the
+	// read-ahead goroutine is never left waiting on the network while we clean up.
+	streamCtx, cancelStream := context.WithCancel(ctx)
+	defer cancelStream()
+	stream, err := d.Fetcher.Open(streamCtx, im.URL)
+	if err != nil {
+		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+	}
+	defer stream.Close()
+	prog := NewProgress(d.out(), log, im.Name, stream.Size(), d.TTY, d.ProgressInterval)
+	defer func() { prog.Done(err) }()
+	verified := Verify(prog.Reader(stream), digest, im.URL)
+	format, sniffed, err := Sniff(streamCtx, verified, d.Decompressor)
+	if err != nil {
+		return &imageError{fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err)}
+	}
+	if im.Format != "" && im.Format != format.String() {
+		return &imageError{fmt.Errorf("image %s: the spec says format %s, the data is %s", im.Name, im.Format, format)}
+	}
+	decoded, err := d.Decompressor.Open(streamCtx, sniffed, format.Compression)
+	if err != nil {
+		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+	}
+	defer decoded.Close()
+	// 8 × 1 MiB in flight: fetch and decompression run ahead of the disk writes.
+	ahead := newReadAhead(decoded, 1<<20, 8)
+	defer func() {
+		if err != nil {
+			cancelStream()
+		}
+		ahead.Close()
+	}()
+	var payload io.Reader = ahead
+
+	var raw RawResult
+	if format.Payload == "raw" {
+		target := findMount(im, im.Target)
+		if target == nil {
+			return fmt.Errorf("image %s: raw image, but no filesystem is mounted at its target %s", im.Name, im.Target)
+		}
+		t := byUUID[target.FSUUID]
+		if raw, err = WriteRaw(ctx, d.Run, d.Sys, payload, t.Dev, t.FS); err != nil {
+			return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+		}
+		log.Info("raw image written", "image", im.Name, "device", t.Dev, "written", raw.Written, "skipped_zero", raw.Skipped)
+	}
+
+	root, err := os.MkdirTemp(d.TmpDir, "provisioner-"+im.Name+"-")
+	if err != nil {
+		return fmt.Errorf("image %s: %w", im.Name, err)
+	}
+	var mounted []string
+	defer func() {
+		// Unmount in reverse, whatever happened; a failure to unmount is reported, since
+		// it leaves the disk held.
+		unmounted := true
+		for i := len(mounted) - 1; i >= 0; i-- {
+			if serr := disk.SyncFS(mounted[i]); serr != nil && err == nil {
+				err = serr
+			}
+			if uerr := disk.Unmount(context.WithoutCancel(ctx), mounted[i]); uerr != nil {
+				unmounted = false
+				if err == nil {
+					err = uerr
+				}
+			}
+		}
+		// Once everything is unmounted the root is an empty directory. Never RemoveAll:
+		// with a mount left behind it would delete the deployed files.
+		if unmounted {
+			os.Remove(root)
+		}
+	}()
+	for _, m := range im.Mounts {
+		dir := filepath.Join(root, m.Path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err)
+		}
+		if err := disk.Mount(ctx, byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		mounted = append(mounted, dir)
+		if raw.GrowAfterMount && m.Path == im.Target {
+			if _, err := d.Run.Run(ctx, run.Cmd{Argv: []string{"xfs_growfs", dir}}); err != nil {
+				return fmt.Errorf("image %s: growing %s: %w", im.Name, m.Path, err)
+			}
+		}
+	}
+
+	if format.Payload == "tar" {
+		dest := filepath.Join(root, im.Target)
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		stats, err := ExtractTar(ctx, payload, dest, ExtractOptions{Sparse: true, Log: log})
+		if err != nil {
+			return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+		}
+		log.Info("image extracted", "image", im.Name, "files", stats.Files, "dirs", stats.Dirs, "bytes", stats.Bytes)
+	}
+	// Read what the payload and the transfer have left (tar padding, trailing bytes of
+	// the compressed stream): only at the very end are the byte count and the checksum
+	// known good.
+	if _, err := io.Copy(io.Discard, payload); err != nil {
+		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+	}
+	if err := decoded.Close(); err != nil {
+		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+	}
+	if _, err := io.Copy(io.Discard, verified); err != nil {
+		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+	}
+	if im.Target == "/" {
+		if err := writeFstab(root, im.Fstab); err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+	}
+	return nil
+}
+
+func (d *Deployer) out() io.Writer {
+	if d.Out == nil {
+		return io.Discard
+	}
+	return d.Out
+}
+
+func findMount(im *partition.Image, path string) *partition.Mount {
+	for i := range im.Mounts {
+		if im.Mounts[i].Path == path {
+			return &im.Mounts[i]
+		}
+	}
+	return nil
+}
+
+// classifyStreamErr marks failures of the image data (download, checksum, format,
+// hostile entries) as image errors; disk errors stay as they are.
+func classifyStreamErr(err error) error {
+	var cs *ChecksumError
+	var he *HostileEntryError
+	if errors.As(err, &cs) || errors.As(err, &he) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &imageError{err}
+	}
+	return err
+}
+
+// writeFstab replaces the image's /etc/fstab with the plan's, atomically (temporary
+// file, fsync, rename). It goes through os.Root so that a hostile image whose etc is a
+// symlink out of the root cannot make us write elsewhere. An image without /etc (a
+// utility image, or a bare tree) gets none.
+func writeFstab(root, content string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	defer r.Close()
+	fi, err := r.Stat("etc")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil
+	}
+	tmp := "etc/.fstab.provisioner"
+	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if _, err := io.Copy(f, strings.NewReader(content)); err != nil {
+		f.Close()
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	if err := r.Rename(tmp, "etc/fstab"); err != nil {
+		return fmt.Errorf("writing fstab: %w", err)
+	}
+	return nil
+}

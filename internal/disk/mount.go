@@ -1,0 +1,68 @@
+package disk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount mounts the filesystem on dev at dir. options is the filesystem's data string
+// ("" for defaults). It is a plain mount(2): no helper programs, no fstab lookups, so the
+// result does not depend on what the deploy environment happens to ship.
+func Mount(ctx context.Context, dev, dir, fsType, options string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := unix.Mount(dev, dir, fsType, unix.MS_NOATIME, options); err != nil {
+		return fmt.Errorf("mounting %s (%s) at %s: %w", dev, fsType, dir, err)
+	}
+	return nil
+}
+
+// Unmount unmounts dir. A busy mount (a process still inside it) is retried for a few
+// seconds before giving up, because the extraction's own files may still be closing; it
+// never detaches lazily, which would hide the failure and leave the disk held.
+func Unmount(ctx context.Context, dir string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := unix.Unmount(dir, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) && !isMountpoint(dir) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("unmounting %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("unmounting %s: %w", dir, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// isMountpoint reports whether dir is the root of a mount (its device differs from its
+// parent's, or it is "/").
+func isMountpoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || unix.Lstat(dir+"/..", &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev || st.Ino == parent.Ino
+}
+
+// SyncFS flushes the filesystem mounted at dir, so a following unmount or power loss
+// finds everything written.
+func SyncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}

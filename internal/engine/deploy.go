@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
+)
+
+// DeployOptions are the inputs of the deploy command besides the spec.
+type DeployOptions struct {
+	PartitionOptions
+	// Fetcher fetches images (nil: defaults).
+	Fetcher *deploy.Fetcher
+	// TTY draws progress as a redrawn line; otherwise progress goes to Log.
+	TTY bool
+	Log *slog.Logger
+	// TmpDir holds the private mount roots ("": the system's temporary directory).
+	TmpDir string
+	// ProgressInterval is the period of progress log lines (0: 5 s).
+	ProgressInterval time.Duration
+}
+
+// Deploy does everything Partition does and then deploys every image into its root.
+// Images whose filesystems live on different disks are deployed concurrently; images
+// that share a disk (a shared volume, the same vg) take turns.
+func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*partition.Layout, error) {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	fetcher := opts.Fetcher
+	if fetcher == nil {
+		fetcher = &deploy.Fetcher{Log: opts.Log}
+	}
+	if opts.DryRun {
+		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)
+		if err == nil {
+			fmt.Fprintf(opts.Out, "then %d image(s) would be deployed:\n", len(layout.Images))
+			for _, im := range layout.Images {
+				fmt.Fprintf(opts.Out, "  %s from %s into %s (%d mounts), fstab %s\n", im.Name, im.URL, im.Target, len(im.Mounts), fstabNote(im))
+			}
+		}
+		return layout, err
+	}
+	return withDisks(ctx, spec, opts.PartitionOptions, func(ctx context.Context, layout *partition.Layout, devs partition.Devices) error {
+		d := &deploy.Deployer{
+			Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
+			Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
+			TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval,
+		}
+		return deployAll(ctx, layout, devs, d, opts.Out)
+	})
+}
+
+func fstabNote(im *partition.Image) string {
+	if im.Target == "/" {
+		return "written to /etc/fstab"
+	}
+	return "not written (utility image)"
+}
+
+// deployAll runs one goroutine per image; each holds a lock on every disk its
+// filesystems use, taken in sorted order so two images can never wait on each other.
+// The first failure cancels the rest.
+func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	locks := map[string]*sync.Mutex{}
+	for _, dl := range l.Disks {
+		locks[dl.ID.Value] = &sync.Mutex{}
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for _, im := range l.Images {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			disks := imageDisks(l, im)
+			for _, name := range disks {
+				locks[name].Lock()
+			}
+			defer func() {
+				for i := len(disks) - 1; i >= 0; i-- {
+					locks[disks[i]].Unlock()
+				}
+			}()
+			if ctx.Err() != nil {
+				return
+			}
+			mu.Lock()
+			fmt.Fprintf(out, "deploying image %s from %s into %s\n", im.Name, im.URL, im.Target)
+			mu.Unlock()
+			if err := d.Deploy(ctx, l, im, devs); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// imageDisks lists, sorted, the disks holding the filesystems an image mounts: a
+// partition's disk, an md array's members' disks, a logical volume's pvs' disks.
+func imageDisks(l *partition.Layout, im *partition.Image) []string {
+	want := map[string]bool{}
+	for _, m := range im.Mounts {
+		want[m.FSUUID] = true
+	}
+	set := map[string]bool{}
+	for _, d := range l.Disks {
+		for _, p := range d.Partitions {
+			if p.FS != nil && want[p.FS.UUID] {
+				set[d.ID.Value] = true
+			}
+		}
+	}
+	for _, r := range l.RAIDs {
+		if r.FS != nil && want[r.FS.UUID] {
+			for _, m := range r.Members {
+				set[m.Disk] = true
+			}
+		}
+	}
+	for _, vg := range l.VGs {
+		for _, lv := range vg.LVs {
+			if lv.FS != nil && want[lv.FS.UUID] {
+				for _, pv := range vg.PVs {
+					set[pv.Disk] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
