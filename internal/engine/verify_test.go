@@ -65,3 +65,37 @@ func TestProbeFS(t *testing.T) {
 		t.Errorf("blkid failure: %v", err)
 	}
 }
+
+// TestImageDisks: the disks an image's filesystems live on decide which images may be
+// deployed at the same time.
+func TestImageDisks(t *testing.T) {
+	doc := `{"images": [
+	   {"name": "a", "url": "u", "target": "/"}, {"name": "b", "url": "u", "target": "/"}, {"name": "c", "url": "u", "target": "/"}],
+	 "boot_mode": "bios",
+	 "partitions": [
+	  {"type": "disk", "id": {"type": "name", "value": "sda"}, "size": "4 GiB", "volumes": [
+	    {"type": "partition", "mount": "/", "file_system": "ext4", "size": "1 GiB", "images": ["a"]},
+	    {"type": "raid", "mount": "/srv", "file_system": "ext4", "size": "512 MiB", "images": ["b"]}]},
+	  {"type": "disk", "id": {"type": "name", "value": "sdb"}, "size": "4 GiB", "volumes": [
+	    {"type": "partition", "mount": "/", "file_system": "ext4", "size": "1 GiB", "images": ["b"]},
+	    {"type": "raid", "mount": "/srv", "file_system": "ext4", "size": "512 MiB", "images": ["b"]},
+	    {"type": "pv", "vg": "v", "size": "1 GiB"}]},
+	  {"type": "disk", "id": {"type": "name", "value": "sdc"}, "size": "4 GiB", "volumes": [
+	    {"type": "pv", "vg": "v", "size": "1 GiB"}]},
+	  {"type": "vg", "id": "v", "volumes": [{"type": "lv", "name": "c", "mount": "/", "file_system": "ext4", "size": "1 GiB", "images": ["c"]}]}]}`
+	spec := loadString(t, doc)
+	l, err := partition.Plan(spec, nil, "disks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, im := range l.Images {
+		got[im.Name] = strings.Join(imageDisks(l, im), ",")
+	}
+	want := map[string]string{"a": "sda", "b": "sda,sdb", "c": "sdb,sdc"}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("image %s: disks %q, want %q", name, got[name], w)
+		}
+	}
+}
