@@ -34,12 +34,7 @@ seconds otherwise. Exit code 4 means an image could not be fetched or verified.`
   provisioner deploy provision.json --dry-run`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec, warns, err := readSpec(s, args[0])
-			printWarnings(s.err, warns)
-			if err != nil {
-				return reportText(s.err, err)
-			}
-			popts, err := flags.options(s)
+			spec, popts, err := flags.load(s, args[0])
 			if err != nil {
 				return err
 			}
@@ -54,16 +49,7 @@ seconds otherwise. Exit code 4 means an image could not be fetched or verified.`
 			}
 			opts.Out = s.err // progress goes to standard error; the result table to standard output
 			layout, err := engine.Deploy(cmd.Context(), spec, opts)
-			if err != nil {
-				if _, ok := problemsOf(err); ok {
-					return reportText(s.err, err)
-				}
-				return err
-			}
-			if !flags.dryRun {
-				return layout.WriteTable(s.out)
-			}
-			return nil
+			return flags.finish(s, layout, err)
 		},
 	}
 	flags.bind(cmd)

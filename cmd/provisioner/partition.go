@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
 	"github.com/spf13/cobra"
 )
 
@@ -46,6 +50,32 @@ func (f *diskFlags) options(s *streams) (engine.PartitionOptions, error) {
 	return opts, nil
 }
 
+// load reads SPEC (warnings to standard error) and builds the engine's options.
+func (f *diskFlags) load(s *streams, path string) (*schema.Spec, engine.PartitionOptions, error) {
+	spec, warns, err := readSpec(s, path)
+	printWarnings(s.err, warns)
+	if err != nil {
+		return nil, engine.PartitionOptions{}, reportText(s.err, err)
+	}
+	opts, err := f.options(s)
+	return spec, opts, err
+}
+
+// finish reports a run: every problem of a spec or layout error at its pointer, or,
+// after a real run, the table of what was written.
+func (f *diskFlags) finish(s *streams, layout *partition.Layout, err error) error {
+	if err != nil {
+		if _, ok := problemsOf(err); ok {
+			return reportText(s.err, err)
+		}
+		return err
+	}
+	if f.dryRun {
+		return nil
+	}
+	return layout.WriteTable(s.out)
+}
+
 func newPartitionCmd(s *streams) *cobra.Command {
 	var flags diskFlags
 	cmd := &cobra.Command{
@@ -78,27 +108,15 @@ on this machine by its spec id (name, path, by-id, scsi, serial or wwn).
   provisioner partition provision.json --dry-run`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec, warns, err := readSpec(s, args[0])
-			printWarnings(s.err, warns)
-			if err != nil {
-				return reportText(s.err, err)
-			}
-			opts, err := flags.options(s)
+			spec, opts, err := flags.load(s, args[0])
 			if err != nil {
 				return err
 			}
 			layout, err := engine.Partition(cmd.Context(), spec, opts)
-			if err != nil {
-				if _, ok := problemsOf(err); ok {
-					return reportText(s.err, err)
-				}
-				return err
+			if err == nil && !flags.dryRun {
+				fmt.Fprintln(s.out) // after the step lines, before the table
 			}
-			if !flags.dryRun {
-				s.out.Write([]byte("\n"))
-				return layout.WriteTable(s.out)
-			}
-			return nil
+			return flags.finish(s, layout, err)
 		},
 	}
 	flags.bind(cmd)
