@@ -14,6 +14,7 @@ case "${1:-}" in
     need mkfs.xfs xfsprogs
     need mkfs.vfat dosfstools
     need mkswap util-linux
+    need grub-editenv grub-common   # grubenv and grub.cfg are checked against grub's own tools
     ;;
   demo)
     need sgdisk gdisk

@@ -1,0 +1,127 @@
+package bootloader
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ErrUnknownEntry is matched by errors of BootInfo.Find for an id or name that is not in
+// boot-info.json, so that switch-default can report it as a usage error.
+var ErrUnknownEntry = errors.New("unknown boot entry")
+
+// BootInfo is boot-info.json: Bareon's keys with Bareon's meaning, plus ours.
+type BootInfo struct {
+	Elements           []Element `json:"elements"`
+	CurrentElement     int       `json:"current_element"`        // grub_id of the default entry
+	MultibootPartition string    `json:"multiboot_partition"`    // filesystem UUID of the multiboot partition ("" for a single image)
+	PendingOnce        *int      `json:"pending_once,omitempty"` // grub_id set with switch-default --once, until it has booted
+}
+
+// Element is one deployed image's boot entry. The first six keys are Bareon's; the rest
+// are ours and let list and switch-default work without mounting the images.
+type Element struct {
+	GrubID      int               `json:"grub_id"` // index of the menuentry in our grub.cfg
+	ImageName   string            `json:"image_name"`
+	OSID        string            `json:"os_id"` // the image's name in the spec
+	ImageUUID   string            `json:"image_uuid"`
+	BootName    string            `json:"boot_name"` // the menu title
+	RootUUID    string            `json:"root_uuid"`
+	MenuentryID string            `json:"menuentry_id"`
+	Kernel      string            `json:"kernel"`
+	Initrd      string            `json:"initrd"`
+	Cmdline     string            `json:"cmdline"`
+	Filesystems map[string]string `json:"filesystems"` // mount point -> filesystem UUID
+}
+
+// ReadBootInfo reads and decodes boot-info.json at path. Unknown keys are ignored, so a
+// file written by a newer provisioner, or by Bareon, still reads.
+func ReadBootInfo(path string) (*BootInfo, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading boot info: %w", err)
+	}
+	var b BootInfo
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("parsing boot info %s: %w", path, err)
+	}
+	return &b, nil
+}
+
+// Encode returns the file's content: indented JSON with a trailing newline. It is
+// deterministic (struct fields in declaration order, map keys sorted by encoding/json),
+// so that rewriting an unchanged BootInfo yields the same bytes. Nil slices and maps are
+// written as [] and {}, because consumers such as Bareon's conductor iterate them.
+func (b *BootInfo) Encode() ([]byte, error) {
+	// Work on a copy so that filling in empty maps does not change the caller's value.
+	c := *b
+	c.Elements = append(make([]Element, 0, len(b.Elements)), b.Elements...)
+	for i := range c.Elements {
+		if c.Elements[i].Filesystems == nil {
+			c.Elements[i].Filesystems = map[string]string{}
+		}
+	}
+	data, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding boot info: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// Find resolves a grub_id ("1") or a name (an element's os_id or image_name) to an element;
+// an unknown one is an error that lists the valid ids and names.
+//
+// A number is tried as a grub_id first, then as a name, so an image named "2" can still be
+// chosen by name unless it clashes with an id. os_id is unique per spec and wins over
+// image_name; an image_name shared by several elements is ambiguous and an error.
+func (b *BootInfo) Find(idOrName string) (*Element, error) {
+	if id, err := strconv.Atoi(idOrName); err == nil {
+		for i := range b.Elements {
+			if b.Elements[i].GrubID == id {
+				return &b.Elements[i], nil
+			}
+		}
+	}
+	for i := range b.Elements {
+		if b.Elements[i].OSID == idOrName {
+			return &b.Elements[i], nil
+		}
+	}
+	var found []*Element
+	for i := range b.Elements {
+		if b.Elements[i].ImageName == idOrName {
+			found = append(found, &b.Elements[i])
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, fmt.Errorf("boot entry %q: %w; valid: %s", idOrName, ErrUnknownEntry, b.validEntries())
+	default:
+		ids := make([]string, len(found))
+		for i, e := range found {
+			ids[i] = strconv.Itoa(e.GrubID)
+		}
+		return nil, fmt.Errorf("boot entry %q: image name shared by grub ids %s; use a grub id or os id", idOrName, strings.Join(ids, ", "))
+	}
+}
+
+// validEntries lists every element as `id (os_id, image_name)` for error messages.
+func (b *BootInfo) validEntries() string {
+	if len(b.Elements) == 0 {
+		return "none, boot info has no elements"
+	}
+	parts := make([]string, len(b.Elements))
+	for i, e := range b.Elements {
+		s := strconv.Itoa(e.GrubID) + " (" + e.OSID
+		if e.ImageName != "" && e.ImageName != e.OSID {
+			s += ", " + e.ImageName
+		}
+		parts[i] = s + ")"
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,284 @@
+package bootloader
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/provisioner/provisioner/partition"
+)
+
+// MenuEntry is one boot menu entry.
+type MenuEntry struct {
+	// ID is the stable --id: "provisioner-" + the image name, sanitised to [a-z0-9-].
+	ID string
+	// Title is "<OS name> (<image name>)".
+	Title string
+	// BootUUID is the filesystem holding the kernel: the image's /boot volume if it has
+	// one, else its root.
+	BootUUID string
+	// Kernel is the path on that filesystem ("/vmlinuz-..." when /boot is separate,
+	// "/boot/vmlinuz-..." otherwise); Initrd the same, "" when none.
+	Kernel string
+	Initrd string
+	// Cmdline is "root=UUID=<root uuid> ro <kernel_params>".
+	Cmdline string
+	// Modules are the grub modules to insmod before search: part_gpt, lvm or mdraid1x
+	// when the kernel's filesystem is on one, and its filesystem module.
+	Modules []string
+}
+
+// Config is the whole menu.
+type Config struct {
+	// Timeout is the menu timeout in seconds; 0 boots the default at once.
+	Timeout int
+	// Entries are in images[] order; an entry's grub_id is its index here.
+	Entries []MenuEntry
+	// Default is the index of the boot image's entry.
+	Default int
+	// Serial also drives the serial console (ttyS0, 115200).
+	Serial bool
+}
+
+// entryIDPrefix marks our entries, so they never clash with ids an image's own
+// grub.cfg or os-prober would use.
+const entryIDPrefix = "provisioner-"
+
+// menuEntryID derives the stable --id of an image's entry from its name.
+func menuEntryID(image string) string {
+	return entryIDPrefix + strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		default:
+			return '-'
+		}
+	}, image)
+}
+
+// grubFSModule maps a filesystem type to the grub module that reads it.
+var grubFSModule = map[string]string{
+	"ext2":  "ext2",
+	"ext3":  "ext2",
+	"ext4":  "ext2",
+	"xfs":   "xfs",
+	"btrfs": "btrfs",
+	"vfat":  "fat",
+	"fat":   "fat",
+}
+
+// Entries builds the menu from the plan and each root image's probed kernel (kernels by
+// image name; utility images, whose target is not "/", get no entry). The kernel is
+// searched for on the image's /boot volume when it mounts one (paths then lose their
+// "/boot" prefix), else on its root; root=UUID comes from Image.RootUUID and the rest
+// of the command line is kernelParams (the spec's deploy_data.kernel_params).
+func Entries(l *partition.Layout, kernels map[string]Kernel, kernelParams string) ([]MenuEntry, error) {
+	onLVM, onMD := map[string]bool{}, map[string]bool{}
+	for _, vg := range l.VGs {
+		for _, lv := range vg.LVs {
+			if lv.FS != nil {
+				onLVM[lv.FS.UUID] = true
+			}
+		}
+	}
+	for _, r := range l.RAIDs {
+		if r.FS != nil {
+			onMD[r.FS.UUID] = true
+		}
+	}
+	params := strings.Join(strings.Fields(kernelParams), " ")
+	var out []MenuEntry
+	ids := map[string]string{}
+	for _, im := range l.Images {
+		if im.Target != "/" {
+			continue
+		}
+		k, ok := kernels[im.Name]
+		if !ok {
+			return nil, fmt.Errorf("image %s: no kernel probed", im.Name)
+		}
+		if k.Path == "" {
+			return nil, fmt.Errorf("image %s: kernel has no path", im.Name)
+		}
+		if im.RootUUID == "" {
+			return nil, fmt.Errorf("image %s: no root filesystem uuid in the plan", im.Name)
+		}
+		id := menuEntryID(im.Name)
+		if other, dup := ids[id]; dup {
+			// Two names that sanitise alike would make saved_entry ambiguous.
+			return nil, fmt.Errorf("images %s and %s: both give the menu entry id %s", other, im.Name, id)
+		}
+		ids[id] = im.Name
+
+		var root, boot *partition.Mount
+		for i := range im.Mounts {
+			switch im.Mounts[i].Path {
+			case "/":
+				root = &im.Mounts[i]
+			case "/boot":
+				boot = &im.Mounts[i]
+			}
+		}
+		kfs := root
+		kernelPath, initrdPath := k.Path, k.Initrd
+		if boot != nil {
+			kfs = boot
+			var err error
+			if kernelPath, err = onBootFS(k.Path); err != nil {
+				return nil, fmt.Errorf("image %s: kernel: %w", im.Name, err)
+			}
+			if initrdPath != "" {
+				if initrdPath, err = onBootFS(k.Initrd); err != nil {
+					return nil, fmt.Errorf("image %s: initrd: %w", im.Name, err)
+				}
+			}
+		}
+		if kfs == nil {
+			return nil, fmt.Errorf("image %s: nothing is mounted at /", im.Name)
+		}
+		fsMod, ok := grubFSModule[kfs.FSType]
+		if !ok {
+			return nil, fmt.Errorf("image %s: grub cannot read the %s filesystem holding the kernel", im.Name, kfs.FSType)
+		}
+		mods := []string{"part_gpt"}
+		switch {
+		case onLVM[kfs.FSUUID]:
+			mods = append(mods, "lvm")
+		case onMD[kfs.FSUUID]:
+			mods = append(mods, "mdraid1x")
+		}
+		mods = append(mods, fsMod)
+
+		osName := k.OSName
+		if osName == "" {
+			osName = "Linux"
+		}
+		cmdline := "root=UUID=" + im.RootUUID + " ro"
+		if params != "" {
+			cmdline += " " + params
+		}
+		out = append(out, MenuEntry{
+			ID:       id,
+			Title:    osName + " (" + im.Name + ")",
+			BootUUID: kfs.FSUUID,
+			Kernel:   kernelPath,
+			Initrd:   initrdPath,
+			Cmdline:  cmdline,
+			Modules:  mods,
+		})
+	}
+	return out, nil
+}
+
+// onBootFS turns a path seen from the image's root into one on its separate /boot
+// filesystem, where grub finds it.
+func onBootFS(p string) (string, error) {
+	rest, ok := strings.CutPrefix(p, "/boot/")
+	if !ok || rest == "" {
+		return "", fmt.Errorf("%s is not under the separate /boot volume", p)
+	}
+	return "/" + rest, nil
+}
+
+// Render writes grub.cfg, the same bytes for the same Config: a header, the terminal
+// settings, load_env, next_entry one-shot handling exactly as grub's 00_header does,
+// else the saved_entry (or, with none saved, the Default entry), the timeout, and one
+// menuentry per entry. Every word taken from the plan or an image is quoted for grub's
+// shell syntax.
+func Render(c Config) []byte {
+	var b bytes.Buffer
+	b.WriteString("# grub.cfg written by the provisioner; it is rewritten on every deploy.\n")
+	b.WriteString("# The default entry is saved_entry in grubenv: change it with `provisioner switch-default`.\n\n")
+	if c.Serial {
+		b.WriteString("serial --unit=0 --speed=115200\n")
+		b.WriteString("terminal_input serial console\n")
+		b.WriteString("terminal_output serial console\n")
+	} else {
+		b.WriteString("terminal_input console\n")
+		b.WriteString("terminal_output console\n")
+	}
+	// Without the test, a missing grubenv prints an error at every boot.
+	b.WriteString("\nif [ -s $prefix/grubenv ]; then\n  load_env\nfi\n")
+	b.WriteString("if [ \"${next_entry}\" ] ; then\n")
+	b.WriteString("   set default=\"${next_entry}\"\n")
+	b.WriteString("   set next_entry=\n")
+	b.WriteString("   save_env next_entry\n")
+	b.WriteString("   set boot_once=true\n")
+	b.WriteString("else\n")
+	b.WriteString("   set default=\"${saved_entry}\"\n")
+	b.WriteString("fi\n")
+	if c.Default >= 0 && c.Default < len(c.Entries) {
+		// A fresh or cleared grubenv must still boot the plan's boot image, not entry 0.
+		fmt.Fprintf(&b, "if [ -z \"${default}\" ] ; then\n   set default=%s\nfi\n", grubQuote(c.Entries[c.Default].ID))
+	}
+	fmt.Fprintf(&b, "set timeout=%d\n", max(c.Timeout, 0))
+	for _, e := range c.Entries {
+		fmt.Fprintf(&b, "\nmenuentry %s --id %s {\n", grubQuoteAlways(e.Title), grubQuoteAlways(e.ID))
+		for _, m := range e.Modules {
+			fmt.Fprintf(&b, "\tinsmod %s\n", grubQuote(m))
+		}
+		fmt.Fprintf(&b, "\tsearch --no-floppy --fs-uuid --set=root %s\n", grubQuote(e.BootUUID))
+		b.WriteString("\tlinux " + grubQuote(e.Kernel))
+		for _, w := range kernelWords(e.Cmdline) {
+			b.WriteString(" " + grubQuote(w))
+		}
+		b.WriteString("\n")
+		if e.Initrd != "" {
+			fmt.Fprintf(&b, "\tinitrd %s\n", grubQuote(e.Initrd))
+		}
+		b.WriteString("}\n")
+	}
+	return b.Bytes()
+}
+
+// kernelWords splits a command line the way the kernel does: at blanks, except inside
+// double quotes, which stay part of the word so the kernel still sees them.
+func kernelWords(s string) []string {
+	var words []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			inWord = true
+			cur.WriteRune(r)
+		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			inWord = true
+			cur.WriteRune(r)
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// grubQuote returns s as one grub shell word: bare when it has only characters grub
+// never treats specially, else single-quoted.
+func grubQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+@%", r)) {
+			return grubQuoteAlways(s)
+		}
+	}
+	return s
+}
+
+// grubQuoteAlways single-quotes s for grub. Nothing is special inside single quotes
+// and a quote cannot be escaped there, so each ' closes the string, adds an escaped
+// quote and reopens it, as grub-mkconfig's own quoting does.
+func grubQuoteAlways(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
