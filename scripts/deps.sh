@@ -15,6 +15,12 @@ case "${1:-}" in
     need mkfs.vfat dosfstools
     need mkswap util-linux
     need grub-editenv grub-common   # grubenv and grub.cfg are checked against grub's own tools
+    [ -d /usr/lib/grub/i386-pc ] || pkgs+=(grub-pc-bin)          # platform files only: never grub-pc,
+    [ -d /usr/lib/grub/x86_64-efi ] || pkgs+=(grub-efi-amd64-bin) # whose postinst installs onto the host
+    need grub-install grub2-common
+    need mcopy mtools          # fills the ESP without mounting vfat
+    need fsck.vfat dosfstools
+    need udevadm udev          # grub-install finds loop partitions' starts through udevadm
     ;;
   demo)
     need sgdisk gdisk

@@ -1,0 +1,117 @@
+package bootloader
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/provisioner/provisioner/internal/run"
+)
+
+// grubModules are embedded into every core image: enough to find the grub directory on
+// a GPT partition holding ext2/3/4 or xfs, also on LVM or md (a single-image deploy keeps
+// grub in the image's /boot, which may live there). Everything else is loaded from the
+// grub directory at boot.
+var grubModules = []string{"part_gpt", "part_msdos", "ext2", "xfs", "lvm", "mdraid1x", "search", "search_fs_uuid", "normal", "configfile", "linux", "echo", "test", "serial", "terminal", "loadenv"}
+
+// efiExtraModules are needed in the EFI image only.
+var efiExtraModules = []string{"fat", "efi_gop", "all_video"}
+
+// Installer installs grub from the provisioner's own environment: it never runs a
+// program from a deployed image.
+type Installer struct {
+	Run run.Runner
+	// GrubLib is where grub's platform files live ("" is /usr/lib/grub).
+	GrubLib string
+}
+
+func (in Installer) grubLib() string {
+	if in.GrubLib == "" {
+		return "/usr/lib/grub"
+	}
+	return in.GrubLib
+}
+
+// BIOSArgv is the grub-install call that writes the i386-pc boot code into disk's MBR
+// and its core image into the disk's BIOS boot partition, with the grub directory at
+// bootRoot/boot/grub (bootRoot: where the multiboot filesystem is mounted).
+func BIOSArgv(bootRoot, disk string) []string {
+	return []string{"grub-install", "--target=i386-pc", "--boot-directory=" + filepath.Join(bootRoot, "boot"),
+		"--modules=" + strings.Join(grubModules, " "), "--no-floppy", disk}
+}
+
+// InstallBIOS installs grub onto every disk, so that whichever disk the firmware picks
+// boots the same menu.
+func (in Installer) InstallBIOS(ctx context.Context, bootRoot string, disks []string) error {
+	for _, d := range disks {
+		if _, err := in.Run.Run(ctx, run.Cmd{Argv: BIOSArgv(bootRoot, d)}); err != nil {
+			return fmt.Errorf("installing grub (BIOS) on %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// EFIEarlyConfig is embedded in BOOTX64.EFI: it finds the grub directory by the
+// filesystem UUID of the partition holding it, so the ESP needs nothing but the image.
+func EFIEarlyConfig(bootUUID string) string {
+	return fmt.Sprintf("search.fs_uuid %s root\nset prefix=($root)/boot/grub\n", bootUUID)
+}
+
+// MkimageArgv builds BOOTX64.EFI with the early config.
+func MkimageArgv(out, earlyCfg string) []string {
+	return append([]string{"grub-mkimage", "-O", "x86_64-efi", "-o", out, "-c", earlyCfg, "-p", "/boot/grub"},
+		append(append([]string(nil), grubModules...), efiExtraModules...)...)
+}
+
+// InstallEFI puts grub for x86_64-efi at the removable path EFI/BOOT/BOOTX64.EFI of the
+// ESP without mounting it (the build hosts' kernels have no vfat; in the ramdisk this
+// also keeps one code path): grub-mkimage builds the image, mtools copies it in. The
+// modules go to bootRoot/boot/grub/x86_64-efi, next to grub.cfg, as grub-install would.
+func (in Installer) InstallEFI(ctx context.Context, bootRoot, bootUUID, espDev, tmpDir string) error {
+	modDir := filepath.Join(bootRoot, "boot", "grub", "x86_64-efi")
+	if err := copyModules(filepath.Join(in.grubLib(), "x86_64-efi"), modDir); err != nil {
+		return err
+	}
+	early := filepath.Join(tmpDir, "early.cfg")
+	if err := os.WriteFile(early, []byte(EFIEarlyConfig(bootUUID)), 0o644); err != nil {
+		return fmt.Errorf("writing the EFI early config: %w", err)
+	}
+	img := filepath.Join(tmpDir, "BOOTX64.EFI")
+	if _, err := in.Run.Run(ctx, run.Cmd{Argv: MkimageArgv(img, early)}); err != nil {
+		return fmt.Errorf("building the EFI image: %w", err)
+	}
+	env := []string{"MTOOLS_SKIP_CHECK=1"}
+	for _, argv := range [][]string{
+		{"mmd", "-D", "s", "-i", espDev, "::/EFI", "::/EFI/BOOT"},
+		{"mcopy", "-o", "-i", espDev, img, "::/EFI/BOOT/BOOTX64.EFI"},
+	} {
+		if _, err := in.Run.Run(ctx, run.Cmd{Argv: argv, Env: env}); err != nil {
+			return fmt.Errorf("filling the EFI system partition %s: %w", espDev, err)
+		}
+	}
+	return nil
+}
+
+// copyModules copies grub's platform files (*.mod, *.lst) into dir.
+func copyModules(from, dir string) error {
+	mods, err := filepath.Glob(filepath.Join(from, "*.mod"))
+	if err != nil || len(mods) == 0 {
+		return fmt.Errorf("no grub modules in %s (install grub-efi-amd64-bin)", from)
+	}
+	lsts, _ := filepath.Glob(filepath.Join(from, "*.lst"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	for _, src := range append(mods, lsts...) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("copying grub modules: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o644); err != nil {
+			return fmt.Errorf("copying grub modules: %w", err)
+		}
+	}
+	return nil
+}
