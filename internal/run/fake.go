@@ -23,9 +23,10 @@ type Fake struct {
 // Call is one recorded invocation. Stdin is read in full because the input (a
 // partition script, a key) is often what a test needs to check.
 type Call struct {
-	Argv  []string
-	Stdin []byte
-	Env   []string
+	Argv           []string
+	Stdin          []byte
+	Env            []string
+	MountNamespace bool // as asked in Cmd; nothing is unshared
 }
 
 // Run records cmd and returns what Handler says. A done ctx returns ctx.Err() without
@@ -38,7 +39,7 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	call := Call{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)}
+	call := Call{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env), MountNamespace: cmd.MountNamespace}
 	if cmd.Stdin != nil {
 		in, err := io.ReadAll(cmd.Stdin)
 		if err != nil {
@@ -80,7 +81,7 @@ func (f *Fake) Commands() []string {
 }
 
 func cloneCall(c Call) Call {
-	return Call{Argv: slices.Clone(c.Argv), Stdin: slices.Clone(c.Stdin), Env: slices.Clone(c.Env)}
+	return Call{Argv: slices.Clone(c.Argv), Stdin: slices.Clone(c.Stdin), Env: slices.Clone(c.Env), MountNamespace: c.MountNamespace}
 }
 
 // Fail builds the *Error a real failing program would give, so Handlers exercise the

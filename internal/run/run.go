@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -28,6 +29,10 @@ type Cmd struct {
 	Stdin io.Reader // optional
 	Env   []string  // optional extra KEY=VALUE entries, appended to the process environment
 	Dir   string    // optional working directory
+	// A new mount namespace starts as a copy of ours whose shared mounts still propagate
+	// both ways: the program must make them private (mount --make-rprivate /) before it
+	// mounts anything that the rest of the machine must not see.
+	MountNamespace bool // run the program in a new mount namespace (CLONE_NEWNS; needs root)
 }
 
 // Result is what a finished program wrote. Runners fill it also when the program failed,
@@ -122,7 +127,7 @@ var waitDelay = 5 * time.Second
 // stderr are captured in full. Logger, when non-nil, gets one Debug line per command
 // (argv, duration, exit code). A nil *slog.Logger means no logging. Cmd.Env entries
 // come after the inherited environment and so win, which lets a caller pin LC_ALL=C for
-// output it parses.
+// output it parses. Cmd.MountNamespace is honoured by Run and Stream alike.
 type Exec struct{ Logger *slog.Logger }
 
 // Run starts cmd and waits for it. A done ctx kills the program; the error then matches
@@ -138,6 +143,7 @@ func (e Exec) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	if len(cmd.Env) > 0 {
 		c.Env = append(os.Environ(), cmd.Env...)
 	}
+	c.SysProcAttr = sysProcAttr(cmd)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = waitDelay
@@ -167,6 +173,21 @@ func (e Exec) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		e.Logger.DebugContext(ctx, "run", attrs...)
 	}
 	return res, err
+}
+
+// sysProcAttr returns the process attributes cmd asks for, nil when it asks for none.
+func sysProcAttr(cmd Cmd) *syscall.SysProcAttr {
+	if !cmd.MountNamespace {
+		return nil
+	}
+	return &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+}
+
+// LookPath reports where name is found in PATH, as Exec would find it, for callers that
+// choose between tools before running one; it exists because only this package may use
+// os/exec.
+func LookPath(name string) (string, error) {
+	return exec.LookPath(name)
 }
 
 // DryRun prints each command as one line to W ("run: " + String(argv)) and runs nothing;

@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 //	cat                          copy stdin to stdout
 //	env NAME                     write the value of NAME to stdout
 //	pwd                          write the working directory to stdout
+//	readlink PATH                write the target of the symbolic link PATH to stdout
 //	sleep DURATION               sleep
 //	touch PATH                   create an empty file
 //	orphan PIDFILE               start a child that sleeps a minute holding stdout and
@@ -98,6 +99,13 @@ func helperMain(args []string) int {
 				return fail(err)
 			}
 			os.Stdout.WriteString(wd)
+		case "readlink":
+			i++
+			target, err := os.Readlink(arg(i))
+			if err != nil {
+				return fail(err)
+			}
+			os.Stdout.WriteString(target)
 		case "sleep":
 			i++
 			d, err := time.ParseDuration(arg(i))

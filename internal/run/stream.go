@@ -46,6 +46,7 @@ func (e Exec) Stream(ctx context.Context, cmd Cmd) (io.ReadCloser, error) {
 	if len(cmd.Env) > 0 {
 		c.Env = append(os.Environ(), cmd.Env...)
 	}
+	c.SysProcAttr = sysProcAttr(cmd)
 	c.Stderr = &s.stderr
 	c.WaitDelay = waitDelay
 	s.cmd = c
