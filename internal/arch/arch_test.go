@@ -22,12 +22,14 @@ var allowed = map[string][]string{
 	"deploy":          {"partition", "schema", "internal/run", "internal/disk"},
 	"bootloader":      {"partition", "schema", "internal/run", "internal/disk"},
 	"internal/disk":   {"internal/run"},
-	"internal/run":    {},
-	"schema":          {},
-	"initramfs":       {},
-	"integration":     {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader"},
-	"examples":        {"schema", "partition", "internal/engine"},
-	"internal/arch":   {},
+	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
+	"internal/testimage": {"internal/run"},
+	"internal/run":       {},
+	"schema":             {},
+	"initramfs":          {},
+	"integration":        {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader"},
+	"examples":           {"schema", "partition", "internal/engine"},
+	"internal/arch":      {},
 }
 
 // thirdParty restricts non-project, non-stdlib imports where the design fixes them.

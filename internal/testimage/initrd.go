@@ -1,0 +1,144 @@
+package testimage
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// stage1Applets are the busybox applets stage1Init calls. test and [ are ash builtins
+// already; the links cost nothing and keep the script working with a busybox built
+// without them.
+var stage1Applets = []string{
+	"sh", "mount", "umount", "insmod", "findfs", "switch_root", "sleep", "cat",
+	"poweroff", "echo", "mkdir", "test", "[",
+}
+
+// stage1Init is /init of the stage-1 initramfs (MACHINE-NOTES §5). The kernel starts it
+// with no PATH, hence the export. Every failure prints why and powers off, because a
+// test watching the serial console must see a reason and QEMU (-no-reboot) must end,
+// not hang or panic-loop.
+const stage1Init = `#!/bin/sh
+# Stage 1 of a provisioner test image: load the virtio modules, find the root
+# filesystem named by root= on the kernel command line, and switch to its /sbin/init.
+export PATH=/bin
+# devtmpfs first, so /dev/null and the disk nodes exist for everything below.
+mount -t devtmpfs devtmpfs /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+for m in $(cat /lib/modules/load-order); do
+	insmod /lib/modules/$m || echo "stage-1: insmod $m failed"
+done
+root=
+for a in $(cat /proc/cmdline); do
+	case $a in root=*) root=${a#root=} ;; esac
+done
+if [ -z "$root" ]; then
+	echo "stage-1: no root= on the kernel command line; powering off"
+	poweroff -f
+fi
+# The disk appears asynchronously after virtio_blk loads: wait up to 10 s.
+dev=
+i=0
+while [ $i -lt 100 ]; do
+	case "$root" in
+	UUID=* | LABEL=*) dev=$(findfs "$root" 2>/dev/null) ;;
+	*) dev=$root ;;
+	esac
+	[ -n "$dev" ] && [ -b "$dev" ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+if [ -z "$dev" ] || ! [ -b "$dev" ]; then
+	echo "stage-1: root device $root not found after 10 s; powering off"
+	poweroff -f
+fi
+if ! mount -o ro "$dev" /newroot; then
+	echo "stage-1: cannot mount $dev (root=$root) read-only; powering off"
+	poweroff -f
+fi
+# Keep /dev (the console stays open on it); proc and sys are remounted by the image.
+mount --move /dev /newroot/dev || umount /dev
+umount /sys
+umount /proc
+exec switch_root /newroot /sbin/init
+echo "stage-1: switch_root failed; powering off"
+poweroff -f
+`
+
+// loadOrderFile lists the modules of the stage-1 initramfs, one base name a line, in
+// the order /init loads them.
+const loadOrderFile = "lib/modules/load-order"
+
+// writeInitrd writes the stage-1 initramfs, a gzip'ed newc cpio, to w: busybox (the file
+// at busybox) with its applet links, /init, and the modules (files whose base names are
+// kept) in the given order. The bytes depend only on the inputs: mtimes and owners are
+// zero, entries sorted, inode numbers counted.
+func writeInitrd(w io.Writer, busybox string, modules []string) error {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+	}
+	recs := []cpio.Record{
+		cpio.Directory("bin", 0o755),
+		cpio.Directory("dev", 0o755),
+		cpio.Directory("lib", 0o755),
+		cpio.Directory("lib/modules", 0o755),
+		cpio.Directory("newroot", 0o755),
+		cpio.Directory("proc", 0o555),
+		cpio.Directory("sys", 0o555),
+		// The kernel opens /dev/console for /init's stdio before /init runs, so the node
+		// must be in the archive; mounting devtmpfs later would be too late.
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.StaticRecord(bb, cpio.Info{Name: "bin/busybox", Mode: cpio.S_IFREG | 0o755}),
+		cpio.StaticFile("init", stage1Init, 0o755),
+	}
+	for _, a := range stage1Applets {
+		recs = append(recs, cpio.Symlink("bin/"+a, "busybox"))
+	}
+	var order strings.Builder
+	for _, m := range modules {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+		}
+		base := filepath.Base(m)
+		order.WriteString(base + "\n")
+		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: "lib/modules/" + base, Mode: cpio.S_IFREG | 0o644}))
+	}
+	recs = append(recs, cpio.StaticFile(loadOrderFile, order.String(), 0o644))
+
+	// Sorted names put every directory before its content, which the kernel's unpacker
+	// needs (it creates no missing parents).
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	if err != nil {
+		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+	}
+	cw := cpio.Newc.Writer(zw)
+	for i, r := range recs {
+		// Distinct inode numbers with nlink 1: the kernel's unpacker treats equal
+		// (ino, nlink>1) pairs as hard links.
+		r.Ino = uint64(i + 1)
+		r.NLink = 1
+		if r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			r.NLink = 2
+		}
+		if err := cw.WriteRecord(r); err != nil {
+			return fmt.Errorf("testimage: stage-1 initramfs: writing %s: %w", r.Name, err)
+		}
+	}
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+	}
+	return nil
+}
