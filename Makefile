@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make demo` and `make test` (see README.md).
 GO ?= ./scripts/go
 BIN := bin/provisioner
-DEMO_SPEC ?= examples/multiboot-two-images.json
+DEMO_SPEC ?= examples/demo.json
 
 .PHONY: all build test unit demo bench lint clean
 
@@ -22,15 +22,19 @@ test:
 unit:
 	$(GO) test -count=1 -short ./...
 
-# Until image deployment exists the demo partitions the example spec onto a new 16 GiB
-# disk-image file (GPT, filesystems with their planned UUIDs) and prints the table back.
+# The main job on a disk-image file: build two small bootable images (a Debian cloud
+# kernel and busybox, cached), deploy the demo spec onto a new 2 GiB out/demo-disk.img
+# (GPT, filesystems, both images, one grub for BIOS and UEFI, boot-info.json), list the
+# boot menu, then boot the disk once in QEMU and show the default image coming up.
 demo: build
 	./scripts/deps.sh demo
 	mkdir -p out
 	rm -f out/demo-disk.img
+	$(GO) run ./cmd/testimages -out out/images a b
 	$(BIN) validate $(DEMO_SPEC)
-	$(BIN) partition $(DEMO_SPEC) --device vda=out/demo-disk.img --size vda=16GiB --seed demo
-	sgdisk -p out/demo-disk.img
+	$(BIN) deploy $(DEMO_SPEC) --device vda=out/demo-disk.img --size vda=2GiB --seed demo --boot-info out/boot-info.json
+	$(BIN) list --device out/demo-disk.img
+	./scripts/demo-boot.sh out/demo-disk.img
 
 # Micro-benchmarks (spec loading, planning), then the deploy benchmark: >= 1 GiB rootfs
 # over HTTP, ours against curl | zstd -dc | tar -x (and gzip), one run each (root).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -19,6 +20,19 @@ type BootInfo struct {
 	CurrentElement     int       `json:"current_element"`        // grub_id of the default entry
 	MultibootPartition string    `json:"multiboot_partition"`    // filesystem UUID of the multiboot partition ("" for a single image)
 	PendingOnce        *int      `json:"pending_once,omitempty"` // grub_id set with switch-default --once, until it has booted
+	// GrubDir is grub's directory relative to the directory holding boot-info.json:
+	// "boot/grub" on the multiboot partition, "grub" in a single image's /boot.
+	GrubDir string `json:"grub_dir,omitempty"`
+}
+
+// GrubEnv returns the path of grubenv for the boot-info.json in dir. A file without
+// grub_dir (Bareon's, or older) is on a multiboot partition.
+func (b *BootInfo) GrubEnv(dir string) string {
+	g := b.GrubDir
+	if g == "" {
+		g = DefaultGrubDir
+	}
+	return filepath.Join(dir, filepath.FromSlash(g), "grubenv")
 }
 
 // Element is one deployed image's boot entry. The first six keys are Bareon's; the rest

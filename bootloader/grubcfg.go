@@ -112,15 +112,7 @@ func Entries(l *partition.Layout, kernels map[string]Kernel, kernelParams string
 		}
 		ids[id] = im.Name
 
-		var root, boot *partition.Mount
-		for i := range im.Mounts {
-			switch im.Mounts[i].Path {
-			case "/":
-				root = &im.Mounts[i]
-			case "/boot":
-				boot = &im.Mounts[i]
-			}
-		}
+		root, boot := im.MountAt("/"), im.MountAt("/boot")
 		kfs := root
 		kernelPath, initrdPath := k.Path, k.Initrd
 		if boot != nil {

@@ -34,52 +34,81 @@ func (in Installer) grubLib() string {
 	return in.GrubLib
 }
 
+// Location says where grub's directory and the boot files live.
+type Location struct {
+	// Dir is where the filesystem holding them is seen now: the mounted multiboot
+	// filesystem, or a single image's /boot. boot-info.json and history.jsonl go here.
+	Dir string
+	// GrubDir is grub's directory relative to Dir: "boot/grub" on the multiboot partition,
+	// "grub" in an image's /boot.
+	GrubDir string
+	// Prefix is grub's directory as grub sees it on its filesystem: "/boot/grub" on the
+	// multiboot partition or an image root, "/grub" on a separate /boot volume.
+	Prefix string
+	// FSUUID is that filesystem's UUID, which the EFI image searches for.
+	FSUUID string
+}
+
+// Multiboot is the Location on a multiboot filesystem mounted at dir.
+func Multiboot(dir, fsUUID string) Location {
+	return Location{Dir: dir, GrubDir: DefaultGrubDir, Prefix: "/" + DefaultGrubDir, FSUUID: fsUUID}
+}
+
+// GrubPath is the host path of grub's directory.
+func (l Location) GrubPath() string { return filepath.Join(l.Dir, l.GrubDir) }
+
 // BIOSArgv is the grub-install call that writes the i386-pc boot code into disk's MBR
-// and its core image into the disk's BIOS boot partition, with the grub directory at
-// bootRoot/boot/grub (bootRoot: where the multiboot filesystem is mounted).
-func BIOSArgv(bootRoot, disk string) []string {
-	return []string{"grub-install", "--target=i386-pc", "--boot-directory=" + filepath.Join(bootRoot, "boot"),
+// and its core image into the disk's BIOS boot partition, with grub's directory at
+// grubPath (grub-install takes its parent, the "boot directory").
+func BIOSArgv(grubPath, disk string) []string {
+	return []string{"grub-install", "--target=i386-pc", "--boot-directory=" + filepath.Dir(grubPath),
 		"--modules=" + strings.Join(grubModules, " "), "--no-floppy", disk}
 }
 
 // InstallBIOS installs grub onto every disk, so that whichever disk the firmware picks
 // boots the same menu.
-func (in Installer) InstallBIOS(ctx context.Context, bootRoot string, disks []string) error {
+func (in Installer) InstallBIOS(ctx context.Context, loc Location, disks []string) error {
+	if filepath.Base(loc.GrubDir) != "grub" {
+		// grub-install always names the directory "grub" under the boot directory.
+		return fmt.Errorf("installing grub (BIOS): grub directory %s is not named grub", loc.GrubDir)
+	}
 	for _, d := range disks {
-		if _, err := in.Run.Run(ctx, run.Cmd{Argv: BIOSArgv(bootRoot, d)}); err != nil {
+		if _, err := in.Run.Run(ctx, run.Cmd{Argv: BIOSArgv(loc.GrubPath(), d)}); err != nil {
 			return fmt.Errorf("installing grub (BIOS) on %s: %w", d, err)
 		}
 	}
 	return nil
 }
 
-// EFIEarlyConfig is embedded in BOOTX64.EFI: it finds the grub directory by the
+// EFIEarlyConfig is embedded in BOOTX64.EFI: it finds grub's directory by the
 // filesystem UUID of the partition holding it, so the ESP needs nothing but the image.
-func EFIEarlyConfig(bootUUID string) string {
-	return fmt.Sprintf("search.fs_uuid %s root\nset prefix=($root)/boot/grub\n", bootUUID)
+func EFIEarlyConfig(loc Location) string {
+	return fmt.Sprintf("search.fs_uuid %s root\nset prefix=($root)%s\n", loc.FSUUID, loc.Prefix)
 }
 
 // MkimageArgv builds BOOTX64.EFI with the early config.
-func MkimageArgv(out, earlyCfg string) []string {
-	return append([]string{"grub-mkimage", "-O", "x86_64-efi", "-o", out, "-c", earlyCfg, "-p", "/boot/grub"},
+func MkimageArgv(out, earlyCfg, prefix string) []string {
+	return append([]string{"grub-mkimage", "-O", "x86_64-efi", "-o", out, "-c", earlyCfg, "-p", prefix},
 		append(append([]string(nil), grubModules...), efiExtraModules...)...)
 }
 
 // InstallEFI puts grub for x86_64-efi at the removable path EFI/BOOT/BOOTX64.EFI of the
 // ESP without mounting it (the build hosts' kernels have no vfat; in the ramdisk this
 // also keeps one code path): grub-mkimage builds the image, mtools copies it in. The
-// modules go to bootRoot/boot/grub/x86_64-efi, next to grub.cfg, as grub-install would.
-func (in Installer) InstallEFI(ctx context.Context, bootRoot, bootUUID, espDev, tmpDir string) error {
-	modDir := filepath.Join(bootRoot, "boot", "grub", "x86_64-efi")
-	if err := copyModules(filepath.Join(in.grubLib(), "x86_64-efi"), modDir); err != nil {
+// modules go to grub's directory under x86_64-efi, next to grub.cfg, as grub-install would.
+func (in Installer) InstallEFI(ctx context.Context, loc Location, espDev, tmpDir string) error {
+	if loc.FSUUID == "" || loc.Prefix == "" {
+		return fmt.Errorf("installing grub (UEFI): no filesystem uuid or prefix for grub's directory")
+	}
+	if err := copyModules(filepath.Join(in.grubLib(), "x86_64-efi"), filepath.Join(loc.GrubPath(), "x86_64-efi")); err != nil {
 		return err
 	}
 	early := filepath.Join(tmpDir, "early.cfg")
-	if err := os.WriteFile(early, []byte(EFIEarlyConfig(bootUUID)), 0o644); err != nil {
+	if err := os.WriteFile(early, []byte(EFIEarlyConfig(loc)), 0o644); err != nil {
 		return fmt.Errorf("writing the EFI early config: %w", err)
 	}
 	img := filepath.Join(tmpDir, "BOOTX64.EFI")
-	if _, err := in.Run.Run(ctx, run.Cmd{Argv: MkimageArgv(img, early)}); err != nil {
+	if _, err := in.Run.Run(ctx, run.Cmd{Argv: MkimageArgv(img, early, loc.Prefix)}); err != nil {
 		return fmt.Errorf("building the EFI image: %w", err)
 	}
 	env := []string{"MTOOLS_SKIP_CHECK=1"}

@@ -14,14 +14,21 @@ import (
 )
 
 func TestInstallArgv(t *testing.T) {
-	bios := run.String(BIOSArgv("/mnt/mb", "/dev/vda"))
+	bios := run.String(BIOSArgv("/mnt/mb/boot/grub", "/dev/vda"))
 	if !strings.HasPrefix(bios, "grub-install --target=i386-pc --boot-directory=/mnt/mb/boot '--modules=part_gpt ") || !strings.HasSuffix(bios, " --no-floppy /dev/vda") {
 		t.Errorf("BIOS argv: %s", bios)
 	}
-	if got := EFIEarlyConfig("1234"); got != "search.fs_uuid 1234 root\nset prefix=($root)/boot/grub\n" {
+	if got := EFIEarlyConfig(Multiboot("/mnt/mb", "1234")); got != "search.fs_uuid 1234 root\nset prefix=($root)/boot/grub\n" {
 		t.Errorf("early config: %q", got)
 	}
-	mk := MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg")
+	// A single image with a separate /boot volume: grub's directory is /grub on it.
+	if got := EFIEarlyConfig(Location{Dir: "/mnt/boot", GrubDir: "grub", Prefix: "/grub", FSUUID: "5678"}); got != "search.fs_uuid 5678 root\nset prefix=($root)/grub\n" {
+		t.Errorf("early config, separate /boot: %q", got)
+	}
+	if got := run.String(BIOSArgv("/mnt/boot/grub", "/dev/vda")); !strings.Contains(got, "--boot-directory=/mnt/boot ") {
+		t.Errorf("BIOS argv, separate /boot: %s", got)
+	}
+	mk := MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg", "/boot/grub")
 	if run.String(mk[:9]) != "grub-mkimage -O x86_64-efi -o /t/BOOTX64.EFI -c /t/early.cfg -p /boot/grub" {
 		t.Errorf("mkimage argv: %s", run.String(mk))
 	}
@@ -93,10 +100,11 @@ func TestInstallOnLoopDisk(t *testing.T) {
 	})
 
 	in := Installer{Run: run.Exec{}}
-	if err := in.InstallBIOS(ctx, mnt, []string{loop.Path}); err != nil {
+	loc := Multiboot(mnt, mbUUID)
+	if err := in.InstallBIOS(ctx, loc, []string{loop.Path}); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.InstallEFI(ctx, mnt, mbUUID, espDev, t.TempDir()); err != nil {
+	if err := in.InstallEFI(ctx, loc, espDev, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"boot/grub/i386-pc/core.img", "boot/grub/i386-pc/normal.mod", "boot/grub/x86_64-efi/normal.mod"} {

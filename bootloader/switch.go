@@ -13,7 +13,11 @@ import (
 // Paths of the boot files under a boot directory: the mounted multiboot partition, or a
 // single image's /boot. Callers pass the directory so that one code path serves both.
 const (
-	GrubEnvPath  = "boot/grub/grubenv"
+	// DefaultGrubDir is grub's directory on the multiboot partition, and the one assumed
+	// for a boot-info.json without grub_dir (older files, Bareon's).
+	DefaultGrubDir = "boot/grub"
+	// GrubEnvPath is grubenv on the multiboot partition.
+	GrubEnvPath  = DefaultGrubDir + "/grubenv"
 	BootInfoPath = "boot-info.json"
 	HistoryPath  = "history.jsonl"
 )
@@ -97,7 +101,7 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 	if err != nil {
 		return res, fmt.Errorf("switching default in %s: %w", dir, err)
 	}
-	envPath := filepath.Join(dir, GrubEnvPath)
+	envPath := bi.GrubEnv(dir)
 	if err := WriteFileAtomic(envPath, envData, fileMode(envPath), hook); err != nil {
 		return res, fmt.Errorf("switching default: %w", err)
 	}
@@ -123,7 +127,7 @@ func readBootFiles(dir string) (*BootInfo, *Env, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	envPath := filepath.Join(dir, GrubEnvPath)
+	envPath := bi.GrubEnv(dir)
 	data, err := os.ReadFile(envPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return bi, &Env{}, nil

@@ -62,7 +62,7 @@ func (e *ChecksumError) Error() string {
 func (e *ChecksumError) Is(target error) bool { return target == ErrChecksum }
 
 // ResolveDigest turns an image's "checksum" value into a Digest: "sha256:<hex>", "sha512:<hex>",
-// "md5:<hex>" directly; an http(s):// or file:// URL is fetched with f.Get and parsed as a
+// "md5:<hex>" directly; an http(s):// or file:// URL, or a path containing a slash, is fetched with f.Get and parsed as a
 // checksum file (GNU coreutils format "<hex>  <name>" or "<hex> *<name>", and BSD format
 // "SHA256 (<name>) = <hex>"), picking the line whose name equals the base name of imageSrc
 // (the last path element of its URL path, query ignored); the algorithm comes from the
@@ -83,8 +83,12 @@ func (f *Fetcher) ResolveDigest(ctx context.Context, checksum, imageSrc string) 
 		}
 	}
 	lower := strings.ToLower(checksum)
-	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") && !strings.HasPrefix(lower, "file://") {
-		return Digest{}, fmt.Errorf("checksum %q: want sha256:<hex>, sha512:<hex>, md5:<hex> or the http(s):// or file:// URL of a checksum file", checksum)
+	isURL := strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://") || strings.HasPrefix(lower, "file://")
+	// A path needs a slash ("./SHA256SUMS"), so that a mistyped digest ("sha1-abc") is not
+	// taken for a file name; images accept plain paths, so their checksum files do too.
+	isPath := strings.Contains(checksum, "/") && !strings.Contains(checksum, ":")
+	if !isURL && !isPath {
+		return Digest{}, fmt.Errorf("checksum %q: want sha256:<hex>, sha512:<hex>, md5:<hex>, or the http(s):// or file:// URL or the path (with a /) of a checksum file", checksum)
 	}
 	shown := checksum
 	if u, err := url.Parse(checksum); err == nil {

@@ -93,6 +93,8 @@ func TestResolveDigestFromFile(t *testing.T) {
 	}{
 		{srv.URL + "/SHA256SUMS", image, Digest{"sha256", sha256Hex(img)}, nil},
 		{"file://" + local, "/srv/images/centos.tar.gz", Digest{"sha256", sha256Hex(img)}, nil},
+		{local, "images/centos.tar.gz", Digest{"sha256", sha256Hex(img)}, nil},
+		{"SHA256SUMS", image, Digest{}, []string{"the path (with a /) of a checksum file"}},
 		{srv.URL + "/SHA256SUMS", "file:///srv/ubuntu.tar.gz", Digest{"sha256", sha256Hex(other)}, nil},
 		{srv.URL + "/CHECKSUM", image, Digest{"sha512", sha512Hex(img)}, nil},
 		{srv.URL + "/MD5SUMS", image, Digest{"md5", md5Hex(img)}, nil},

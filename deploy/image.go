@@ -41,6 +41,10 @@ type Deployer struct {
 	TmpDir string
 	// ProgressInterval is the period of progress log lines (0: 5 s).
 	ProgressInterval time.Duration
+	// Inspect, when set, is called once an image is in place and verified, with its tree
+	// still mounted at root: the bootloader step reads the image's kernels there, so the
+	// volumes need not be mounted twice. Its error fails the image.
+	Inspect func(ctx context.Context, im *partition.Image, root string) error
 }
 
 // Deploy deploys one image: it mounts every volume bound to the image into a private
@@ -102,7 +106,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 
 	var raw RawResult
 	if format.Payload == "raw" {
-		target := findMount(im, im.Target)
+		target := im.MountAt(im.Target)
 		if target == nil {
 			return fmt.Errorf("image %s: raw image, but no filesystem is mounted at its target %s", im.Name, im.Target)
 		}
@@ -183,6 +187,11 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 			return fmt.Errorf("image %s: %w", im.Name, err)
 		}
 	}
+	if d.Inspect != nil {
+		if err := d.Inspect(ctx, im, root); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -191,15 +200,6 @@ func (d *Deployer) out() io.Writer {
 		return io.Discard
 	}
 	return d.Out
-}
-
-func findMount(im *partition.Image, path string) *partition.Mount {
-	for i := range im.Mounts {
-		if im.Mounts[i].Path == path {
-			return &im.Mounts[i]
-		}
-	}
-	return nil
 }
 
 // classifyStreamErr marks failures of the image data (download, checksum, format,

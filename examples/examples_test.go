@@ -24,6 +24,7 @@ var wantExamples = []string{
 	"raid1.json",                // md raid1 across two disks, BIOS only
 	"utility-image.json",        // a utility image deployed under a sub-path
 	"uefi.json",                 // UEFI only, custom ESP and multiboot sizes
+	"demo.json",                 // make demo: two bootable test images from local paths
 }
 
 func TestExamplesPlanLikeGolden(t *testing.T) {

@@ -212,6 +212,16 @@ type Image struct {
 	Fstab  string  `json:"fstab"`
 }
 
+// MountAt returns the image's mount at path ("/", "/boot"), or nil.
+func (im *Image) MountAt(path string) *Mount {
+	for i := range im.Mounts {
+		if im.Mounts[i].Path == path {
+			return &im.Mounts[i]
+		}
+	}
+	return nil
+}
+
 // Mount is one filesystem mounted inside an image's tree.
 type Mount struct {
 	Path    string `json:"path"`

@@ -606,6 +606,7 @@ func TestExtensionValues(t *testing.T) {
 		"checksum md5":      {set("/images/0/checksum", `"md5:`+strings.Repeat("0f", 16)+`"`)},
 		"checksum file URL": {set("/images/0/checksum", `"https://images.example/SHA256SUMS"`)},
 		"checksum file":     {set("/images/0/checksum", `"file:///srv/SHA256SUMS"`)},
+		"checksum path":     {set("/images/0/checksum", `"out/images/SHA256SUMS"`)},
 		"id path":           {set("/partitions/0/id", `{"type": "path", "value": "disk/by-path/pci-0000:00:1f.2-ata-1"}`)},
 		"id scsi":           {set("/partitions/0/id", `{"type": "scsi", "value": "0:0:0:0"}`)},
 		"id serial":         {set("/partitions/0/id", `{"type": "serial", "value": "S4EVNF0M123456"}`)},

@@ -21,6 +21,9 @@ case "${1:-}" in
     need mcopy mtools          # fills the ESP without mounting vfat
     need fsck.vfat dosfstools
     need udevadm udev          # grub-install finds loop partitions' starts through udevadm
+    need os-prober os-prober   # the deploy's kernel discovery is tested with both probers
+    need qemu-system-x86_64 qemu-system-x86   # boots deployed disks (SeaBIOS and OVMF)
+    [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || pkgs+=(ovmf)
     ;;
   demo)
     need sgdisk gdisk
@@ -28,6 +31,14 @@ case "${1:-}" in
     need mke2fs e2fsprogs
     need mkfs.vfat dosfstools
     need mkswap util-linux
+    [ -d /usr/lib/grub/i386-pc ] || pkgs+=(grub-pc-bin)
+    [ -d /usr/lib/grub/x86_64-efi ] || pkgs+=(grub-efi-amd64-bin)
+    need grub-install grub2-common
+    need grub-editenv grub-common
+    need mcopy mtools
+    need udevadm udev
+    need apt-get apt           # the demo images' kernel and busybox come from Debian packages
+    need qemu-system-x86_64 qemu-system-x86   # boots the deployed disk once
     ;;
   bench)
     need curl curl

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/partition"
 	"github.com/spf13/cobra"
 )
 
 func newDeployCmd(s *streams) *cobra.Command {
 	var flags diskFlags
+	var boot engine.BootOptions
+	var preserve bool
 	cmd := &cobra.Command{
 		Use:   "deploy SPEC [--device NAME=PATH ...] [--size NAME=SIZE ...] [--seed S] [--dry-run]",
 		Short: "Partition the spec's disks and deploy every image into its root",
@@ -29,7 +33,23 @@ bits, hard links, device nodes, FIFOs and xattrs (file capabilities, SELinux lab
 kept.
 
 Progress (bytes, rate, ETA) is a redrawn line on a terminal and a log line every few
-seconds otherwise. Exit code 4 means an image could not be fetched or verified.`,
+seconds otherwise. Exit code 4 means an image could not be fetched or verified.
+
+Once every image is deployed and verified, grub is installed once, from this
+environment (never by running a program from an image): for BIOS onto every disk
+(boot code in the MBR, core image in each BIOS boot partition), for UEFI at the
+removable path EFI/BOOT/BOOTX64.EFI of the EFI system partition (and an NVRAM entry when
+this machine has EFI variables and the disk is not an image file). Its directory is on
+the multiboot partition, or, with a single OS image, in that image's /boot. Each root's
+kernel, initrd and OS name are found with os-prober and linux-boot-prober, confined to
+the target disks, when installed, else by reading /boot and /etc/os-release (--prober).
+The menu (grub.cfg, one entry per OS image in spec order, the boot image the default),
+boot-info.json (also written to --boot-info) and a history line follow; grubenv's
+saved_entry is written last. The boot menu is printed at the end.
+
+If a clean deploy fails after it began writing, the partition tables it wrote are
+erased, so the machine cannot boot a half-written OS and falls back to network boot;
+--preserve-on-error keeps them for inspection.`,
 		Example: `  provisioner deploy examples/multiboot-two-images.json --device vda=disk.img --size vda=16GiB
   provisioner deploy provision.json --dry-run`,
 		Args: exactArgs(1),
@@ -46,12 +66,32 @@ seconds otherwise. Exit code 4 means an image could not be fetched or verified.`
 				PartitionOptions: popts,
 				TTY:              tty,
 				Log:              slog.New(slog.NewTextHandler(s.err, nil)),
+				Boot:             boot,
+				PreserveOnError:  preserve,
 			}
+			opts.Boot.Self = []string{"/proc/self/exe"}
 			opts.Out = s.err // progress goes to standard error; the result table to standard output
-			layout, err := engine.Deploy(cmd.Context(), spec, opts)
-			return flags.finish(s, layout, err)
+			res, err := engine.Deploy(cmd.Context(), spec, opts)
+			var layout *partition.Layout
+			if res != nil {
+				layout = res.Layout
+			}
+			if err := flags.finish(s, layout, err); err != nil {
+				return err
+			}
+			if res != nil && res.BootInfo != nil {
+				fmt.Fprintln(s.out)
+				engine.Summary(s.out, res.BootInfo)
+				if boot.BootInfoPath != "" {
+					fmt.Fprintf(s.out, "boot-info.json written to %s\n", boot.BootInfoPath)
+				}
+			}
+			return nil
 		},
 	}
 	flags.bind(cmd)
+	cmd.Flags().StringVar(&boot.BootInfoPath, "boot-info", engine.DefaultBootInfoPath, "also write boot-info.json here (\"\" for nowhere else)")
+	cmd.Flags().StringVar(&boot.Prober, "prober", engine.ProberAuto, "kernel discovery: auto (os-prober when installed), os-prober, builtin")
+	cmd.Flags().BoolVar(&preserve, "preserve-on-error", false, "keep what a failed clean deploy wrote (default: erase its partition tables)")
 	return cmd
 }

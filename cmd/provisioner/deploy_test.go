@@ -1,10 +1,14 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDeployHelp(t *testing.T) {
@@ -45,5 +49,76 @@ func TestDeployImageErrorExitCode(t *testing.T) {
 	r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s")
 	if r.code != exitImage || !strings.Contains(r.stderr, "provisioner: image a: ") || !strings.Contains(r.stderr, missing) {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// kernelTar writes a tar with a root tree (os-release, a kernel and initrd; not real
+// ones: nothing boots them here) and returns its path.
+func kernelTar(t *testing.T, dir, name string) string {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range []struct{ name, body string }{
+		{"etc/os-release", `PRETTY_NAME="Test ` + name + `"` + "\n"},
+		{"boot/vmlinuz-6.1.0-9-amd64", "kernel"},
+		{"boot/initrd.img-6.1.0-9-amd64", "initrd"},
+	} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.body)), ModTime: time.Unix(1, 0)})
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	p := filepath.Join(dir, name+".tar")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestDeployThenSwitchOffline: deploy two images into an image file through the CLI, then
+// list, switch-default and history against that file (--device), as an operator would
+// with a disk image (a loop-device test).
+func TestDeployThenSwitchOffline(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loop-device test: needs root and no -short")
+	}
+	dir := t.TempDir()
+	spec := fmt.Sprintf(`{"images": [
+   {"name": "red", "url": "file://%s", "target": "/", "boot": true},
+   {"name": "blue", "image_name": "Blue OS", "url": "%s", "target": "/"}],
+ "boot_mode": "bios",
+ "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "volumes": [
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "100 MiB", "images": ["red"]},
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "remaining", "images": ["blue"]}]}]}`,
+		kernelTar(t, dir, "red"), kernelTar(t, dir, "blue"))
+	img := filepath.Join(dir, "disk.img")
+	info := filepath.Join(dir, "boot-info.json")
+	r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=400MiB", "--seed", "s", "--prober", "builtin", "--boot-info", info)
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"boot menu (multiboot partition ", " * 0  red ", "   1  blue ", "Test blue (blue)", "boot-info.json written to " + info} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("deploy output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if _, err := os.Stat(info); err != nil {
+		t.Error(err)
+	}
+
+	r = runCLI(t, "", "switch-default", "Blue OS", "--device", img)
+	if r.code != 0 || r.stdout != "default is now 1 (blue) (was 0 (red))\n" {
+		t.Fatalf("switch-default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "list", "--device", img)
+	if r.code != 0 || !strings.Contains(r.stdout, "(multiboot)") || !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "1 blue Blue OS Test blue (blue) default") {
+		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "history", "--device", img)
+	if r.code != 0 || !strings.Contains(r.stdout, " deploy ") || !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "switch-default red blue ok") {
+		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "switch-default", "green", "--device", img)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "valid: 0 (red); 1 (blue, Blue OS)") {
+		t.Errorf("unknown entry: exit %d\n%s", r.code, r.stderr)
 	}
 }

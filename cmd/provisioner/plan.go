@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/spf13/cobra"
 )
@@ -62,9 +60,7 @@ printed.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(layout)
+				return writeJSON(s.out, layout)
 			}
 			return layout.WriteTable(s.out)
 		},

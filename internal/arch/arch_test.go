@@ -16,7 +16,9 @@ const module = "github.com/provisioner/provisioner"
 // import directly. Anything not listed may import nothing of ours. Third-party imports
 // are checked separately for the packages whose dependencies DESIGN.md pins.
 var allowed = map[string][]string{
-	"cmd/":            {"internal/engine", "schema", "partition", "deploy", "bootloader"},
+	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader"},
+	// The demo's image builder (a development tool, not part of the provisioner).
+	"cmd/testimages":  {"internal/testimage", "internal/run"},
 	"internal/engine": {"schema", "partition", "deploy", "bootloader", "internal/"},
 	"partition":       {"schema", "internal/run", "internal/disk"},
 	"deploy":          {"partition", "schema", "internal/run", "internal/disk"},

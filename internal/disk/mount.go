@@ -66,3 +66,24 @@ func SyncFS(dir string) error {
 	}
 	return nil
 }
+
+// MountPrivate mounts dev at dir, read-only unless writable, and makes the mount
+// private, so that it never propagates into other mount namespaces (a container or
+// a user's shell) while the provisioner briefly holds it.
+func MountPrivate(ctx context.Context, dev, dir, fsType string, writable bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_NOATIME)
+	if !writable {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(dev, dir, fsType, flags, ""); err != nil {
+		return fmt.Errorf("mounting %s (%s) at %s: %w", dev, fsType, dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		unix.Unmount(dir, 0)
+		return fmt.Errorf("making the mount at %s private: %w", dir, err)
+	}
+	return nil
+}

@@ -133,3 +133,10 @@ func readUint(path string) (uint64, error) {
 	}
 	return strconv.ParseUint(s, 10, 64)
 }
+
+// EFIVars reports whether the running firmware exposes EFI variables (booted in UEFI
+// mode with efivarfs mounted), so that an NVRAM boot entry can be written.
+func (s Sys) EFIVars() bool {
+	entries, err := os.ReadDir(filepath.Join(s.sysRoot(), "firmware", "efi", "efivars"))
+	return err == nil && len(entries) > 0
+}

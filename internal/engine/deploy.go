@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
@@ -26,14 +27,31 @@ type DeployOptions struct {
 	TmpDir string
 	// ProgressInterval is the period of progress log lines (0: 5 s).
 	ProgressInterval time.Duration
+	// Boot configures the bootloader step.
+	Boot BootOptions
+	// PreserveOnError keeps what a failed clean deploy wrote; by default its partition
+	// tables are erased so the machine cannot boot a half-written OS.
+	PreserveOnError bool
 }
 
-// Deploy does everything Partition does and then deploys every image into its root.
+// DeployResult is what a deploy produced.
+type DeployResult struct {
+	Layout *partition.Layout
+	// BootInfo is the boot-info.json written (nil on a dry run, or with no OS image).
+	BootInfo *bootloader.BootInfo
+}
+
+// Deploy does everything Partition does, deploys every image into its root, and ends
+// with the bootloader: grub installed once, the menu, boot-info.json and grubenv.
 // Images whose filesystems live on different disks are deployed concurrently; images
 // that share a disk (a shared volume, the same vg) take turns.
-func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*partition.Layout, error) {
+func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*DeployResult, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	fetcher := opts.Fetcher
 	if fetcher == nil {
@@ -46,17 +64,51 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*partit
 			for _, im := range layout.Images {
 				fmt.Fprintf(opts.Out, "  %s from %s into %s (%d mounts), fstab %s\n", im.Name, im.URL, im.Target, len(im.Mounts), fstabNote(im))
 			}
+			bootDryRun(opts.Out, layout, opts.Boot)
 		}
-		return layout, err
+		return &DeployResult{Layout: layout}, err
 	}
-	return withDisks(ctx, spec, opts.PartitionOptions, func(ctx context.Context, layout *partition.Layout, devs partition.Devices) error {
+	res := &DeployResult{}
+	popts := opts.PartitionOptions
+	popts.WipeOnError = !opts.PreserveOnError
+	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool) error {
+		kernels := newKernelSet()
 		d := &deploy.Deployer{
 			Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
 			Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
-			TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval,
+			TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval, Inspect: kernels.inspect,
 		}
-		return deployAll(ctx, layout, devs, d, opts.Out)
+		if err := deployAll(ctx, layout, devs, d, opts.Out); err != nil {
+			return err
+		}
+		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, out: opts.Out}
+		bi, err := b.run(ctx, kernels)
+		res.BootInfo = bi
+		return err
 	})
+	res.Layout = layout
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// bootDryRun says what the bootloader step would do.
+func bootDryRun(w io.Writer, l *partition.Layout, o BootOptions) {
+	roots := rootImages(l)
+	if len(roots) == 0 {
+		fmt.Fprintln(w, "no image has target /: no bootloader would be installed")
+		return
+	}
+	where := "image " + roots[0].Name + "'s /boot"
+	if l.Multiboot != nil {
+		where = "the multiboot partition (" + l.Multiboot.UUID + ")"
+	}
+	fmt.Fprintf(w, "then grub (%s) would be installed once, its directory and boot-info.json on %s, with %d menu entries (default %s)", l.BootMode, where, len(roots), l.BootImage)
+	if o.BootInfoPath != "" {
+		fmt.Fprintf(w, "; boot-info.json also to %s", o.BootInfoPath)
+	}
+	fmt.Fprintln(w)
 }
 
 func fstabNote(im *partition.Image) string {

@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/partition"
 )
 
@@ -58,6 +60,10 @@ func rootfsTar(t *testing.T, marker string) []byte {
 	add(&tar.Header{Name: "bin", Typeflag: tar.TypeSymlink, Linkname: "usr/bin", Mode: 0o777}, "")
 	add(&tar.Header{Name: "srv/shared/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
 	add(&tar.Header{Name: "srv/shared/from-" + marker, Typeflag: tar.TypeReg, Mode: 0o600, Uid: 1000, Gid: 1000}, marker)
+	// A kernel (not a real one: nothing boots it here) so that the bootloader step finds one.
+	add(&tar.Header{Name: "boot/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "boot/vmlinuz-6.1.0-9-" + marker, Typeflag: tar.TypeReg, Mode: 0o644}, "kernel "+marker)
+	add(&tar.Header{Name: "boot/initrd.img-6.1.0-9-" + marker, Typeflag: tar.TypeReg, Mode: 0o644}, "initrd "+marker)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +174,7 @@ type deployCase struct {
 }
 
 func newDeployCase(t *testing.T) *deployCase {
-	needLoop(t, "mke2fs", "mkfs.xfs", "mkswap")
+	needLoop(t, "mke2fs", "mkfs.xfs", "mkswap", "grub-install", "udevadm")
 	c := &deployCase{dir: t.TempDir(), tmp: t.TempDir(), srv: newImageServer(t)}
 	c.alpha = zstdBytes(t, rootfsTar(t, "alpha"))
 	beta := gzipBytes(rootfsTar(t, "beta"))
@@ -186,32 +192,47 @@ func newDeployCase(t *testing.T) *deployCase {
 
 func (c *deployCase) deploy(t *testing.T, doc string) (*partition.Layout, string, error) {
 	t.Helper()
+	res, img, err := c.deployWith(t, doc, func(*DeployOptions) {})
+	if res == nil {
+		return nil, img, err
+	}
+	return res.Layout, img, err
+}
+
+// deployWith deploys doc onto a fresh 1 GiB image file; edit adjusts the options.
+func (c *deployCase) deployWith(t *testing.T, doc string, edit func(*DeployOptions)) (*DeployResult, string, error) {
+	t.Helper()
 	spec := loadString(t, doc)
 	img := filepath.Join(c.dir, "vda.img")
 	os.Remove(img)
-	l, err := Deploy(context.Background(), spec, DeployOptions{
+	opts := DeployOptions{
 		PartitionOptions: PartitionOptions{
 			Targets: []Target{{Name: "vda", Path: img}}, Sizes: map[string]uint64{"vda": 1 << 30},
 			Seed: "deploy", Env: HostEnv(nil),
 		},
 		Fetcher: &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }},
 		TmpDir:  c.tmp,
-	})
+		Boot:    BootOptions{Prober: ProberBuiltin, BootInfoPath: filepath.Join(c.dir, "boot-info.json")},
+	}
+	edit(&opts)
+	res, err := Deploy(context.Background(), spec, opts)
 	if m := mountedUnder(t, c.tmp); len(m) > 0 {
 		t.Errorf("still mounted after deploy: %v", m)
 	}
 	noLoopFor(t, img)
-	return l, img, err
+	return res, img, err
 }
 
 func TestDeployImages(t *testing.T) {
 	c := newDeployCase(t)
 	sum := fmt.Sprintf(`, "checksum": "sha256:%x"`, sha256.Sum256(c.alpha))
-	l, img, err := c.deploy(t, deployDoc(c.srv.URL, sum, ""))
+	res, img, err := c.deployWith(t, deployDoc(c.srv.URL, sum, ""), func(*DeployOptions) {})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := res.Layout
 	d := l.Disks[0]
+	checkBootFiles(t, c, res, img)
 	files := map[string]string{}
 	for _, im := range l.Images {
 		root := findFS(l, im.RootUUID)
@@ -278,21 +299,7 @@ func findMount(l *partition.Layout, mount string) *partition.Partition {
 
 func goldenFstab(t *testing.T, image string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", "fstab-"+image+".golden")
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./internal/engine -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("fstab of %s differs from %s:\n%s", image, path, got)
-	}
+	golden(t, "fstab-"+image+".golden", got)
 }
 
 func TestDeployResumesACutDownload(t *testing.T) {
@@ -343,6 +350,8 @@ func TestDeployRawImage(t *testing.T) {
 	tree := t.TempDir()
 	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
 	os.WriteFile(filepath.Join(tree, "etc/os-release"), []byte("PRETTY_NAME=\"raw\"\n"), 0o644)
+	os.MkdirAll(filepath.Join(tree, "boot"), 0o755)
+	os.WriteFile(filepath.Join(tree, "boot/vmlinuz-6.1.0-9-raw"), []byte("kernel"), 0o644)
 	raw := filepath.Join(t.TempDir(), "root.img")
 	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", tree, raw, "32M").CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs: %v %s", err, out)
@@ -373,6 +382,217 @@ func TestDeployRawImage(t *testing.T) {
 		}
 		if fstab, err := os.ReadFile(filepath.Join(mnt, "etc/fstab")); err != nil || !strings.Contains(string(fstab), "UUID="+root.FS.UUID) {
 			t.Errorf("fstab of the raw image: %v\n%s", err, fstab)
+		}
+	})
+}
+
+// checkBootFiles checks what the bootloader step left on the multiboot partition of the
+// two-image deployDoc: grub.cfg (golden), grubenv (read by grub-editenv), boot-info.json
+// (the same bytes as the --boot-info copy), the history line, grub's BIOS files, and boot
+// code in the MBR.
+func checkBootFiles(t *testing.T, c *deployCase, res *DeployResult, img string) {
+	t.Helper()
+	l, bi := res.Layout, res.BootInfo
+	if bi == nil || len(bi.Elements) != 2 {
+		t.Fatalf("boot info: %+v", bi)
+	}
+	if bi.CurrentElement != 0 || bi.MultibootPartition != l.Multiboot.UUID || bi.GrubDir != "boot/grub" {
+		t.Errorf("boot info: current %d, multiboot %q (plan %s), grub dir %q", bi.CurrentElement, bi.MultibootPartition, l.Multiboot.UUID, bi.GrubDir)
+	}
+	for i, name := range []string{"alpha", "beta"} {
+		e := bi.Elements[i]
+		im := l.Images[i]
+		if e.GrubID != i || e.OSID != name || e.RootUUID != im.RootUUID || e.MenuentryID != "provisioner-"+name ||
+			e.Kernel != "/boot/vmlinuz-6.1.0-9-"+name || e.Initrd != "/boot/initrd.img-6.1.0-9-"+name ||
+			e.BootName != name+" ("+name+")" || e.Filesystems["/"] != im.RootUUID || e.Filesystems["/srv/shared"] == "" {
+			t.Errorf("element %d: %+v", i, e)
+		}
+	}
+	copyData, err := os.ReadFile(filepath.Join(c.dir, "boot-info.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mb *partition.Partition
+	for _, p := range l.Disks[0].Partitions {
+		if p.Role == partition.RoleMultiboot {
+			mb = p
+		}
+	}
+	withPartition(t, img, l.Disks[0], mb.Number, func(t *testing.T, mnt string) {
+		onDisk, err := os.ReadFile(filepath.Join(mnt, "boot-info.json"))
+		if err != nil || !bytes.Equal(onDisk, copyData) {
+			t.Errorf("boot-info.json on the multiboot partition differs from the --boot-info copy (%v)", err)
+		}
+		cfg, err := os.ReadFile(filepath.Join(mnt, "boot/grub/grub.cfg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "grub-deploy.cfg", cfg)
+		out, err := exec.Command("grub-editenv", filepath.Join(mnt, "boot/grub/grubenv"), "list").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "saved_entry=provisioner-alpha" {
+			t.Errorf("grubenv: %v\n%s", err, out)
+		}
+		for _, f := range []string{"boot/grub/i386-pc/core.img", "boot/grub/i386-pc/normal.mod"} {
+			if _, err := os.Stat(filepath.Join(mnt, f)); err != nil {
+				t.Error(err)
+			}
+		}
+		hist, err := os.ReadFile(filepath.Join(mnt, "history.jsonl"))
+		if err != nil || strings.Count(string(hist), "\n") != 1 || !strings.Contains(string(hist), `"operation":"deploy","to":"alpha","result":"ok"`) {
+			t.Errorf("history: %v\n%s", err, hist)
+		}
+	})
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mbr := make([]byte, 440)
+	if _, err := f.ReadAt(mbr, 0); err != nil || bytes.Equal(mbr, make([]byte, 440)) {
+		t.Errorf("no boot code in the MBR (%v)", err)
+	}
+}
+
+// golden compares got with testdata/name (rewritten with -update).
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./internal/engine -update creates it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s:\n%s", name, path, got)
+	}
+}
+
+// TestDeployFailureWipesTables: a clean deploy that fails after partitioning leaves a
+// disk without partition tables (PMBR, primary and backup GPT zeroed), unless
+// --preserve-on-error.
+func TestDeployFailureWipesTables(t *testing.T) {
+	for _, preserve := range []bool{false, true} {
+		t.Run(fmt.Sprintf("preserve=%v", preserve), func(t *testing.T) {
+			c := newDeployCase(t)
+			doc := deployDoc(c.srv.URL, `, "checksum": "sha256:`+strings.Repeat("00", 32)+`"`, "")
+			_, img, err := c.deployWith(t, doc, func(o *DeployOptions) { o.PreserveOnError = preserve })
+			if !errors.Is(err, deploy.ErrImage) {
+				t.Fatalf("err = %v, want an image error", err)
+			}
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			head := make([]byte, 34*512)
+			tail := make([]byte, 33*512)
+			f.ReadAt(head, 0)
+			f.ReadAt(tail, (1<<30)-int64(len(tail)))
+			zero := bytes.Equal(head, make([]byte, len(head))) && bytes.Equal(tail, make([]byte, len(tail)))
+			if zero == preserve {
+				t.Errorf("tables zeroed = %v with preserve-on-error = %v", zero, preserve)
+			}
+			if _, err := os.Stat(filepath.Join(c.dir, "boot-info.json")); !os.IsNotExist(err) {
+				t.Errorf("a failed deploy wrote boot-info.json (%v)", err)
+			}
+		})
+	}
+}
+
+// TestDeploySingleImageSeparateBoot: with one OS image there is no multiboot partition:
+// grub's directory and boot-info.json go to the image's /boot volume (grub_dir "grub",
+// prefix /grub), for BIOS and UEFI; OpenBootDir finds them offline in the image file, and
+// a switch works there the same.
+func TestDeploySingleImageSeparateBoot(t *testing.T) {
+	needLoop(t, "mkfs.vfat", "mmd", "mcopy", "mdir", "grub-mkimage")
+	c := newDeployCase(t)
+	doc := fmt.Sprintf(`{
+  "images": [{"name": "solo", "url": "%s/alpha.tar.zst", "target": "/", "boot": true}],
+  "deploy_data": {"kernel_params": "console=ttyS0 quiet"},
+  "grub": {"timeout": 0},
+  "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "size": "1 GiB", "volumes": [
+    {"type": "partition", "mount": "/boot", "file_system": "ext4", "size": "100 MiB", "images": ["solo"]},
+    {"type": "partition", "mount": "/", "file_system": "ext4", "size": "300 MiB", "images": ["solo"]}]}]
+}`, c.srv.URL)
+	res, img, err := c.deployWith(t, doc, func(*DeployOptions) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, bi := res.Layout, res.BootInfo
+	boot := findMount(l, "/boot")
+	if l.Multiboot != nil || bi == nil || bi.GrubDir != "grub" || bi.MultibootPartition != "" || len(bi.Elements) != 1 {
+		t.Fatalf("boot info: %+v", bi)
+	}
+	e := bi.Elements[0]
+	if e.Kernel != "/boot/vmlinuz-6.1.0-9-alpha" || e.Cmdline != "root=UUID="+l.Images[0].RootUUID+" ro console=ttyS0 quiet" || e.Filesystems["/boot"] != boot.FS.UUID {
+		t.Errorf("element: %+v", e)
+	}
+	withPartition(t, img, l.Disks[0], boot.Number, func(t *testing.T, mnt string) {
+		cfg, err := os.ReadFile(filepath.Join(mnt, "grub/grub.cfg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The kernel is on the /boot volume, so its path there has no /boot prefix.
+		for _, want := range []string{"search --no-floppy --fs-uuid --set=root " + boot.FS.UUID, "\tlinux /vmlinuz-6.1.0-9-alpha root=UUID=", "set timeout=0"} {
+			if !strings.Contains(string(cfg), want) {
+				t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
+			}
+		}
+		for _, f := range []string{"boot-info.json", "history.jsonl", "grub/grubenv", "grub/i386-pc/core.img", "grub/x86_64-efi/normal.mod"} {
+			if _, err := os.Stat(filepath.Join(mnt, f)); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	// The ESP holds BOOTX64.EFI whose early config searches the /boot volume.
+	var esp *partition.Partition
+	for _, p := range l.Disks[0].Partitions {
+		if p.Role == partition.RoleESP {
+			esp = p
+		}
+	}
+	t.Run("esp", func(t *testing.T) {
+		dev := attachPlanned(t, img, l.Disks[0])
+		efi := filepath.Join(t.TempDir(), "BOOTX64.EFI")
+		out, err := exec.Command("mcopy", "-i", disk.PartitionPath(dev, esp.Number), "::/EFI/BOOT/BOOTX64.EFI", efi).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mcopy: %v %s", err, out)
+		}
+		data, _ := os.ReadFile(efi)
+		if !bytes.Contains(data, []byte("search.fs_uuid "+boot.FS.UUID+" root\nset prefix=($root)/grub\n")) {
+			t.Error("BOOTX64.EFI does not search the /boot volume for /grub")
+		}
+	})
+
+	// Offline, by the image file: found on the /boot partition.
+	ctx := context.Background()
+	bd, err := OpenBootDir(ctx, BootDirOptions{Device: img, Writable: true, Env: HostEnv(nil), TmpDir: c.tmp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bootloader.List(bd.Path, "")
+	if err != nil || st.Default != 0 || st.Mismatch != "" || !strings.Contains(bd.Source, fmt.Sprintf("partition %d", boot.Number)) {
+		t.Errorf("list: %+v %v (source %s)", st, err, bd.Source)
+	}
+	if _, err := bootloader.SwitchDefault(bd.Path, "solo", true, nil); err != nil {
+		t.Error(err)
+	}
+	if err := bd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	noLoopFor(t, img)
+	if m := mountedUnder(t, c.tmp); len(m) > 0 {
+		t.Errorf("still mounted: %v", m)
+	}
+	withPartition(t, img, l.Disks[0], boot.Number, func(t *testing.T, mnt string) {
+		out, err := exec.Command("grub-editenv", filepath.Join(mnt, "grub/grubenv"), "list").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "next_entry=provisioner-solo") {
+			t.Errorf("grubenv after switch --once: %v\n%s", err, out)
 		}
 	})
 }

@@ -33,6 +33,10 @@ type PartitionOptions struct {
 	Out io.Writer
 	// Env is the machine: the runner for external programs and the kernel interfaces.
 	Env partition.Env
+	// WipeOnError erases the partition tables of a clean run that fails after it began
+	// writing, so the machine cannot boot a half-written disk (deploy sets it unless
+	// --preserve-on-error).
+	WipeOnError bool
 }
 
 // target is a spec disk resolved to what stands for it on this machine.
@@ -54,8 +58,8 @@ func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (*
 }
 
 // afterPartition runs once the disks hold the layout, while they are still attached and
-// locked; it is how deploy adds the images.
-type afterPartition func(ctx context.Context, layout *partition.Layout, devs partition.Devices) error
+// locked; it is how deploy adds the images. files names the disks that are image files.
+type afterPartition func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool) error
 
 // withDisks is the common body of partition and deploy: resolve, probe, plan (all
 // read-only), then open the disks (create image files, attach loop devices, lock, refuse
@@ -92,26 +96,49 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 		}
 	}()
 	devs := partition.Devices{}
+	files := map[string]bool{}
 	for _, t := range targets {
 		if err := t.open(ctx, opts.Env); err != nil {
 			return nil, err
 		}
 		devs[t.id.Value] = t.dev
+		files[t.id.Value] = t.file
 	}
 	actions, err := policyActions(ctx, layout, devs, opts.Env)
 	if err != nil {
 		return nil, err
+	}
+	if opts.WipeOnError && cleanPolicy(layout) {
+		// Registered before the first write, run (while the disks are still attached and
+		// locked) only if a later step fails. The plan is captured: a failing return
+		// clears the named result.
+		planned := layout
+		defer func() {
+			if err == nil {
+				return
+			}
+			fmt.Fprintln(opts.Out, "the deploy failed: erasing the partition tables it wrote (--preserve-on-error keeps them)")
+			if werr := partition.WipeTables(context.WithoutCancel(ctx), opts.Env, planned, devs); werr != nil {
+				err = fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
+			}
+		}()
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
 	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
 		return nil, &classified{ErrWrite, err}
 	}
 	if after != nil {
-		if err := after(ctx, layout, devs); err != nil {
+		if err := after(ctx, layout, devs, files); err != nil {
 			return nil, err
 		}
 	}
 	return layout, nil
+}
+
+// cleanPolicy reports whether the run re-creates everything (clean, or nailgun_legacy
+// without keep_data): only then is nothing on the disks worth keeping after a failure.
+func cleanPolicy(l *partition.Layout) bool {
+	return l.Policy == schema.PolicyClean || l.Policy == schema.PolicyNailgunLegacy && !l.AnyKeepData()
 }
 
 // resolveTargets finds every spec disk's device or image file and reads its geometry,
@@ -262,7 +289,7 @@ func dryRun(layout *partition.Layout, targets []*target, out io.Writer) error {
 	var actions []partition.Action
 	var err error
 	switch {
-	case layout.Policy == schema.PolicyClean, layout.Policy == schema.PolicyNailgunLegacy && !layout.AnyKeepData():
+	case cleanPolicy(layout):
 		actions, err = partition.CleanActions(layout, devs)
 	default:
 		fmt.Fprintf(out, "partitions_policy %q: the disks would first be compared with the plan (±1 MiB); on a match only these filesystems would be re-created:\n", layout.Policy)

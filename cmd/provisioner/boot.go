@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/spf13/cobra"
+)
+
+// bootDirFlags are the flags list, switch-default and history share: where the boot
+// files are.
+type bootDirFlags struct {
+	device, dir string
+}
+
+func (f *bootDirFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.device, "device", "", "look in this disk, partition or disk-image file (offline) instead of the running system")
+	cmd.Flags().StringVar(&f.dir, "boot-dir", "", "use the boot files in this directory (one holding boot-info.json)")
+}
+
+// open finds and, if needed, mounts the boot files.
+func (f *bootDirFlags) open(ctx context.Context, writable bool) (*engine.BootDir, error) {
+	return engine.OpenBootDir(ctx, engine.BootDirOptions{Dir: f.dir, Device: f.device, Writable: writable, Env: engine.HostEnv(nil)})
+}
+
+// withBootDir runs fn on the opened boot directory and always closes it; a failure to
+// close (unmount, detach) is reported when fn succeeded.
+func (f *bootDirFlags) withBootDir(ctx context.Context, writable bool, fn func(*engine.BootDir) error) (err error) {
+	bd, err := f.open(ctx, writable)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return fn(bd)
+}
+
+const bootDirHelp = `The boot files are found on the running system: the multiboot partition (by its label,
+used where it is mounted or mounted privately for the moment), or /boot of a single-image
+node. --device PATH looks in a disk, partition or disk-image file instead (offline; an
+image file is attached to a loop device), --boot-dir DIR in a directory.`
+
+// listJSON is list --json's document.
+type listJSON struct {
+	Source   string               `json:"source"`
+	Default  int                  `json:"default"`
+	Saved    int                  `json:"saved"`
+	Pending  *int                 `json:"pending_once"`
+	Booted   *int                 `json:"booted"`
+	Mismatch string               `json:"mismatch,omitempty"`
+	Elements []bootloader.Element `json:"elements"`
+}
+
+func newListCmd(s *streams) *cobra.Command {
+	var flags bootDirFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json] [--device PATH | --boot-dir DIR]",
+		Short: "List the boot entries: the default, the one booted now, a pending one-shot",
+		Long: `list prints the deployed images' boot entries from boot-info.json and grubenv: each
+entry's grub_id, os_id, image name and title; which entry grub boots next (a pending
+one-shot entry, else the saved default); and, on the running system, which entry is
+booted now (matched by the root filesystem's UUID). When grubenv and boot-info.json
+disagree (a switch cut short by a power loss), it says how; grubenv is what grub reads.
+
+` + bootDirHelp,
+		Example: `  provisioner list
+  provisioner list --json --device disk.img`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return flags.withBootDir(ctx, false, func(bd *engine.BootDir) error {
+				booted := ""
+				if bd.Live {
+					booted = engine.BootedRootUUID(ctx, engine.HostEnv(nil))
+				}
+				st, err := bootloader.List(bd.Path, booted)
+				if err != nil {
+					return classifyBootErr(err)
+				}
+				if asJSON {
+					return writeJSON(s.out, listJSON{Source: bd.Source, Default: st.Default, Saved: st.Saved, Pending: st.Pending, Booted: st.Booted, Mismatch: st.Mismatch, Elements: st.Elements})
+				}
+				printList(s.out, bd.Source, st)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	flags.bind(cmd)
+	return cmd
+}
+
+func printList(w io.Writer, source string, st bootloader.Status) {
+	fmt.Fprintf(w, "boot files: %s\n", source)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GRUB_ID\tOS_ID\tIMAGE_NAME\tTITLE\tSTATE")
+	for _, e := range st.Elements {
+		var state []byte
+		add := func(s string) {
+			if len(state) > 0 {
+				state = append(state, ", "...)
+			}
+			state = append(state, s...)
+		}
+		if e.GrubID == st.Saved {
+			add("default")
+		}
+		if st.Pending != nil && *st.Pending == e.GrubID {
+			add("next boot (once)")
+		}
+		if st.Booted != nil && *st.Booted == e.GrubID {
+			add("booted now")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GrubID, e.OSID, dash(e.ImageName), e.BootName, state)
+	}
+	tw.Flush()
+	if st.Mismatch != "" {
+		fmt.Fprintf(w, "warning: %s\n", st.Mismatch)
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newSwitchDefaultCmd(s *streams) *cobra.Command {
+	var flags bootDirFlags
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "switch-default GRUB_ID|NAME [--once] [--device PATH | --boot-dir DIR]",
+		Short: "Make another deployed image boot next (permanently, or once)",
+		Long: `switch-default makes the entry GRUB_ID (its index in the menu, as in boot-info.json) or
+NAME (an image's name, i.e. its os_id, or its image_name) the default: it sets
+saved_entry in grubenv, then current_element in boot-info.json. With --once it sets
+next_entry instead, which grub clears when it boots it, so the following boot returns to
+the default; boot-info.json records it as pending_once and current_element stays.
+
+Each file is replaced whole (a temporary file, fsync, rename, fsync of the directory),
+so a power loss at any moment leaves each one either old or new, never torn. An unknown
+id or name changes nothing and lists the valid ones. Each switch is appended to the
+history (provisioner history).
+
+` + bootDirHelp,
+		Example: `  provisioner switch-default 1
+  provisioner switch-default centos --once
+  provisioner switch-default ubuntu --device disk.img`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return flags.withBootDir(ctx, true, func(bd *engine.BootDir) error {
+				res, err := bootloader.SwitchDefault(bd.Path, args[0], once, nil)
+				if errors.Is(err, bootloader.ErrUnknownEntry) {
+					return engine.Usagef("%w", err)
+				}
+				op := "switch-default"
+				if once {
+					op += " --once"
+				}
+				h := bootloader.HistoryEntry{Operation: op, From: res.From.OSID, To: res.To.OSID, Result: "ok"}
+				switch {
+				case err != nil:
+					h.Result = err.Error()
+				case res.Unchanged:
+					h.Result = "unchanged: already the default"
+				}
+				if herr := bootloader.AppendHistory(bd.Path, h); herr != nil && err == nil {
+					err = herr
+				}
+				if err != nil {
+					return classifyBootErr(err)
+				}
+				to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
+				from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
+				switch {
+				case res.Unchanged:
+					fmt.Fprintf(s.out, "%s is already the default\n", to)
+				case once:
+					fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
+				default:
+					fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "boot the entry at the next boot only (grub's next_entry)")
+	flags.bind(cmd)
+	return cmd
+}
+
+func newHistoryCmd(s *streams) *cobra.Command {
+	var flags bootDirFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "history [--json] [--device PATH | --boot-dir DIR]",
+		Short: "Print the deploys and switches recorded next to boot-info.json",
+		Long: `history prints history.jsonl from the boot files, oldest first: one line per deploy and
+per switch-default, with its time (UTC), operation, the entry before and after, and the
+result.
+
+` + bootDirHelp,
+		Example: `  provisioner history
+  provisioner history --json --device disk.img`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return flags.withBootDir(cmd.Context(), false, func(bd *engine.BootDir) error {
+				entries, err := bootloader.ReadHistory(bd.Path)
+				if err != nil {
+					return classifyBootErr(err)
+				}
+				if asJSON {
+					if entries == nil {
+						entries = []bootloader.HistoryEntry{}
+					}
+					return writeJSON(s.out, entries)
+				}
+				tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tOPERATION\tFROM\tTO\tRESULT")
+				for _, e := range entries {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Operation, dash(e.From), dash(e.To), e.Result)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	flags.bind(cmd)
+	return cmd
+}
+
+// classifyBootErr marks unreadable boot files as an environment problem (exit 3).
+func classifyBootErr(err error) error {
+	return engine.Environmentf("%w", err)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newConfinedProberCmd is the hidden command deploy re-executes in a private mount
+// namespace to run os-prober on the target disks only.
+func newConfinedProberCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    bootloader.ConfinedProberArg + " DISK...",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bootloader.ConfinedProberMain(cmd.Context(), engine.HostEnv(nil).Run, args, cmd.OutOrStdout())
+		},
+	}
+}

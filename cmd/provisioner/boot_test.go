@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/provisioner/provisioner/bootloader"
+)
+
+// bootDir writes the boot files of a two-image deploy into a fresh directory.
+func bootDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bi := &bootloader.BootInfo{CurrentElement: 0, MultibootPartition: "0b5e1c3a-0000-4000-8000-000000000001"}
+	for i, name := range []string{"ubuntu", "centos"} {
+		bi.Elements = append(bi.Elements, bootloader.Element{
+			GrubID: i, ImageName: name + "-image", OSID: name, BootName: "Linux (" + name + ")",
+			RootUUID: "0b5e1c3a-0000-4000-8000-00000000001" + string(rune('0'+i)), MenuentryID: "provisioner-" + name,
+		})
+	}
+	data, err := bi.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &bootloader.Env{}
+	env.Set("saved_entry", "provisioner-ubuntu")
+	envData, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "boot/grub"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, bootloader.BootInfoPath), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bootloader.GrubEnvPath), envData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestListSwitchHistory(t *testing.T) {
+	dir := bootDir(t)
+	r := runCLI(t, "", "list", "--boot-dir", dir)
+	if r.code != 0 || !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "0 ubuntu ubuntu-image Linux (ubuntu) default 1 centos") {
+		t.Fatalf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, "", "switch-default", "centos", "--boot-dir", dir)
+	if r.code != 0 || r.stdout != "default is now 1 (centos) (was 0 (ubuntu))\n" {
+		t.Fatalf("switch: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "switch-default", "1", "--boot-dir", dir)
+	if r.code != 0 || r.stdout != "1 (centos) is already the default\n" {
+		t.Errorf("switch again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "switch-default", "ubuntu-image", "--once", "--boot-dir", dir)
+	if r.code != 0 || r.stdout != "0 (ubuntu) boots once, at the next boot; then 1 (centos) again\n" {
+		t.Errorf("switch --once: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, "", "list", "--json", "--boot-dir", dir)
+	var got listJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("list --json: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if got.Saved != 1 || got.Default != 0 || got.Pending == nil || *got.Pending != 0 || got.Booted != nil || got.Mismatch != "" || len(got.Elements) != 2 {
+		t.Errorf("list --json: %+v", got)
+	}
+	r = runCLI(t, "", "list", "--boot-dir", dir)
+	if !strings.Contains(r.stdout, "next boot (once)") {
+		t.Errorf("list does not show the pending one-shot entry:\n%s", r.stdout)
+	}
+
+	before, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath))
+	r = runCLI(t, "", "switch-default", "fedora", "--boot-dir", dir)
+	if r.code != exitFailure || !strings.Contains(r.stderr, `boot entry "fedora"`) || !strings.Contains(r.stderr, "0 (ubuntu, ubuntu-image); 1 (centos, centos-image)") {
+		t.Errorf("unknown entry: exit %d\n%s", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath)); string(after) != string(before) {
+		t.Error("an unknown entry changed grubenv")
+	}
+
+	r = runCLI(t, "", "history", "--boot-dir", dir)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	words := func(i int) string {
+		if i >= len(lines) {
+			return ""
+		}
+		return strings.Join(strings.Fields(lines[i])[1:], " ")
+	}
+	if r.code != 0 || len(lines) != 4 || words(1) != "switch-default ubuntu centos ok" ||
+		words(2) != "switch-default centos centos unchanged: already the default" || words(3) != "switch-default --once centos ubuntu ok" {
+		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "history", "--json", "--boot-dir", dir)
+	var hist []bootloader.HistoryEntry
+	if err := json.Unmarshal([]byte(r.stdout), &hist); err != nil || len(hist) != 3 {
+		t.Errorf("history --json: %v\n%s", err, r.stdout)
+	}
+}
+
+func TestBootDirErrors(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"list", "--boot-dir", empty}, exitEnvironment, "no boot-info.json there"},
+		{[]string{"list", "--boot-dir", empty, "--device", "/dev/null"}, exitFailure, "exclude each other"},
+		{[]string{"switch-default", "--boot-dir", empty}, exitFailure, "accepts 1 arg"},
+		{[]string{"history", "--device", filepath.Join(empty, "nope.img")}, exitEnvironment, "nope.img"},
+	} {
+		r := runCLI(t, "", tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
+		}
+	}
+}

@@ -1,0 +1,441 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
+)
+
+// Kernel discovery methods (--prober).
+const (
+	// ProberAuto uses os-prober and linux-boot-prober when installed, the built-in prober
+	// for any root they do not report, and the built-in prober alone otherwise.
+	ProberAuto = "auto"
+	// ProberOSProber requires os-prober and linux-boot-prober to find every root's kernel.
+	ProberOSProber = "os-prober"
+	// ProberBuiltin reads each root's /boot and /etc/os-release in Go.
+	ProberBuiltin = "builtin"
+)
+
+// DefaultBootInfoPath is where Bareon's conductor looked for boot-info.json.
+const DefaultBootInfoPath = "/tmp/boot-info.json"
+
+// nvramLabel is the description of the UEFI boot entry we add.
+const nvramLabel = "provisioner"
+
+// BootOptions configure the bootloader step that ends a deploy.
+type BootOptions struct {
+	// BootInfoPath also receives boot-info.json ("": only the boot partition gets it).
+	BootInfoPath string
+	// Prober is ProberAuto ("" too), ProberOSProber or ProberBuiltin.
+	Prober string
+	// Self is the argv prefix that re-executes this program as the confined os-prober
+	// child (nil: /proc/self/exe).
+	Self []string
+	// GrubLib is where grub's platform files live ("": /usr/lib/grub).
+	GrubLib string
+}
+
+// kernelSet collects what the built-in prober finds in each root image while the deploy
+// still has it mounted.
+type kernelSet struct {
+	mu    sync.Mutex
+	found map[string]bootloader.Kernel
+	errs  map[string]error
+}
+
+func newKernelSet() *kernelSet {
+	return &kernelSet{found: map[string]bootloader.Kernel{}, errs: map[string]error{}}
+}
+
+// inspect is the deploy.Deployer Inspect hook.
+func (k *kernelSet) inspect(_ context.Context, im *partition.Image, root string) error {
+	if im.Target != "/" {
+		return nil
+	}
+	kern, err := bootloader.ProbeRoot(root)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		k.errs[im.Name] = err
+	} else {
+		k.found[im.Name] = kern
+	}
+	return nil
+}
+
+// bootStep installs grub and writes the boot files once every image is deployed.
+type bootStep struct {
+	spec   *schema.Spec
+	l      *partition.Layout
+	devs   partition.Devices
+	files  map[string]bool // disks that are image files (attached to loop devices)
+	env    partition.Env
+	opts   BootOptions
+	tmpDir string
+	log    *slog.Logger
+	out    io.Writer
+	byUUID map[string]partition.FSDevice
+}
+
+// rootImages returns the images with target "/", in spec order: one menu entry each.
+func rootImages(l *partition.Layout) []*partition.Image {
+	var out []*partition.Image
+	for _, im := range l.Images {
+		if im.Target == "/" {
+			out = append(out, im)
+		}
+	}
+	return out
+}
+
+// run renders and installs the bootloader and returns the boot info it wrote. The
+// order is the crash-safe one: grub.cfg, boot code, boot-info.json and history first,
+// grubenv's saved_entry last; until then grub.cfg's own fallback boots the boot image.
+func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.BootInfo, err error) {
+	roots := rootImages(b.l)
+	if len(roots) == 0 {
+		fmt.Fprintln(b.out, "no image has target /: no bootloader installed")
+		return nil, nil
+	}
+	b.byUUID = map[string]partition.FSDevice{}
+	for _, t := range partition.FilesystemDevices(b.l, b.devs) {
+		b.byUUID[t.FS.UUID] = t
+	}
+	kernels, err := b.kernels(ctx, roots, builtin)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := bootloader.Entries(b.l, kernels, b.spec.KernelParams())
+	if err != nil {
+		return nil, fmt.Errorf("boot menu: %w", err)
+	}
+	def := 0
+	for i, im := range roots {
+		if im.Name == b.l.BootImage {
+			def = i
+		}
+	}
+	cfg := bootloader.Config{Timeout: b.spec.GrubTimeout(), Entries: entries, Default: def, Serial: true}
+
+	loc, release, err := b.mountBootFS(ctx, roots)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if rerr := release(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	fmt.Fprintf(b.out, "installing grub (%s) with %d menu entries, default %s\n", b.l.BootMode, len(entries), entries[def].ID)
+	if err := os.MkdirAll(loc.GrubPath(), 0o755); err != nil {
+		return nil, fmt.Errorf("creating grub's directory: %w", err)
+	}
+	if err := bootloader.WriteFileAtomic(filepath.Join(loc.GrubPath(), "grub.cfg"), bootloader.Render(cfg), 0o644, nil); err != nil {
+		return nil, err
+	}
+	in := bootloader.Installer{Run: b.env.Run, GrubLib: b.opts.GrubLib}
+	if b.l.BootMode == schema.BootBIOS || b.l.BootMode == schema.BootBoth {
+		var disks []string
+		for _, d := range b.l.Disks {
+			disks = append(disks, b.devs[d.ID.Value])
+		}
+		if err := in.InstallBIOS(ctx, loc, disks); err != nil {
+			return nil, err
+		}
+	}
+	if b.l.BootMode == schema.BootUEFI || b.l.BootMode == schema.BootBoth {
+		esp, ok := b.byUUID[uuidOf(b.l.ESP)]
+		if !ok {
+			return nil, fmt.Errorf("installing grub (UEFI): the plan has no EFI system partition")
+		}
+		tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-efi-")
+		if err != nil {
+			return nil, fmt.Errorf("installing grub (UEFI): %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		if err := in.InstallEFI(ctx, loc, esp.Dev, tmp); err != nil {
+			return nil, err
+		}
+	}
+
+	bi = b.bootInfo(roots, entries, kernels, def, loc)
+	data, err := bi.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := bootloader.WriteFileAtomic(filepath.Join(loc.Dir, bootloader.BootInfoPath), data, 0o644, nil); err != nil {
+		return nil, err
+	}
+	if err := bootloader.AppendHistory(loc.Dir, bootloader.HistoryEntry{Operation: "deploy", To: bi.Elements[def].OSID, Result: "ok"}); err != nil {
+		return nil, err
+	}
+	// Last: the saved default. grub-install leaves an empty grubenv; a redeploy over a
+	// kept multiboot filesystem may leave an old one, whose other variables we keep.
+	env := &bootloader.Env{}
+	if old, err := os.ReadFile(bi.GrubEnv(loc.Dir)); err == nil {
+		if parsed, perr := bootloader.ParseEnv(old); perr == nil {
+			env = parsed
+		}
+	}
+	env.Set("saved_entry", entries[def].ID)
+	env.Unset("next_entry")
+	envData, err := env.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := bootloader.WriteFileAtomic(bi.GrubEnv(loc.Dir), envData, 0o644, nil); err != nil {
+		return nil, err
+	}
+	// The output copy is for the conductor; it is written once the disk is complete.
+	if b.opts.BootInfoPath != "" {
+		if err := bootloader.WriteFileAtomic(b.opts.BootInfoPath, data, 0o644, nil); err != nil {
+			return nil, err
+		}
+	}
+	b.nvram(ctx)
+	return bi, nil
+}
+
+func uuidOf(fs *partition.Filesystem) string {
+	if fs == nil {
+		return ""
+	}
+	return fs.UUID
+}
+
+// kernels finds each root image's kernel with the chosen prober.
+func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builtin *kernelSet) (map[string]bootloader.Kernel, error) {
+	mode := b.opts.Prober
+	if mode == "" {
+		mode = ProberAuto
+	}
+	var found map[string]bootloader.Kernel
+	switch mode {
+	case ProberBuiltin:
+	case ProberAuto, ProberOSProber:
+		if !bootloader.OSProberAvailable() {
+			if mode == ProberOSProber {
+				return nil, Environmentf("--prober os-prober: os-prober or linux-boot-prober is not installed")
+			}
+			b.log.Info("os-prober is not installed: using the built-in kernel prober")
+			break
+		}
+		self := b.opts.Self
+		if len(self) == 0 {
+			self = []string{"/proc/self/exe"}
+		}
+		var disks []string
+		for _, d := range b.l.Disks {
+			disks = append(disks, b.devs[d.ID.Value])
+		}
+		var err error
+		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(ctx, disks)
+		if err != nil {
+			if mode == ProberOSProber {
+				return nil, fmt.Errorf("os-prober: %w", err)
+			}
+			b.log.Warn("os-prober failed: using the built-in kernel prober", "err", err)
+			found = nil
+		}
+	default:
+		return nil, Usagef("--prober %q: want auto, os-prober or builtin", mode)
+	}
+	out := map[string]bootloader.Kernel{}
+	for _, im := range roots {
+		if found != nil {
+			if k, ok := found[canonicalDev(b.byUUID[im.RootUUID].Dev)]; ok {
+				out[im.Name] = k
+				b.log.Info("kernel found by os-prober", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
+				continue
+			}
+			if mode == ProberOSProber {
+				return nil, &classified{deploy.ErrImage, fmt.Errorf("image %s: os-prober found no Linux with a kernel on its root %s", im.Name, b.byUUID[im.RootUUID].Dev)}
+			}
+		}
+		builtin.mu.Lock()
+		k, ok := builtin.found[im.Name]
+		perr := builtin.errs[im.Name]
+		builtin.mu.Unlock()
+		if !ok {
+			if perr == nil {
+				perr = errors.New("the image was not inspected")
+			}
+			return nil, &classified{deploy.ErrImage, fmt.Errorf("image %s cannot boot: %w", im.Name, perr)}
+		}
+		out[im.Name] = k
+		b.log.Info("kernel found", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
+	}
+	return out, nil
+}
+
+// canonicalDev resolves symlinks (/dev/vg/lv -> /dev/dm-3) so that devices named two
+// ways compare equal.
+func canonicalDev(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// mountBootFS mounts the filesystem that receives grub's directory and the boot files:
+// the multiboot partition, or, for a single OS image, the image's /boot volume or its
+// root (then the files go to its /boot directory).
+func (b *bootStep) mountBootFS(ctx context.Context, roots []*partition.Image) (bootloader.Location, func(context.Context) error, error) {
+	mnt, err := os.MkdirTemp(b.tmpDir, "provisioner-boot-")
+	if err != nil {
+		return bootloader.Location{}, nil, fmt.Errorf("bootloader: %w", err)
+	}
+	var fs *partition.Filesystem
+	var loc bootloader.Location
+	if b.l.Multiboot != nil {
+		fs = b.l.Multiboot
+		loc = bootloader.Multiboot(mnt, fs.UUID)
+	} else {
+		im := roots[0]
+		root, boot := im.MountAt("/"), im.MountAt("/boot")
+		switch {
+		case boot != nil:
+			loc = bootloader.Location{Dir: mnt, GrubDir: "grub", Prefix: "/grub", FSUUID: boot.FSUUID}
+			fs = b.byUUID[boot.FSUUID].FS
+		case root != nil:
+			loc = bootloader.Location{Dir: filepath.Join(mnt, "boot"), GrubDir: "grub", Prefix: "/boot/grub", FSUUID: root.FSUUID}
+			fs = b.byUUID[root.FSUUID].FS
+		}
+	}
+	if fs == nil {
+		os.Remove(mnt)
+		return loc, nil, fmt.Errorf("bootloader: no filesystem for grub's directory in the plan")
+	}
+	dev := b.byUUID[fs.UUID].Dev
+	if err := disk.Mount(ctx, dev, mnt, fs.Type, ""); err != nil {
+		os.Remove(mnt)
+		return loc, nil, fmt.Errorf("bootloader: %w", err)
+	}
+	if err := os.MkdirAll(loc.Dir, 0o755); err != nil {
+		disk.Unmount(ctx, mnt)
+		os.Remove(mnt)
+		return loc, nil, fmt.Errorf("bootloader: %w", err)
+	}
+	return loc, func(ctx context.Context) error {
+		serr := disk.SyncFS(mnt)
+		if err := disk.Unmount(ctx, mnt); err != nil {
+			return err
+		}
+		os.Remove(mnt)
+		return serr
+	}, nil
+}
+
+// bootInfo builds boot-info.json from the menu.
+func (b *bootStep) bootInfo(roots []*partition.Image, entries []bootloader.MenuEntry, kernels map[string]bootloader.Kernel, def int, loc bootloader.Location) *bootloader.BootInfo {
+	bi := &bootloader.BootInfo{CurrentElement: def, MultibootPartition: uuidOf(b.l.Multiboot), GrubDir: filepath.ToSlash(loc.GrubDir)}
+	for i, im := range roots {
+		e := entries[i]
+		fss := map[string]string{}
+		for _, m := range im.Mounts {
+			fss[m.Path] = m.FSUUID
+		}
+		k := kernels[im.Name]
+		bi.Elements = append(bi.Elements, bootloader.Element{
+			GrubID: i, ImageName: im.ImageName, OSID: im.Name, ImageUUID: im.ImageUUID,
+			BootName: e.Title, RootUUID: im.RootUUID, MenuentryID: e.ID,
+			Kernel: k.Path, Initrd: k.Initrd, Cmdline: e.Cmdline, Filesystems: fss,
+		})
+	}
+	return bi
+}
+
+// nvram adds a UEFI boot entry for the ESP's removable path when the machine has EFI
+// variables and the first disk is a real disk (never for an image file: the NVRAM is
+// this machine's, not the image's). The removable path boots without it, so any
+// failure is only logged.
+func (b *bootStep) nvram(ctx context.Context) {
+	if b.l.ESP == nil || !b.env.Sys.EFIVars() {
+		return
+	}
+	first := b.l.Disks[0]
+	if b.files[first.ID.Value] {
+		return
+	}
+	part := 0
+	for _, p := range first.Partitions {
+		if p.Role == partition.RoleESP {
+			part = p.Number
+		}
+	}
+	if part == 0 {
+		return
+	}
+	// Replace our entry from an earlier deploy rather than piling up duplicates.
+	if res, err := b.env.Run.Run(ctx, run.Cmd{Argv: []string{"efibootmgr"}}); err == nil {
+		for _, num := range nvramEntries(string(res.Stdout), nvramLabel) {
+			if _, err := b.env.Run.Run(ctx, run.Cmd{Argv: []string{"efibootmgr", "--quiet", "--bootnum", num, "--delete-bootnum"}}); err != nil {
+				b.log.Warn("removing an old UEFI boot entry failed", "bootnum", num, "err", err)
+			}
+		}
+	}
+	argv := []string{"efibootmgr", "--quiet", "--create", "--disk", b.devs[first.ID.Value], "--part", fmt.Sprint(part),
+		"--label", nvramLabel, "--loader", `\EFI\BOOT\BOOTX64.EFI`}
+	if _, err := b.env.Run.Run(ctx, run.Cmd{Argv: argv}); err != nil {
+		b.log.Warn("adding the UEFI boot entry failed; the disk still boots from its removable path", "err", err)
+		return
+	}
+	b.log.Info("UEFI boot entry added", "label", nvramLabel)
+}
+
+// nvramEntries returns the boot numbers of efibootmgr's "Boot0004* label" lines whose
+// description is label.
+func nvramEntries(listing, label string) []string {
+	var out []string
+	for _, line := range strings.Split(listing, "\n") {
+		rest, ok := strings.CutPrefix(line, "Boot")
+		if !ok || len(rest) < 5 {
+			continue
+		}
+		num, desc := rest[:4], strings.TrimLeft(rest[4:], "* ")
+		if strings.Trim(num, "0123456789ABCDEFabcdef") != "" {
+			continue
+		}
+		// Newer efibootmgr prints the device path after a tab.
+		desc, _, _ = strings.Cut(desc, "\t")
+		if strings.TrimSpace(desc) == label {
+			out = append(out, num)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Summary prints boot-info for people: one line per entry, the default marked.
+func Summary(w io.Writer, bi *bootloader.BootInfo) {
+	if bi == nil {
+		return
+	}
+	where := "the image's /boot"
+	if bi.MultibootPartition != "" {
+		where = "multiboot partition " + bi.MultibootPartition
+	}
+	fmt.Fprintf(w, "boot menu (%s):\n", where)
+	for _, e := range bi.Elements {
+		mark := " "
+		if e.GrubID == bi.CurrentElement {
+			mark = "*"
+		}
+		fmt.Fprintf(w, " %s %d  %-16s %s  root=%s  %s\n", mark, e.GrubID, e.OSID, e.BootName, e.RootUUID, e.Kernel)
+	}
+}

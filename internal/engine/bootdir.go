@@ -1,0 +1,309 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/partition"
+)
+
+// multibootLabel is the multiboot partition's GPT name and filesystem label (the
+// planner's), by which a deployed node finds it.
+const multibootLabel = "multiboot"
+
+// BootDirOptions say where list, switch-default and history find the boot files.
+type BootDirOptions struct {
+	// Dir is a directory already holding boot-info.json (--boot-dir).
+	Dir string
+	// Device is a disk, partition or disk-image file to look in, offline (--device).
+	Device string
+	// Writable mounts read-write (switch-default); otherwise read-only.
+	Writable bool
+	Env      partition.Env
+	// TmpDir holds the temporary mount points ("": the system's temporary directory).
+	TmpDir string
+}
+
+// BootDir is the directory holding boot-info.json, opened for use: mounted if it was
+// not, until Close.
+type BootDir struct {
+	// Path is the directory holding boot-info.json.
+	Path string
+	// Source says where it is, for messages ("/dev/sda2 (multiboot)", "/boot").
+	Source string
+	// Live is set when the boot files belong to the running system (neither --device nor
+	// --boot-dir), so "booted now" means something.
+	Live    bool
+	release []func(context.Context) error
+}
+
+// Close unmounts and detaches what OpenBootDir set up, in reverse.
+func (b *BootDir) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(b.release) - 1; i >= 0; i-- {
+		errs = append(errs, b.release[i](ctx))
+	}
+	b.release = nil
+	return errors.Join(errs...)
+}
+
+// hasBootInfo reports whether dir holds a boot-info.json.
+func hasBootInfo(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, bootloader.BootInfoPath))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// OpenBootDir finds the boot files:
+//   - with Dir, there;
+//   - with Device (offline): a disk-image file is attached to a loop device; the
+//     partition named "multiboot" is used, else the first Linux filesystem holding
+//     boot-info.json at its root or in boot/ (a single image's root or /boot volume);
+//   - on the running system: a mounted multiboot filesystem, else one found by its
+//     label (mounted privately at a temporary directory), else /boot/boot-info.json of
+//     a single-image node.
+func OpenBootDir(ctx context.Context, o BootDirOptions) (*BootDir, error) {
+	switch {
+	case o.Dir != "" && o.Device != "":
+		return nil, Usagef("--boot-dir and --device exclude each other")
+	case o.Dir != "":
+		if !hasBootInfo(o.Dir) {
+			return nil, Environmentf("--boot-dir %s: no %s there", o.Dir, bootloader.BootInfoPath)
+		}
+		return &BootDir{Path: o.Dir, Source: o.Dir}, nil
+	case o.Device != "":
+		return openDevice(ctx, o)
+	}
+	return openLive(ctx, o)
+}
+
+// openLive looks on the running system.
+func openLive(ctx context.Context, o BootDirOptions) (*BootDir, error) {
+	mounts, err := o.Env.Sys.Mounts()
+	if err != nil {
+		return nil, Environmentf("%w", err)
+	}
+	devs, err := labelled(ctx, o.Env.Run)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(devs) > 1:
+		return nil, Environmentf("several multiboot filesystems: %s; choose one with --device", strings.Join(devs, ", "))
+	case len(devs) == 1:
+		dev := canonicalDev(devs[0])
+		// Already mounted (by the operator, or an image's fstab): use it there, since a
+		// second mount of the same ext4 is the same filesystem anyway and unmounting it
+		// afterwards would surprise whoever mounted it.
+		for _, m := range mounts {
+			if node, err := o.Env.Sys.DevNode(m.DevNum); err == nil && canonicalDev(node) == dev && hasBootInfo(m.Point) {
+				return &BootDir{Path: m.Point, Source: devs[0] + " (multiboot, mounted at " + m.Point + ")", Live: true}, nil
+			}
+		}
+		b := &BootDir{Source: devs[0] + " (multiboot)", Live: true}
+		if err := b.mount(ctx, o, devs[0], ""); err != nil {
+			return nil, err
+		}
+		if !hasBootInfo(b.Path) {
+			b.Close(context.WithoutCancel(ctx))
+			return nil, Environmentf("%s has label %s but no %s", devs[0], multibootLabel, bootloader.BootInfoPath)
+		}
+		return b, nil
+	}
+	if hasBootInfo("/boot") {
+		return &BootDir{Path: "/boot", Source: "/boot", Live: true}, nil
+	}
+	return nil, Environmentf("no boot files found: no filesystem labelled %s, and no /boot/%s (use --device or --boot-dir)", multibootLabel, bootloader.BootInfoPath)
+}
+
+// labelled lists the devices whose filesystem label or GPT partition name is the
+// multiboot one, by asking blkid (which reads every block device).
+func labelled(ctx context.Context, r run.Runner) ([]string, error) {
+	set := map[string]bool{}
+	for _, tok := range []string{"LABEL=" + multibootLabel, "PARTLABEL=" + multibootLabel} {
+		res, err := r.Run(ctx, run.Cmd{Argv: []string{"blkid", "-o", "device", "-t", tok}})
+		var rerr *run.Error
+		if errors.As(err, &rerr) && rerr.ExitCode == 2 {
+			continue // nothing matches
+		}
+		if err != nil {
+			return nil, Environmentf("looking for the multiboot partition: %w", err)
+		}
+		for _, line := range strings.Fields(string(res.Stdout)) {
+			set[canonicalDev(line)] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// openDevice looks at a disk, partition or disk-image file given with --device.
+func openDevice(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
+	b := &BootDir{}
+	defer func() {
+		if err != nil {
+			b.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	g, err := disk.Probe(ctx, o.Device)
+	if err != nil {
+		return nil, Environmentf("--device %s: %w", o.Device, err)
+	}
+	dev := o.Device
+	if !g.Block {
+		loop, err := disk.AttachLoop(ctx, o.Device, g.SectorSize)
+		if err != nil {
+			return nil, Environmentf("--device %s: attaching to a loop device: %w", o.Device, err)
+		}
+		b.release = append(b.release, loop.Detach)
+		dev = loop.Path
+	}
+	table, err := partition.ReadTable(ctx, dev, g.SectorSize)
+	if err != nil || len(table.Partitions) == 0 {
+		// No GPT: the device may be a partition (or a bare filesystem image) itself.
+		info, perr := probeFS(ctx, o.Env.Run, dev)
+		if perr != nil || !bootFSType(info.Type) {
+			return nil, Environmentf("--device %s: no GPT (%v) and no Linux filesystem", o.Device, err)
+		}
+		return b, b.tryMount(ctx, o, dev, info.Type, o.Device)
+	}
+	parts := make([]disk.Part, len(table.Partitions))
+	present := true
+	for i, p := range table.Partitions {
+		parts[i] = disk.Part{Number: p.Number, Start: p.Start * g.SectorSize, Size: (p.End - p.Start + 1) * g.SectorSize}
+		if _, err := os.Stat(disk.PartitionPath(dev, p.Number)); err != nil {
+			present = false
+		}
+	}
+	// A running system already has the nodes (and may be using them); our loop device,
+	// or a disk on a kernel without partition-table parsers, needs them made.
+	if !present {
+		if err := o.Env.Sys.Reread(ctx, dev, parts); err != nil {
+			return nil, Environmentf("--device %s: %w", o.Device, err)
+		}
+	}
+	// The multiboot partition first, then the others in table order.
+	order := append([]partition.ExistingPartition(nil), table.Partitions...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].Name == multibootLabel && order[j].Name != multibootLabel })
+	var tried []string
+	for _, p := range order {
+		node := disk.PartitionPath(dev, p.Number)
+		info, err := probeFS(ctx, o.Env.Run, node)
+		if err != nil || !bootFSType(info.Type) {
+			continue
+		}
+		err = b.tryMount(ctx, o, node, info.Type, fmt.Sprintf("%s partition %d (%s)", o.Device, p.Number, p.Name))
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		tried = append(tried, fmt.Sprint(p.Number))
+	}
+	return nil, Environmentf("--device %s: no partition holds %s (looked in partitions %s)", o.Device, bootloader.BootInfoPath, strings.Join(tried, ", "))
+}
+
+// bootFSType reports whether grub's directory can be on a filesystem of this type.
+func bootFSType(t string) bool {
+	switch t {
+	case "ext2", "ext3", "ext4", "xfs", "btrfs":
+		return true
+	}
+	return false
+}
+
+// tryMount mounts node and settles on the directory with boot-info.json: the root (a
+// multiboot or a separate /boot filesystem) or boot/ (a single image's root). When
+// neither has one it unmounts and returns an error matching fs.ErrNotExist.
+func (b *BootDir) tryMount(ctx context.Context, o BootDirOptions, node, fsType, source string) error {
+	n := len(b.release)
+	if err := b.mount(ctx, o, node, fsType); err != nil {
+		return err
+	}
+	mnt := b.Path
+	for _, dir := range []string{mnt, filepath.Join(mnt, "boot")} {
+		if hasBootInfo(dir) {
+			b.Path, b.Source = dir, source
+			return nil
+		}
+	}
+	// Undo just this mount.
+	for i := len(b.release) - 1; i >= n; i-- {
+		b.release[i](context.WithoutCancel(ctx))
+	}
+	b.release = b.release[:n]
+	b.Path = ""
+	return fs.ErrNotExist
+}
+
+// mount mounts dev privately at a new temporary directory, which becomes b.Path.
+func (b *BootDir) mount(ctx context.Context, o BootDirOptions, dev, fsType string) error {
+	if fsType == "" {
+		info, err := probeFS(ctx, o.Env.Run, dev)
+		if err != nil {
+			return err
+		}
+		fsType = info.Type
+	}
+	mnt, err := os.MkdirTemp(o.TmpDir, "provisioner-boot-")
+	if err != nil {
+		return Environmentf("%w", err)
+	}
+	if err := disk.MountPrivate(ctx, dev, mnt, fsType, o.Writable); err != nil {
+		os.Remove(mnt)
+		return Environmentf("%w", err)
+	}
+	b.Path = mnt
+	b.release = append(b.release, func(ctx context.Context) error {
+		serr := error(nil)
+		if o.Writable {
+			serr = disk.SyncFS(mnt)
+		}
+		if err := disk.Unmount(ctx, mnt); err != nil {
+			return err
+		}
+		os.Remove(mnt)
+		return serr
+	})
+	return nil
+}
+
+// BootedRootUUID returns the filesystem UUID of the running system's root, "" when it
+// cannot be told (a ramdisk's rootfs has none).
+func BootedRootUUID(ctx context.Context, env partition.Env) string {
+	mounts, err := env.Sys.Mounts()
+	if err != nil {
+		return ""
+	}
+	var num string
+	for _, m := range mounts {
+		if m.Point == "/" {
+			num = m.DevNum // the last mount on / is the one in use
+		}
+	}
+	if num == "" || strings.HasPrefix(num, "0:") {
+		return "" // not a block device (tmpfs, rootfs, overlay)
+	}
+	node, err := env.Sys.DevNode(num)
+	if err != nil {
+		return ""
+	}
+	info, err := probeFS(ctx, env.Run, node)
+	if err != nil {
+		return ""
+	}
+	return info.UUID
+}
