@@ -41,6 +41,9 @@ type Deployer struct {
 	TmpDir string
 	// ProgressInterval is the period of progress log lines (0: 5 s).
 	ProgressInterval time.Duration
+	// OnProgress, when set, gets each progress report of an image's transfer (bytes so far,
+	// total or -1), at the progress interval and once at the end; it must not block.
+	OnProgress func(image string, done, total int64)
 	// Inspect, when set, is called once an image is in place and verified, with its tree
 	// still mounted at root: the bootloader step reads the image's kernels there, so the
 	// volumes need not be mounted twice. Its error fails the image.
@@ -80,6 +83,9 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	}
 	defer stream.Close()
 	prog := NewProgress(d.out(), log, im.Name, stream.Size(), d.TTY, d.ProgressInterval)
+	if d.OnProgress != nil {
+		prog.Notify(func(done, total int64) { d.OnProgress(im.Name, done, total) })
+	}
 	defer func() { prog.Done(err) }()
 	verified := Verify(prog.Reader(stream), digest, im.URL)
 	format, sniffed, err := Sniff(streamCtx, verified, d.Decompressor)

@@ -41,6 +41,16 @@ type Progress struct {
 	rate      float64   // smoothed bytes per second; 0 until the first report
 	width     int       // length of the last terminal line, to blank what a shorter one leaves
 	done      bool
+	notify    func(done, total int64)
+}
+
+// Notify makes every report (and the final one) also call f with the bytes so far and
+// the total (-1 when unknown), for an agent that forwards progress as events. f runs
+// under the reporter's lock and must not block.
+func (p *Progress) Notify(f func(done, total int64)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notify = f
 }
 
 // NewProgress writes to w: on a terminal (tty true) a single status line redrawn with \r at most
@@ -131,6 +141,9 @@ func (p *Progress) eta() int64 {
 }
 
 func (p *Progress) report() {
+	if p.notify != nil {
+		p.notify(p.bytes, p.total)
+	}
 	if !p.tty {
 		p.log.Info("image progress", "image", p.image, "bytes", p.bytes, "total", p.total,
 			"rate_bps", int64(p.rate), "eta_s", p.eta())
@@ -169,6 +182,9 @@ func (p *Progress) Done(err error) {
 		return
 	}
 	p.done = true
+	if p.notify != nil && err == nil {
+		p.notify(p.bytes, p.total)
+	}
 	elapsed := p.now().Sub(p.start)
 	mean := 0.0
 	if elapsed > 0 {

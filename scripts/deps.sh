@@ -1,10 +1,35 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those missing, so `make test`
 # and `make demo` work on a fresh Debian 12 machine run as root.
-#   usage: scripts/deps.sh test|demo|bench
+#   usage: scripts/deps.sh test|demo|bench|ramdisk
 set -euo pipefail
 pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
+# ramdisk_needs: what initramfs.Build (make ramdisk, and the initramfs tests) copies from
+# this machine with their libraries. Keep it in step with initramfs/hosttools.go, which
+# names the same packages when a tool is missing.
+ramdisk_needs() {
+  need apt-get apt           # the kernel and busybox-static packages are downloaded, never installed
+  need depmod kmod           # modules.dep of the ramdisk's module tree
+  need mke2fs e2fsprogs      # mkfs.ext4, tune2fs, resize2fs, e2fsck too
+  need mkfs.xfs xfsprogs     # xfs_admin, xfs_db, xfs_growfs too
+  need mkfs.vfat dosfstools  # fsck.vfat too
+  need mkswap util-linux     # blkid too
+  need blkid util-linux
+  need lvm lvm2
+  need dmsetup dmsetup
+  need mdadm mdadm
+  need grub-install grub2-common
+  need grub-mkimage grub-common   # grub-editenv, grub-probe, grub-mount, grub-mkrelpath too
+  [ -d /usr/lib/grub/i386-pc ] || pkgs+=(grub-pc-bin)          # platform files only: never grub-pc,
+  [ -d /usr/lib/grub/x86_64-efi ] || pkgs+=(grub-efi-amd64-bin) # whose postinst installs onto the host
+  need os-prober os-prober   # linux-boot-prober too
+  need mcopy mtools          # mmd, mdir too
+  need efibootmgr efibootmgr
+  need udevadm udev
+  need xz xz-utils
+  need sgdisk gdisk
+}
 case "${1:-}" in
   test)
     need sgdisk gdisk         # cross-checks planned tables against a real GPT tool
@@ -48,7 +73,10 @@ case "${1:-}" in
     need mke2fs e2fsprogs
     need losetup mount
     ;;
-  *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
+  ramdisk)
+    ramdisk_needs
+    ;;
+  *) echo "usage: $0 test|demo|bench|ramdisk" >&2; exit 2 ;;
 esac
 [ ${#pkgs[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

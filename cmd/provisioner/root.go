@@ -87,7 +87,8 @@ cannot be fetched or verified, 5 a disk write failed part-way.`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s), newDeployCmd(s),
-		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newConfinedProberCmd())
+		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newConfinedProberCmd(),
+		newAgentCmd(s), newRamdiskBootCmd(s))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())
 	})

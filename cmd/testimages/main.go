@@ -10,10 +10,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +49,7 @@ func mainErr(args []string) error {
 	for _, name := range names {
 		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name)}
 		path := filepath.Join(*out, name+".tar.gz")
-		sum, err := write(path, func(w io.Writer) error { return kit.WriteTarGz(w, o) })
+		sum, err := kit.WriteFile(path, o)
 		if err != nil {
 			return err
 		}
@@ -61,24 +59,4 @@ func mainErr(args []string) error {
 		fmt.Printf("%s: %s, kernel %s\n", path, o.PrettyName, kit.KernelVersion)
 	}
 	return nil
-}
-
-// write creates path through a temporary file and returns the content's SHA-256.
-func write(path string, fill func(io.Writer) error) ([]byte, error) {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	if err := fill(io.MultiWriter(f, h)); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return nil, err
-	}
-	return h.Sum(nil), os.Rename(tmp, path)
 }

@@ -16,22 +16,36 @@ const module = "github.com/provisioner/provisioner"
 // import directly. Anything not listed may import nothing of ours. Third-party imports
 // are checked separately for the packages whose dependencies DESIGN.md pins.
 var allowed = map[string][]string{
-	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader"},
+	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run"},
+	// QEMU runs and the conductor side, for the demo and the integration tests.
+	"internal/vmrun": {"internal/run", "internal/agent"},
+	// The ramdisk's boot program: the agent, the engine's events, power actions.
+	"internal/bootflow": {"internal/agent", "internal/engine", "deploy", "schema", "bootloader", "partition", "internal/disk", "internal/run"},
+	// make demo's driver: builds the ramdisk and images, plays the conductor, runs QEMU.
+	"cmd/demo": {"initramfs", "internal/testimage", "internal/vmrun", "internal/run", "internal/engine", "internal/agent"},
 	// The demo's image builder (a development tool, not part of the provisioner).
-	"cmd/testimages":  {"internal/testimage", "internal/run"},
+	"cmd/testimages": {"internal/testimage", "internal/run"},
+	// The deploy ramdisk builder (a development tool like cmd/testimages).
+	"cmd/mkramdisk":   {"initramfs", "internal/run"},
 	"internal/engine": {"schema", "partition", "deploy", "bootloader", "internal/"},
+	"internal/agent":  {"internal/engine", "schema", "partition", "bootloader", "deploy", "internal/"},
 	"partition":       {"schema", "internal/run", "internal/disk"},
 	"deploy":          {"partition", "schema", "internal/run", "internal/disk"},
 	"bootloader":      {"partition", "schema", "internal/run", "internal/disk"},
 	"internal/disk":   {"internal/run"},
 	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
-	"internal/testimage": {"internal/run"},
-	"internal/run":       {},
-	"schema":             {},
-	"initramfs":          {},
-	"integration":        {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader"},
-	"examples":           {"schema", "partition", "internal/engine"},
-	"internal/arch":      {},
+	"internal/testimage": {"internal/run", "internal/deb"},
+	// Reads .deb files and asks apt for them (build host only).
+	"internal/deb":  {"internal/run"},
+	"internal/run":  {},
+	"schema":        {},
+	"initramfs":     {"internal/run", "internal/deb"},
+	"integration":   {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader", "initramfs"},
+	"examples":      {"schema", "partition", "internal/engine"},
+	"internal/arch": {},
+	// Synthetic .deb files for the tests of internal/deb and internal/testimage; the
+	// longest prefix wins, so "internal/deb" does not cover it.
+	"internal/deb/debtest": {},
 }
 
 // thirdParty restricts non-project, non-stdlib imports where the design fixes them.

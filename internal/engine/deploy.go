@@ -72,15 +72,23 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 	popts := opts.PartitionOptions
 	popts.WipeOnError = !opts.PreserveOnError
 	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool) error {
+		events := emitter(opts.Events)
+		events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("deploying %d image(s)", len(layout.Images))})
 		kernels := newKernelSet()
 		d := &deploy.Deployer{
 			Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
 			Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
 			TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval, Inspect: kernels.inspect,
 		}
+		if opts.Events != nil {
+			d.OnProgress = func(image string, done, total int64) {
+				events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
+			}
+		}
 		if err := deployAll(ctx, layout, devs, d, opts.Out); err != nil {
 			return err
 		}
+		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
 		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, out: opts.Out}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi

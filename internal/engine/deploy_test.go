@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,9 +227,25 @@ func (c *deployCase) deployWith(t *testing.T, doc string, edit func(*DeployOptio
 func TestDeployImages(t *testing.T) {
 	c := newDeployCase(t)
 	sum := fmt.Sprintf(`, "checksum": "sha256:%x"`, sha256.Sum256(c.alpha))
-	res, img, err := c.deployWith(t, deployDoc(c.srv.URL, sum, ""), func(*DeployOptions) {})
+	var mu sync.Mutex
+	var phases []string
+	final := map[string]int64{}
+	res, img, err := c.deployWith(t, deployDoc(c.srv.URL, sum, ""), func(o *DeployOptions) {
+		o.Events = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Image != "" {
+				final[e.Image] = e.Done
+				return
+			}
+			phases = append(phases, e.Phase)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(phases, " ") != "plan partition images bootloader" || final["alpha"] != int64(len(c.alpha)) || len(final) != 3 {
+		t.Errorf("events: phases %v, last progress per image %v (alpha is %d bytes)", phases, final, len(c.alpha))
 	}
 	l := res.Layout
 	d := l.Disks[0]

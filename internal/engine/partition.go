@@ -33,6 +33,9 @@ type PartitionOptions struct {
 	Out io.Writer
 	// Env is the machine: the runner for external programs and the kernel interfaces.
 	Env partition.Env
+	// Events, when set, receives each phase as it starts (and, in a deploy, image
+	// progress); it is called synchronously and must not block.
+	Events func(Event)
 	// WipeOnError erases the partition tables of a clean run that fails after it began
 	// writing, so the machine cannot boot a half-written disk (deploy sets it unless
 	// --preserve-on-error).
@@ -69,6 +72,8 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
+	events := emitter(opts.Events)
+	events.emit(Event{Phase: PhasePlan, Message: "resolving and probing the disks, planning"})
 	targets, err := resolveTargets(ctx, spec, opts)
 	if err != nil {
 		return nil, err
@@ -124,6 +129,7 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 		}()
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
+	events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
 	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
 		return nil, &classified{ErrWrite, err}
 	}

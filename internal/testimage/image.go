@@ -3,6 +3,7 @@ package testimage
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -260,4 +261,28 @@ func writeEntry(tw *tar.Writer, name string, e entry) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// WriteFile writes the image as a tar.gz at path (through a temporary file, so a reader
+// never sees half an image) and returns the content's SHA-256.
+func (k *Kit) WriteFile(path string, o Options) ([]byte, error) {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("writing image %s: %w", path, err)
+	}
+	h := sha256.New()
+	if err := k.WriteTarGz(io.MultiWriter(f, h), o); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing image %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing image %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("writing image %s: %w", path, err)
+	}
+	return h.Sum(nil), nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/provisioner/provisioner/internal/deb/debtest"
 )
 
 // fakeKit points at small files, so image tests need neither apt nor a kernel.
@@ -21,9 +23,9 @@ func fakeKit(t *testing.T) *Kit {
 	dir := t.TempDir()
 	return &Kit{
 		KernelVersion: testVer,
-		Vmlinuz:       writeTemp(t, dir, "vmlinuz", []byte("KERNEL")),
-		Busybox:       writeTemp(t, dir, "busybox", []byte("\x7fELF busybox")),
-		Initrd:        writeTemp(t, dir, "initrd.cpio.gz", []byte("INITRD")),
+		Vmlinuz:       debtest.WriteTemp(t, dir, "vmlinuz", []byte("KERNEL")),
+		Busybox:       debtest.WriteTemp(t, dir, "busybox", []byte("\x7fELF busybox")),
+		Initrd:        debtest.WriteTemp(t, dir, "initrd.cpio.gz", []byte("INITRD")),
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/provisioner/provisioner/internal/deb/debtest"
 )
 
 // readCpioGz returns the records of a gzip'ed newc archive, in archive order, with their
@@ -41,10 +43,10 @@ func readCpioGz(t *testing.T, gz []byte) ([]cpio.Record, map[string]string) {
 
 func TestWriteInitrd(t *testing.T) {
 	dir := t.TempDir()
-	bb := writeTemp(t, dir, "busybox", []byte("\x7fELF busybox"))
+	bb := debtest.WriteTemp(t, dir, "busybox", []byte("\x7fELF busybox"))
 	mods := []string{
-		writeTemp(t, dir, "virtio_ring.ko", []byte("MOD ring")),
-		writeTemp(t, dir, "virtio_blk.ko", []byte("MOD blk")),
+		debtest.WriteTemp(t, dir, "virtio_ring.ko", []byte("MOD ring")),
+		debtest.WriteTemp(t, dir, "virtio_blk.ko", []byte("MOD blk")),
 	}
 	var a, b bytes.Buffer
 	if err := writeInitrd(&a, bb, mods); err != nil {
@@ -121,7 +123,7 @@ func TestWriteInitrd(t *testing.T) {
 }
 
 func TestWriteInitrdNoModules(t *testing.T) {
-	bb := writeTemp(t, t.TempDir(), "busybox", []byte("bb"))
+	bb := debtest.WriteTemp(t, t.TempDir(), "busybox", []byte("bb"))
 	var buf bytes.Buffer
 	if err := writeInitrd(&buf, bb, nil); err != nil {
 		t.Fatal(err)

@@ -12,15 +12,14 @@ package testimage
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
+	"github.com/provisioner/provisioner/internal/deb"
 	"github.com/provisioner/provisioner/internal/run"
 )
 
@@ -34,8 +33,10 @@ type Kit struct {
 	Modules       []string // paths of the stage-1 virtio modules (in the cache), in load order; built-in ones are absent
 }
 
-// ErrUnavailable is matched when apt cannot provide the packages (no apt, no network), so tests can t.Skip.
-var ErrUnavailable = errors.New("apt cannot provide the kernel and busybox packages")
+// ErrUnavailable is matched when apt cannot provide the kernel and busybox packages (no
+// apt, no network), so tests can t.Skip. It is deb.ErrUnavailable, which Prepare's
+// errors wrap.
+var ErrUnavailable = deb.ErrUnavailable
 
 // The cloud kernel boots in TCG twice as fast as the generic one (LZ4, not XZ) and has
 // ext4 built in: MACHINE-NOTES §5.
@@ -95,43 +96,17 @@ func Prepare(ctx context.Context, r run.Runner, cacheDir string) (*Kit, error) {
 
 // fetchKit asks apt for the packages (unless they are cached) and builds the kit.
 func fetchKit(ctx context.Context, r run.Runner, cacheDir string) (*Kit, error) {
-	a := &apt{r: r, dir: cacheDir}
-	pkg, err := a.resolveKernel(ctx)
+	a := &deb.Apt{Run: r, Dir: cacheDir, MayUpdate: isRoot()}
+	pkg, err := a.Depends(ctx, kernelMetaPkg, "linux-image-")
 	if err != nil {
 		return nil, err
 	}
 	ver := strings.TrimPrefix(pkg, "linux-image-")
-	kernelGlob, busyboxGlob := pkg+"_*.deb", busyboxPkg+"_*.deb"
-	kdeb, bdeb := cached(cacheDir, kernelGlob), cached(cacheDir, busyboxGlob)
-	var missing []string
-	if kdeb == "" {
-		missing = append(missing, pkg)
+	debs, err := a.Fetch(ctx, pkg, busyboxPkg)
+	if err != nil {
+		return nil, err
 	}
-	if bdeb == "" {
-		missing = append(missing, busyboxPkg)
-	}
-	if len(missing) > 0 {
-		if err := a.download(ctx, missing); err != nil {
-			return nil, err
-		}
-		kdeb, bdeb = cached(cacheDir, kernelGlob), cached(cacheDir, busyboxGlob)
-		if kdeb == "" || bdeb == "" {
-			return nil, fmt.Errorf("testimage: apt-get download %s left no %s and %s in %s",
-				strings.Join(missing, " "), kernelGlob, busyboxGlob, cacheDir)
-		}
-	}
-	return buildKit(ctx, cacheDir, ver, kdeb, bdeb)
-}
-
-// cached returns the path of the newest-named file matching pattern in dir, or "".
-// Several matches are revisions of one ABI (or of busybox): any of them would do.
-func cached(dir, pattern string) string {
-	m, _ := filepath.Glob(filepath.Join(dir, pattern)) // the only error is a bad pattern
-	if len(m) == 0 {
-		return ""
-	}
-	sort.Strings(m)
-	return m[len(m)-1]
+	return buildKit(ctx, cacheDir, ver, debs[0], debs[1])
 }
 
 // buildKit unpacks the two packages into a temporary directory, then renames it to kit-<ver>. A rename is atomic, so a kit directory is complete or
@@ -195,7 +170,7 @@ func newestKit(cacheDir string) (*Kit, error) {
 		if err != nil {
 			continue // incomplete or damaged: Prepare rebuilds it
 		}
-		if best == nil || versionLess(best.KernelVersion, k.KernelVersion) {
+		if best == nil || deb.VersionLess(best.KernelVersion, k.KernelVersion) {
 			best = k
 		}
 	}
@@ -234,43 +209,6 @@ func loadKit(dir, ver string) (*Kit, error) {
 	}
 	return k, nil
 }
-
-// versionLess orders kernel versions by comparing runs of digits as numbers, so
-// 6.1.0-56 sorts after 6.1.0-9.
-func versionLess(a, b string) bool {
-	for a != "" && b != "" {
-		ra, rb := leadingRun(a), leadingRun(b)
-		if ra != rb {
-			da, db := isDigit(ra[0]), isDigit(rb[0])
-			switch {
-			case da && db:
-				na, nb := strings.TrimLeft(ra, "0"), strings.TrimLeft(rb, "0")
-				if len(na) != len(nb) {
-					return len(na) < len(nb)
-				}
-				if na != nb {
-					return na < nb
-				}
-			default:
-				return ra < rb
-			}
-		}
-		a, b = a[len(ra):], b[len(rb):]
-	}
-	return len(a) < len(b)
-}
-
-// leadingRun returns the longest prefix of s made only of digits or only of non-digits.
-func leadingRun(s string) string {
-	d := isDigit(s[0])
-	i := 1
-	for i < len(s) && isDigit(s[i]) == d {
-		i++
-	}
-	return s[:i]
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // initrdName names the stage-1 initramfs after a hash of what it is built from besides
 // the kit's files (which never change under one kit directory): /init, the applet links

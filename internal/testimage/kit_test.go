@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/provisioner/provisioner/internal/deb/debtest"
 	"github.com/provisioner/provisioner/internal/run"
 )
 
@@ -73,9 +74,9 @@ func (f *fakeApt) answer(c run.Cmd) (run.Result, error) {
 			var data []byte
 			switch pkg {
 			case "linux-image-" + testVer:
-				name, data = "linux-image-"+testVer+"_6.1.999-1_amd64.deb", debBytes(f.t, "xz", kernelDebFiles()...)
+				name, data = "linux-image-"+testVer+"_6.1.999-1_amd64.deb", debtest.Deb(f.t, "xz", kernelDebFiles()...)
 			case "busybox-static":
-				name, data = "busybox-static_1%3a1.35.0-4_amd64.deb", debBytes(f.t, "zst", busyboxDebFiles()...)
+				name, data = "busybox-static_1%3a1.35.0-4_amd64.deb", debtest.Deb(f.t, "zst", busyboxDebFiles()...)
 			default:
 				return run.Result{}, run.Fail(c.Argv, 100, "E: Unable to locate package "+pkg)
 			}
@@ -155,10 +156,10 @@ func checkKit(t *testing.T, k *Kit, cache string) {
 	if k.KernelVersion != testVer {
 		t.Errorf("KernelVersion %q", k.KernelVersion)
 	}
-	if k.Vmlinuz != filepath.Join(dir, "vmlinuz") || readString(t, k.Vmlinuz) != "KERNEL" {
+	if k.Vmlinuz != filepath.Join(dir, "vmlinuz") || debtest.ReadString(t, k.Vmlinuz) != "KERNEL" {
 		t.Errorf("Vmlinuz %s", k.Vmlinuz)
 	}
-	if k.Busybox != filepath.Join(dir, "busybox") || readString(t, k.Busybox) != "\x7fELF busybox" {
+	if k.Busybox != filepath.Join(dir, "busybox") || debtest.ReadString(t, k.Busybox) != "\x7fELF busybox" {
 		t.Errorf("Busybox %s", k.Busybox)
 	}
 	var mods []string
@@ -232,10 +233,10 @@ func TestPrepareUnavailable(t *testing.T) {
 func TestPrepareUsesCachedDebs(t *testing.T) {
 	setRoot(t, false)
 	cache := t.TempDir()
-	writeTemp(t, cache, "linux-image-"+testVer+"_6.1.999-1_amd64.deb", debBytes(t, "zst", kernelDebFiles()...))
-	writeTemp(t, cache, "busybox-static_1%3a1.35.0-4_amd64.deb", debBytes(t, "xz", busyboxDebFiles()...))
+	debtest.WriteTemp(t, cache, "linux-image-"+testVer+"_6.1.999-1_amd64.deb", debtest.Deb(t, "zst", kernelDebFiles()...))
+	debtest.WriteTemp(t, cache, "busybox-static_1%3a1.35.0-4_amd64.deb", debtest.Deb(t, "xz", busyboxDebFiles()...))
 	// A package of another ABI must not be taken for the resolved one.
-	writeTemp(t, cache, "linux-image-6.1.0-98-cloud-amd64_6.1.998-1_amd64.deb", []byte("junk"))
+	debtest.WriteTemp(t, cache, "linux-image-6.1.0-98-cloud-amd64_6.1.998-1_amd64.deb", []byte("junk"))
 	r := (&fakeApt{t: t, cacheDir: cache, lists: true}).runner() // offline
 	k, err := Prepare(context.Background(), r, cache)
 	if err != nil {
@@ -330,7 +331,7 @@ func TestPrepareReplacesDamagedKit(t *testing.T) {
 	if err := os.MkdirAll(damaged, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTemp(t, damaged, "vmlinuz", []byte("half")) // no completion marker
+	debtest.WriteTemp(t, damaged, "vmlinuz", []byte("half")) // no completion marker
 	r := (&fakeApt{t: t, cacheDir: cache, lists: true, network: true}).runner()
 	k, err := Prepare(context.Background(), r, cache)
 	if err != nil {
@@ -347,10 +348,10 @@ func makeKitDir(t *testing.T, cache, ver string) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"vmlinuz", "busybox", "modules/virtio_blk.ko"} {
-		writeTemp(t, dir, f, []byte(f))
+		debtest.WriteTemp(t, dir, f, []byte(f))
 	}
-	writeTemp(t, dir, "modules/load-order", []byte("virtio_blk.ko\n"))
-	writeTemp(t, dir, "complete", []byte(ver+"\n"))
+	debtest.WriteTemp(t, dir, "modules/load-order", []byte("virtio_blk.ko\n"))
+	debtest.WriteTemp(t, dir, "complete", []byte(ver+"\n"))
 }
 
 func TestNewestKit(t *testing.T) {
@@ -371,39 +372,6 @@ func TestNewestKit(t *testing.T) {
 	}
 	if k, err := newestKit(t.TempDir()); k != nil || err != nil {
 		t.Errorf("empty cache: %+v, %v", k, err)
-	}
-}
-
-func TestVersionLess(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want bool
-	}{
-		{"6.1.0-9-cloud-amd64", "6.1.0-56-cloud-amd64", true},
-		{"6.1.0-56-cloud-amd64", "6.1.0-9-cloud-amd64", false},
-		{"6.1.0-56-cloud-amd64", "6.12.0-1-cloud-amd64", true},
-		{"6.1.0-56-cloud-amd64", "6.1.0-56-cloud-amd64", false},
-		{"6.1.0-56", "6.1.0-56-cloud-amd64", true},
-		{"6.1.0-056", "6.1.0-56", false},
-	} {
-		if got := versionLess(tt.a, tt.b); got != tt.want {
-			t.Errorf("versionLess(%q, %q) = %v", tt.a, tt.b, got)
-		}
-	}
-}
-
-func TestParseKernelDepends(t *testing.T) {
-	for out, want := range map[string]string{
-		"linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n":    "linux-image-6.1.0-56-cloud-amd64",
-		"linux-image-cloud-amd64\n |Depends: <linux-image-6.1.0-56-cloud-amd64>\n":  "linux-image-6.1.0-56-cloud-amd64",
-		"linux-image-cloud-amd64\n  Depends: linux-base\n":                          "",
-		"linux-image-cloud-amd64\n  Depends: linux-image-../../x\n":                 "",
-		"linux-image-cloud-amd64\n  Recommends: linux-image-6.1.0-56-cloud-amd64\n": "",
-		"": "",
-	} {
-		if got := parseKernelDepends([]byte(out)); got != want {
-			t.Errorf("parseKernelDepends(%q) = %q, want %q", out, got, want)
-		}
 	}
 }
 

@@ -1,0 +1,176 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisioner/provisioner/initramfs"
+	"github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/internal/testimage"
+	"github.com/provisioner/provisioner/internal/vmrun"
+)
+
+// The suite's shared material, built once in TestMain: the deploy ramdisk and the test
+// images.
+var (
+	ramdisk *initramfs.Result
+	kit     *testimage.Kit
+	images  = map[string][]byte{}
+	setup   error
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "integration: needs root (QEMU disks, loop devices)")
+			return 0
+		}
+		tmp, err := os.MkdirTemp("", "provisioner-integration-")
+		if err != nil {
+			setup = err
+			return m.Run()
+		}
+		defer os.RemoveAll(tmp)
+		setup = prepare(tmp)
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// prepare builds the ramdisk (cloud kernel: it boots twice as fast under TCG) and the
+// images.
+func prepare(tmp string) error {
+	ctx := context.Background()
+	start := time.Now()
+	goCmd := os.Getenv("PROVISIONER_GO")
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	var err error
+	if dir := os.Getenv("PROVISIONER_RAMDISK"); dir != "" {
+		// A ramdisk built earlier (make ramdisk FLAVOUR=cloud-amd64), to iterate on a test.
+		ramdisk, err = prebuilt(dir)
+		if err != nil {
+			return err
+		}
+	} else {
+		ramdisk, err = initramfs.Build(ctx, initramfs.Options{
+			Flavour: "cloud-amd64", OutDir: filepath.Join(tmp, "ramdisk"), GoCmd: []string{goCmd},
+			Run: run.Exec{}, Log: slog.New(slog.DiscardHandler),
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("building the ramdisk: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "integration: ramdisk %s (%d bytes, %s) built in %v\n", ramdisk.Initramfs, ramdisk.Size, ramdisk.KernelVersion, time.Since(start).Round(time.Second))
+	kit, err = testimage.Prepare(ctx, run.Exec{}, testimage.DefaultCacheDir())
+	if err != nil {
+		return fmt.Errorf("preparing the test images: %w", err)
+	}
+	for _, name := range []string{"a", "b"} {
+		var b bytes.Buffer
+		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name)}
+		if err := kit.WriteTarGz(&b, o); err != nil {
+			return err
+		}
+		images[name+".tar.gz"] = b.Bytes()
+	}
+	return nil
+}
+
+// prebuilt describes the ramdisk in dir (vmlinuz and initramfs.cpio.zst or .gz).
+func prebuilt(dir string) (*initramfs.Result, error) {
+	r := &initramfs.Result{Kernel: filepath.Join(dir, "vmlinuz")}
+	for _, name := range []string{"initramfs.cpio.zst", "initramfs.cpio.gz"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			r.Initramfs, r.Size = filepath.Join(dir, name), fi.Size()
+		}
+	}
+	if _, err := os.Stat(r.Kernel); err != nil || r.Initramfs == "" {
+		return nil, fmt.Errorf("PROVISIONER_RAMDISK=%s: no vmlinuz and initramfs.cpio.{zst,gz} there", dir)
+	}
+	return r, nil
+}
+
+func needSuite(t *testing.T) {
+	t.Helper()
+	if setup != nil {
+		t.Fatal(setup)
+	}
+	if ramdisk == nil {
+		t.Skip("integration suite not set up (not root)")
+	}
+}
+
+// newConductor starts a conductor serving the test images, closed with the test.
+func newConductor(t *testing.T) *vmrun.Conductor {
+	t.Helper()
+	c, err := vmrun.NewConductor("integration-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for k, v := range images {
+		c.Put(k, v)
+	}
+	return c
+}
+
+// ramdiskArgs is the ramdisk's kernel command line: the serial console, the callback and
+// token of conductor c, and extra parameters.
+func ramdiskArgs(c *vmrun.Conductor, extra ...string) string {
+	return strings.Join(append([]string{"console=ttyS0 quiet panic=-1",
+		"provisioner.callback=" + c.GuestURL(vmrun.CallbackName), "provisioner.token=" + c.Token}, extra...), " ")
+}
+
+// runVM runs a VM and returns its serial log; the log is printed when the test fails,
+// and a VM that times out fails the test.
+func runVM(t *testing.T, o vmrun.Options) []byte {
+	t.Helper()
+	o.Dir = t.TempDir()
+	res, err := vmrun.Run(context.Background(), o)
+	t.Logf("VM ran %v", res.Duration.Round(100*time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serial log:\n%s", res.Serial)
+		}
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	return res.Serial
+}
+
+// sparse creates a sparse disk-image file.
+func sparse(t *testing.T, size int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// marker returns the BOOTED-IMAGE-X marker in a serial log ("" when none).
+func marker(log []byte) string {
+	for _, m := range []string{"BOOTED-IMAGE-A", "BOOTED-IMAGE-B"} {
+		if bytes.Contains(log, []byte(m)) {
+			return m
+		}
+	}
+	return ""
+}
