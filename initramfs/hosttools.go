@@ -77,6 +77,9 @@ var hostPaths = []hostPath{
 	{gconvDir + "/gconv-modules", "libc6"},
 	{gconvDir + "/gconv-modules.cache", "libc6"},
 	{gconvDir + "/IBM850.so", "libc6"},
+	// The certificate authorities Go's TLS client trusts: https image, spec and callback
+	// URLs are verified against them.
+	{"/etc/ssl/certs/ca-certificates.crt", "ca-certificates"},
 }
 
 // toolDirs are searched, in order, for the host tools.

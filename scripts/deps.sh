@@ -29,6 +29,7 @@ ramdisk_needs() {
   need udevadm udev
   need xz xz-utils
   need sgdisk gdisk
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)   # trusted CAs for https URLs
 }
 case "${1:-}" in
   test)
