@@ -76,16 +76,51 @@ func prepare(tmp string) error {
 	if err != nil {
 		return fmt.Errorf("preparing the test images: %w", err)
 	}
+	// The provisioner itself goes into the OS images, so a booted image can switch the
+	// default as an operator would.
+	bin := filepath.Join(tmp, "provisioner")
+	if _, err := (run.Exec{}).Run(ctx, run.Cmd{Argv: []string{goCmd, "build", "-trimpath", "-o", bin, "./cmd/provisioner"},
+		Dir: "..", Env: []string{"CGO_ENABLED=0"}}); err != nil {
+		return fmt.Errorf("building the provisioner for the images: %w", err)
+	}
+	provisioner, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
 	for _, name := range []string{"a", "b"} {
 		var b bytes.Buffer
-		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name)}
+		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
+			Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisioner, Mode: 0o755}},
+			InitScript: imageInitScript}
 		if err := kit.WriteTarGz(&b, o); err != nil {
 			return err
 		}
 		images[name+".tar.gz"] = b.Bytes()
 	}
+	var tools bytes.Buffer
+	if err := kit.WriteTarGz(&tools, testimage.Options{Name: "tools", Marker: "UTILITY-IMAGE", NoKernel: true}); err != nil {
+		return err
+	}
+	images["tools.tar.gz"] = tools.Bytes()
 	return nil
 }
+
+// imageInitScript runs in every booted OS image after its marker: it mounts what its
+// fstab lists (printing each /srv and /boot mount, and a utility image's id found under
+// /srv/tools), then runs the script a test put on a command disk: a disk whose content
+// starts with the line "PROVCMD:" (see commandDisk). Its output goes to the console.
+const imageInitScript = `mount -t tmpfs tmpfs /tmp
+mount -a 2>/dev/null
+grep -E ' /(srv|boot)' /proc/mounts | while read dev mnt rest; do echo "MOUNTED $mnt" >/dev/console; done
+[ -f /srv/tools/etc/image-id ] && echo "TOOLS=$(cat /srv/tools/etc/image-id)" >/dev/console
+for d in /dev/vd?; do
+	if [ "$(head -c 8 $d)" = "PROVCMD:" ]; then
+		head -c 65536 $d | tr -d '\000' | tail -n +2 >/tmp/cmd.sh
+		echo "CMD-BEGIN" >/dev/console
+		PATH=/bin:/usr/bin sh /tmp/cmd.sh >/dev/console 2>&1
+		echo "CMD-END rc=$?" >/dev/console
+	fi
+done`
 
 // prebuilt describes the ramdisk in dir (vmlinuz and initramfs.cpio.zst or .gz).
 func prebuilt(dir string) (*initramfs.Result, error) {

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -42,4 +43,67 @@ func (s Sys) DevNode(devNum string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("block device %s: no DEVNAME in sysfs", devNum)
+}
+
+// PartitionsNamed returns the /dev nodes of the partitions whose GPT partition name is
+// name, from sysfs (the kernel puts PARTNAME in each partition's uevent): no blkid and no
+// udev needed, so it works in a minimal system.
+func (s Sys) PartitionsNamed(name string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.sysRoot(), "class", "block"))
+	if err != nil {
+		return nil, fmt.Errorf("listing block devices: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !s.isPartition(e.Name()) {
+			continue
+		}
+		uevent, err := readTrim(filepath.Join(s.classBlock(e.Name()), "uevent"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(uevent, "\n") {
+			if v, ok := strings.CutPrefix(line, "PARTNAME="); ok && v == name {
+				out = append(out, s.node(e.Name()))
+			}
+		}
+	}
+	return out, nil
+}
+
+// SniffFS names the filesystem on dev from its superblock magic ("ext4" for ext2/3/4,
+// whose driver mounts all three; "xfs"), "" when it is neither: enough to mount a boot
+// filesystem where blkid is not installed.
+func SniffFS(dev string) string {
+	f, err := os.Open(dev)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, 2048)
+	if n, _ := f.ReadAt(buf, 0); n < len(buf) {
+		return ""
+	}
+	switch {
+	case string(buf[:4]) == "XFSB":
+		return "xfs"
+	case buf[1080] == 0x53 && buf[1081] == 0xEF:
+		return "ext4"
+	}
+	return ""
+}
+
+// CmdlineRootUUID returns the UUID of root=UUID=... on the running kernel's command
+// line, "" when there is none.
+func (s Sys) CmdlineRootUUID() string {
+	b, err := os.ReadFile(filepath.Join(s.procRoot(), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	for _, w := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(w, "root=UUID="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -129,12 +129,21 @@ func fakeNode(t *testing.T, blkid func(argv []string) (string, int)) (partition.
 		"40 22 8:2 / " + mb + " rw,relatime shared:20 - ext4 /dev/sda2 rw\n"
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte(mountinfo), 0o644)
 	for num, name := range map[string]string{"8:2": "sda2", "8:3": "sda3"} {
+		partname := map[string]string{"sda2": "multiboot", "sda3": "tiny-a-root"}[name]
+		uevent := []byte("MAJOR=8\nDEVNAME=" + name + "\nDEVTYPE=partition\nPARTNAME=" + partname + "\n")
 		os.MkdirAll(filepath.Join(sys, "dev", "block", num), 0o755)
-		os.WriteFile(filepath.Join(sys, "dev", "block", num, "uevent"), []byte("MAJOR=8\nDEVNAME="+name+"\nDEVTYPE=partition\n"), 0o644)
+		os.WriteFile(filepath.Join(sys, "dev", "block", num, "uevent"), uevent, 0o644)
+		// sysfs: /sys/class/block/NAME holds "partition" and the same uevent.
+		os.MkdirAll(filepath.Join(sys, "class", "block", name), 0o755)
+		os.WriteFile(filepath.Join(sys, "class", "block", name, "partition"), []byte(name[3:]+"\n"), 0o644)
+		os.WriteFile(filepath.Join(sys, "class", "block", name, "uevent"), uevent, 0o644)
 	}
 	os.MkdirAll(dev, 0o755)
 	fake := &run.Fake{Handler: func(c run.Call) (run.Result, error) {
 		out, code := blkid(c.Argv)
+		if code < 0 {
+			return run.Result{}, &run.Error{Argv: c.Argv, ExitCode: -1, Err: run.ErrNotFound}
+		}
 		if code != 0 {
 			return run.Result{}, &run.Error{Argv: c.Argv, ExitCode: code}
 		}
@@ -146,11 +155,9 @@ func fakeNode(t *testing.T, blkid func(argv []string) (string, int)) (partition.
 func TestOpenBootDirLive(t *testing.T) {
 	ctx := context.Background()
 	t.Run("mounted multiboot", func(t *testing.T) {
+		// No blkid on the node: the partition is found by its GPT name in sysfs.
 		env, mb := fakeNode(t, func(argv []string) (string, int) {
-			if run.String(argv) == "blkid -o device -t LABEL=multiboot" {
-				return "DEV/sda2\n", 0
-			}
-			return "", 2
+			return "", -1
 		})
 		bd, err := OpenBootDir(ctx, BootDirOptions{Env: env})
 		if err != nil {
@@ -184,6 +191,11 @@ func TestOpenBootDirLive(t *testing.T) {
 		})
 		if got := BootedRootUUID(ctx, env); got != "1111-root" {
 			t.Errorf("booted root uuid = %q", got)
+		}
+		// What our menu entries pass wins, without asking blkid.
+		os.WriteFile(filepath.Join(env.Sys.ProcRoot, "cmdline"), []byte("BOOT_IMAGE=/boot/vmlinuz root=UUID=2222-cmdline ro console=ttyS0\n"), 0o644)
+		if got := BootedRootUUID(ctx, env); got != "2222-cmdline" {
+			t.Errorf("booted root uuid from the command line = %q", got)
 		}
 	})
 }

@@ -91,7 +91,7 @@ func openLive(ctx context.Context, o BootDirOptions) (*BootDir, error) {
 	if err != nil {
 		return nil, Environmentf("%w", err)
 	}
-	devs, err := labelled(ctx, o.Env.Run)
+	devs, err := labelled(ctx, o.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -124,15 +124,23 @@ func openLive(ctx context.Context, o BootDirOptions) (*BootDir, error) {
 	return nil, Environmentf("no boot files found: no filesystem labelled %s, and no /boot/%s (use --device or --boot-dir)", multibootLabel, bootloader.BootInfoPath)
 }
 
-// labelled lists the devices whose filesystem label or GPT partition name is the
-// multiboot one, by asking blkid (which reads every block device).
-func labelled(ctx context.Context, r run.Runner) ([]string, error) {
+// labelled lists the devices holding the multiboot filesystem: partitions whose GPT name
+// is "multiboot" (from sysfs, so a minimal system without blkid finds them), and, where
+// blkid is installed, filesystems labelled so (a multiboot partition renamed by hand).
+func labelled(ctx context.Context, env partition.Env) ([]string, error) {
 	set := map[string]bool{}
+	named, err := env.Sys.PartitionsNamed(multibootLabel)
+	if err != nil {
+		return nil, Environmentf("looking for the multiboot partition: %w", err)
+	}
+	for _, d := range named {
+		set[canonicalDev(d)] = true
+	}
 	for _, tok := range []string{"LABEL=" + multibootLabel, "PARTLABEL=" + multibootLabel} {
-		res, err := r.Run(ctx, run.Cmd{Argv: []string{"blkid", "-o", "device", "-t", tok}})
+		res, err := env.Run.Run(ctx, run.Cmd{Argv: []string{"blkid", "-o", "device", "-t", tok}})
 		var rerr *run.Error
-		if errors.As(err, &rerr) && rerr.ExitCode == 2 {
-			continue // nothing matches
+		if errors.Is(err, run.ErrNotFound) || errors.As(err, &rerr) && rerr.ExitCode == 2 {
+			continue // no blkid here, or nothing matches
 		}
 		if err != nil {
 			return nil, Environmentf("looking for the multiboot partition: %w", err)
@@ -252,11 +260,11 @@ func (b *BootDir) tryMount(ctx context.Context, o BootDirOptions, node, fsType, 
 // mount mounts dev privately at a new temporary directory, which becomes b.Path.
 func (b *BootDir) mount(ctx context.Context, o BootDirOptions, dev, fsType string) error {
 	if fsType == "" {
-		info, err := probeFS(ctx, o.Env.Run, dev)
-		if err != nil {
-			return err
+		if info, err := probeFS(ctx, o.Env.Run, dev); err == nil && info.Type != "" {
+			fsType = info.Type
+		} else if fsType = disk.SniffFS(dev); fsType == "" {
+			return Environmentf("%s: cannot tell its filesystem type (no blkid, unknown superblock)", dev)
 		}
-		fsType = info.Type
 	}
 	mnt, err := os.MkdirTemp(o.TmpDir, "provisioner-boot-")
 	if err != nil {
@@ -281,9 +289,13 @@ func (b *BootDir) mount(ctx context.Context, o BootDirOptions, dev, fsType strin
 	return nil
 }
 
-// BootedRootUUID returns the filesystem UUID of the running system's root, "" when it
-// cannot be told (a ramdisk's rootfs has none).
+// BootedRootUUID returns the filesystem UUID of the running system's root: root=UUID= on
+// the kernel command line (what our menu entries pass), else the root mount's device as
+// blkid sees it; "" when it cannot be told (a ramdisk's rootfs has none).
 func BootedRootUUID(ctx context.Context, env partition.Env) string {
+	if u := env.Sys.CmdlineRootUUID(); u != "" {
+		return u
+	}
 	mounts, err := env.Sys.Mounts()
 	if err != nil {
 		return ""
