@@ -228,7 +228,7 @@ func TestScenarioFailures(t *testing.T) {
 	spec := strings.Replace(oneDiskSpec(c, "bios", "clean", false), fmt.Sprintf("%x", sha256.Sum256(images["b.tar.gz"])), strings.Repeat("0", 64), 1)
 	c.Put("spec.json", []byte(spec))
 	runVM(t, vmrun.Options{Kernel: ramdisk.Kernel, Initrd: ramdisk.Initramfs, Net: true, Disks: []string{disk}, Timeout: 5 * time.Minute,
-		Until: []byte("starting a shell on the console"),
+		Until:  []byte("starting a shell on the console"),
 		Append: ramdiskArgs(c, "provisioner.spec="+c.GuestURL("spec.json"), "provisioner.prober=builtin")})
 	last, _ := c.Last()
 	if last.Type != "failed" || last.Step != "images" || !strings.Contains(last.Error, "checksum mismatch") {
