@@ -53,7 +53,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(q); err != nil || fi.Mode().Perm() != 0o666 || fi.Size() != 0 {
-		t.Errorf("g: %v %v", fi, err)
+		t.Error("g:", fi, err)
 	}
 }
 
@@ -231,10 +231,10 @@ func TestPowerCut(t *testing.T) {
 			env := checkWhole(t, envPath, oldEnv, newEnv)
 			bi := checkWhole(t, biPath, oldBI, newBI)
 			if _, err := ParseEnv(env); err != nil {
-				t.Errorf("grubenv does not parse: %v", err)
+				t.Error("grubenv does not parse:", err)
 			}
 			if _, err := ReadBootInfo(biPath); err != nil {
-				t.Errorf("boot-info.json does not parse: %v", err)
+				t.Error("boot-info.json does not parse:", err)
 			}
 			// A SIGKILL loses no page cache, so which generation survives is exact: a file
 			// is new once its rename ran, and grubenv is written before boot-info.json.

@@ -131,12 +131,12 @@ func TestReadBootInfoErrors(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.json")
 	if _, err := ReadBootInfo(missing); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
-		t.Errorf("missing file: %v", err)
+		t.Error("missing file:", err)
 	}
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"elements": [`), 0o644)
 	if _, err := ReadBootInfo(bad); err == nil || !strings.Contains(err.Error(), bad) {
-		t.Errorf("truncated file: %v", err)
+		t.Error("truncated file:", err)
 	}
 	// Bareon's own files carry no keys of ours and may carry others: they still read.
 	bareon := filepath.Join(dir, "bareon.json")
