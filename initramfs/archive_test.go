@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/provisioner/provisioner/internal/elfdeps"
 )
 
 func TestCanon(t *testing.T) {
@@ -166,7 +168,7 @@ func TestHostAdderSymlinks(t *testing.T) {
 		}
 	}
 	tr := newTree()
-	h := newHostAdder(tr, &libResolver{dirs: defaultLibDirs})
+	h := newHostAdder(tr, &elfdeps.Resolver{Dirs: elfdeps.DefaultLibDirs})
 	for _, p := range []string{filepath.Join(dir, "alias", "lib", "libfoo.so.1"), filepath.Join(real, "lib", "abs.so")} {
 		if err := h.add(p); err != nil {
 			t.Fatal(err)

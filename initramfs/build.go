@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/internal/deb"
+	"github.com/provisioner/provisioner/internal/elfdeps"
 	"github.com/provisioner/provisioner/internal/run"
 )
 
@@ -185,7 +186,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	tr := newTree()
-	if err := assemble(tr, newHostAdder(tr, &libResolver{dirs: defaultLibDirs}), contents{
+	if err := assemble(tr, newHostAdder(tr, &elfdeps.Resolver{Dirs: elfdeps.DefaultLibDirs}), contents{
 		init: initBin, provisioner: provBin, busybox: busybox, applets: applets, tools: tools,
 		modTree: modTree, kernelVersion: k.Version, load: choice.load,
 	}); err != nil {

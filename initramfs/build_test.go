@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/internal/deb"
+	"github.com/provisioner/provisioner/internal/elfdeps"
 )
 
 // The real build is shared by TestBuild and TestBootQEMU: one cloud-amd64 ramdisk per
@@ -268,7 +269,7 @@ func checkHostTools(t *testing.T, m manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	libs := &libResolver{dirs: defaultLibDirs}
+	libs := &elfdeps.Resolver{Dirs: elfdeps.DefaultLibDirs}
 	checked := 0
 	for _, p := range paths {
 		err := filepath.WalkDir(p, func(hp string, d fs.DirEntry, err error) error {
@@ -280,7 +281,7 @@ func checkHostTools(t *testing.T, m manifest) {
 				t.Errorf("host %s: %s %v", hp, r, err)
 				return nil
 			}
-			needs, err := libs.needs(hp)
+			needs, err := libs.Needs(hp)
 			if err != nil {
 				return err
 			}

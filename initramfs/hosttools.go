@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/provisioner/provisioner/internal/elfdeps"
 )
 
 // hostTool is a program the provisioner runs (or that a program it runs calls), copied
@@ -139,11 +141,11 @@ func lookTool(name string, dirs []string) string {
 // libraries.
 type hostAdder struct {
 	t    *tree
-	libs *libResolver
+	libs *elfdeps.Resolver
 	done map[string]bool // host paths already added
 }
 
-func newHostAdder(t *tree, libs *libResolver) *hostAdder {
+func newHostAdder(t *tree, libs *elfdeps.Resolver) *hostAdder {
 	return &hostAdder{t: t, libs: libs, done: map[string]bool{}}
 }
 
@@ -186,7 +188,7 @@ func (h *hostAdder) add(p string) error {
 	if err := h.t.hostFile(real, real, perm); err != nil {
 		return err
 	}
-	libs, err := h.libs.needs(real)
+	libs, err := h.libs.Needs(real)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}

@@ -34,15 +34,17 @@ var allowed = map[string][]string{
 	"bootloader":      {"partition", "schema", "internal/run", "internal/disk"},
 	"internal/disk":   {"internal/run"},
 	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
-	"internal/testimage": {"internal/run", "internal/deb"},
+	"internal/testimage": {"internal/run", "internal/deb", "internal/elfdeps"},
 	// Reads .deb files and asks apt for them (build host only).
-	"internal/deb":  {"internal/run"},
-	"internal/run":  {},
-	"schema":        {},
-	"initramfs":     {"internal/run", "internal/deb"},
-	"integration":   {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader", "initramfs"},
-	"examples":      {"schema", "partition", "internal/engine"},
-	"internal/arch": {},
+	"internal/deb": {"internal/run"},
+	"internal/run": {},
+	"schema":       {},
+	"initramfs":    {"internal/run", "internal/deb", "internal/elfdeps"},
+	// Finds a host program's loader and libraries by reading ELF headers (build host only).
+	"internal/elfdeps": {},
+	"integration":      {"cmd/", "internal/", "schema", "partition", "deploy", "bootloader", "initramfs"},
+	"examples":         {"schema", "partition", "internal/engine"},
+	"internal/arch":    {},
 	// Synthetic .deb files for the tests of internal/deb and internal/testimage; the
 	// longest prefix wins, so "internal/deb" does not cover it.
 	"internal/deb/debtest": {},

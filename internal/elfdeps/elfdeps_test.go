@@ -1,4 +1,4 @@
-package initramfs
+package elfdeps
 
 import (
 	"os"
@@ -23,8 +23,8 @@ func TestNeedsMke2fs(t *testing.T) {
 	if _, err := os.Stat(prog); err != nil {
 		t.Skipf("no %s on this machine (e2fsprogs)", prog)
 	}
-	r := &libResolver{dirs: defaultLibDirs}
-	got, err := r.needs(prog)
+	r := &Resolver{Dirs: DefaultLibDirs}
+	got, err := r.Needs(prog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,8 @@ func TestNeedsMissingLibrary(t *testing.T) {
 	if _, err := os.Stat(prog); err != nil {
 		t.Skipf("no %s on this machine (e2fsprogs)", prog)
 	}
-	r := &libResolver{dirs: []string{t.TempDir()}}
-	_, err := r.needs(prog)
+	r := &Resolver{Dirs: []string{t.TempDir()}}
+	_, err := r.Needs(prog)
 	if err == nil || !strings.Contains(err.Error(), prog+" needs lib") || !strings.Contains(err.Error(), "not found in") {
 		t.Errorf("needs with no libraries: %v", err)
 	}
@@ -69,7 +69,7 @@ func TestNeedsNotELF(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	got, err := (&libResolver{dirs: defaultLibDirs}).needs(script)
+	got, err := (&Resolver{Dirs: DefaultLibDirs}).Needs(script)
 	if err != nil || len(got) != 0 {
 		t.Errorf("needs(script) = %q, %v", got, err)
 	}

@@ -1,4 +1,6 @@
-package initramfs
+// Package elfdeps finds, in pure Go, the loader and shared libraries a dynamically
+// linked host program needs, so an initramfs can carry the program without ldd.
+package elfdeps
 
 import (
 	"bytes"
@@ -12,20 +14,20 @@ import (
 	"strings"
 )
 
-// defaultLibDirs are where the host's dynamic loader looks for libraries when a program
-// names none (Debian's multiarch directories first, as in ld.so's built-in list). The
-// ramdisk needs no /etc/ld.so.cache because it keeps the same directories.
-var defaultLibDirs = []string{
+// DefaultLibDirs are where the host's dynamic loader looks for libraries when a program
+// names none (Debian's multiarch directories first, as in ld.so's built-in list). An
+// initramfs needs no /etc/ld.so.cache when it keeps the same directories.
+var DefaultLibDirs = []string{
 	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
 }
 
-// libResolver finds, in pure Go, the files a dynamically linked program needs to start:
+// Resolver finds, in pure Go, the files a dynamically linked program needs to start:
 // its loader (PT_INTERP) and its DT_NEEDED libraries, recursively. ldd would run the
 // host's loader on every file (for some files that means running their code) and report
 // what ld.so.cache says; reading the ELF headers does neither, and shows where each
-// library is found in the directories the ramdisk keeps.
-type libResolver struct {
-	dirs []string // search path after a library's own DT_RUNPATH/DT_RPATH
+// library is found in the directories an initramfs keeps.
+type Resolver struct {
+	Dirs []string // search path after a library's own DT_RUNPATH/DT_RPATH
 }
 
 // elfInfo is what the resolver reads from one ELF file.
@@ -94,12 +96,12 @@ func readELF(p string) (*elfInfo, error) {
 	return info, nil
 }
 
-// needs returns the host paths of the files the ELF program or library at p needs at
+// Needs returns the host paths of the files the ELF program or library at p needs at
 // run time (loader first, then libraries in the order found), as found in the search
 // directories: a path may be a symlink, which the caller keeps along with its target.
 // A file that is not ELF, or is ELF without dynamic linking, needs nothing. A library
 // that cannot be found is an error naming it and its user.
-func (r *libResolver) needs(p string) ([]string, error) {
+func (r *Resolver) Needs(p string) ([]string, error) {
 	root, err := readELF(p)
 	if errors.Is(err, errNotELF) {
 		return nil, nil
@@ -148,12 +150,12 @@ func (r *libResolver) needs(p string) ([]string, error) {
 // user: a name with a slash is a path; otherwise the user's run path, then the default
 // directories, skipping files of another ELF class or machine (a 32-bit library of the
 // same name).
-func (r *libResolver) find(lib string, user *elfInfo) (string, *elfInfo, error) {
+func (r *Resolver) find(lib string, user *elfInfo) (string, *elfInfo, error) {
 	var cands []string
 	if strings.Contains(lib, "/") {
 		cands = []string{lib}
 	} else {
-		for _, d := range slices.Concat(user.rpath, r.dirs) {
+		for _, d := range slices.Concat(user.rpath, r.Dirs) {
 			cands = append(cands, filepath.Join(d, lib))
 		}
 	}
@@ -169,5 +171,5 @@ func (r *libResolver) find(lib string, user *elfInfo) (string, *elfInfo, error) 
 			return c, info, nil
 		}
 	}
-	return "", nil, fmt.Errorf("not found in %s", strings.Join(slices.Concat(user.rpath, r.dirs), ":"))
+	return "", nil, fmt.Errorf("not found in %s", strings.Join(slices.Concat(user.rpath, r.Dirs), ":"))
 }
