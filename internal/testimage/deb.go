@@ -9,13 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/provisioner/provisioner/internal/deb"
 )
 
-// The packages are read with internal/deb (pure Go, no dpkg): only the kernel, seven
-// modules and busybox are kept.
+// The packages are read with internal/deb (pure Go, no dpkg): only the kernel, the
+// stage-1 modules and busybox are kept.
 
 // stage1Modules are the modules the stage-1 initramfs loads, in this order (each needs
 // the ones before it), so that /dev/vda exists: MACHINE-NOTES §5.
@@ -24,21 +25,28 @@ var stage1Modules = []string{
 	"virtio_pci_legacy_dev.ko", "virtio_pci.ko", "virtio_blk.ko",
 }
 
+// storageModules are loaded after stage1Modules by a storage image's stage 1 (Options.
+// Storage), whose root may be a logical volume or an md raid1 array: device-mapper (its
+// linear target is built in) and md with its raid1 personality, which needs md-mod.
+var storageModules = []string{"dm-mod.ko", "md-mod.ko", "raid1.ko"}
+
 // kernelFiles is what extractKernel keeps from a linux-image package.
 type kernelFiles struct {
-	Vmlinuz string   // path of the written kernel image
-	Modules []string // paths of the written modules, in stage1Modules order
+	Vmlinuz        string   // path of the written kernel image
+	Modules        []string // paths of the written modules, in stage1Modules order
+	StorageModules []string // paths of the written modules, in storageModules order
 }
 
 // extractKernel reads the linux-image .deb at debPath and writes boot/vmlinuz-<ver> to
-// dir/vmlinuz and the stage-1 modules found under [usr/]lib/modules/<ver>/kernel to
+// dir/vmlinuz and the stage-1 and storage modules found under [usr/]lib/modules/<ver>/kernel to
 // dir/modules/. A module that is absent must be listed in the package's modules.builtin
 // (when it ships one): otherwise the kernel could not reach its root disk, and a boot
 // that waits 10 s for /dev/vda is a far more confusing failure than this error.
 func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, error) {
 	var kf kernelFiles
-	wanted := make(map[string]bool, len(stage1Modules))
-	for _, m := range stage1Modules {
+	all := append(slices.Clone(stage1Modules), storageModules...)
+	wanted := make(map[string]bool, len(all))
+	for _, m := range all {
 		wanted[m] = true
 	}
 	found := map[string]string{}
@@ -52,7 +60,7 @@ func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, 
 	// Once the kernel and every module are out, the rest (modules.builtin included,
 	// which matters only for a missing module) need not be decompressed.
 	stopWhenAll := func() error {
-		if kf.Vmlinuz != "" && len(found) == len(stage1Modules) {
+		if kf.Vmlinuz != "" && len(found) == len(all) {
 			return deb.ErrStop
 		}
 		return nil
@@ -97,16 +105,24 @@ func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, 
 	if kf.Vmlinuz == "" {
 		return kf, fmt.Errorf("testimage: %s has no boot/vmlinuz-%s", debPath, ver)
 	}
-	for _, m := range stage1Modules {
-		if p, ok := found[m]; ok {
-			kf.Modules = append(kf.Modules, p)
-			continue
+	pick := func(mods []string) ([]string, error) {
+		var out []string
+		for _, m := range mods {
+			if p, ok := found[m]; ok {
+				out = append(out, p)
+				continue
+			}
+			if sawBuiltin && !listsBuiltin(builtin, m) {
+				return nil, fmt.Errorf("testimage: %s: %s is neither a module under %skernel nor built in", debPath, m, modRoot)
+			}
 		}
-		if sawBuiltin && !listsBuiltin(builtin, m) {
-			return kf, fmt.Errorf("testimage: %s: %s is neither a module under %skernel nor built in", debPath, m, modRoot)
-		}
+		return out, nil
 	}
-	return kf, nil
+	if kf.Modules, err = pick(stage1Modules); err != nil {
+		return kf, err
+	}
+	kf.StorageModules, err = pick(storageModules)
+	return kf, err
 }
 
 // listsBuiltin reports whether modules.builtin (lines like

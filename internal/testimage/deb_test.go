@@ -35,6 +35,13 @@ func TestExtractKernel(t *testing.T) {
 			if !slices.Equal(names, want) {
 				t.Errorf("modules %v, want %v", names, want)
 			}
+			names = nil
+			for _, m := range kf.StorageModules {
+				names = append(names, filepath.Base(m))
+			}
+			if want := []string{"dm-mod.ko", "raid1.ko"}; !slices.Equal(names, want) {
+				t.Errorf("storage modules %v, want %v", names, want)
+			}
 		})
 	}
 }
@@ -57,6 +64,7 @@ func TestExtractKernelErrors(t *testing.T) {
 	}{
 		{"no kernel", without("./boot/vmlinuz-" + testVer), "no boot/vmlinuz-" + testVer},
 		{"module neither file nor built in", without(mod + "kernel/drivers/block/virtio_blk.ko"), "virtio_blk.ko is neither"},
+		{"storage module neither file nor built in", without(mod + "kernel/drivers/md/raid1.ko"), "raid1.ko is neither"},
 		{"compressed module", append(without(mod+"kernel/drivers/block/virtio_blk.ko"),
 			debtest.TarFile{Name: mod + "kernel/drivers/block/virtio_blk.ko.xz", Data: "xz"}), "is compressed (.xz)"},
 	}

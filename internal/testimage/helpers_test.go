@@ -5,7 +5,8 @@ import "github.com/provisioner/provisioner/internal/deb/debtest"
 const testVer = "6.1.0-99-cloud-amd64"
 
 // kernelDebFiles is a small linux-image package: the kernel, five of the six stage-1
-// modules (virtio_pci_legacy_dev listed as built in), and things to ignore.
+// modules (virtio_pci_legacy_dev listed as built in), two of the three storage modules
+// (md-mod built in), and things to ignore.
 func kernelDebFiles() []debtest.TarFile {
 	mod := "./lib/modules/" + testVer + "/"
 	return []debtest.TarFile{
@@ -15,7 +16,10 @@ func kernelDebFiles() []debtest.TarFile {
 		{Name: "./boot/vmlinuz-6.1.0-98-cloud-amd64", Data: "OTHER KERNEL"},
 		{Name: "./boot/config-" + testVer, Data: "CONFIG"},
 		{Name: mod},
-		{Name: mod + "modules.builtin", Data: "kernel/fs/ext4/ext4.ko\nkernel/drivers/virtio/virtio_pci_legacy_dev.ko\n"},
+		{Name: mod + "modules.builtin", Data: "kernel/fs/ext4/ext4.ko\nkernel/drivers/virtio/virtio_pci_legacy_dev.ko\nkernel/drivers/md/md-mod.ko\n"},
+		{Name: mod + "kernel/drivers/md/dm-mod.ko", Data: "MOD dm-mod"},
+		{Name: mod + "kernel/drivers/md/raid1.ko", Data: "MOD raid1"},
+		{Name: mod + "kernel/drivers/md/raid10.ko", Data: "MOD raid10"},
 		{Name: mod + "kernel/drivers/block/virtio_blk.ko", Data: "MOD virtio_blk"},
 		{Name: mod + "kernel/drivers/virtio/virtio.ko", Data: "MOD virtio"},
 		{Name: mod + "kernel/drivers/virtio/virtio_ring.ko", Data: "MOD virtio_ring"},

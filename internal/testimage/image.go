@@ -30,6 +30,10 @@ type Options struct {
 	// kernel would panic instead of powering off). Applets without a link in /bin are
 	// reachable as "busybox <applet>".
 	InitScript string
+	// Storage gives the image the stage-1 initramfs that assembles md arrays and
+	// activates LVM (Kit.StorageInitrd, from PrepareStorage), for a root on a logical
+	// volume or an md raid1 array.
+	Storage bool
 }
 
 // File is an extra file's content and mode. A Mode with fs.ModeSymlink makes a symbolic
@@ -121,6 +125,13 @@ func (k *Kit) entries(o Options) (map[string]entry, error) {
 	if k == nil || k.Busybox == "" || (!o.NoKernel && (k.Vmlinuz == "" || k.Initrd == "" || k.KernelVersion == "")) {
 		return nil, fmt.Errorf("testimage: image %q: incomplete Kit (use Prepare)", o.Name)
 	}
+	initrd := k.Initrd
+	if o.Storage {
+		if k.StorageInitrd == "" {
+			return nil, fmt.Errorf("testimage: image %q: a storage image needs the kit's storage initramfs (use PrepareStorage)", o.Name)
+		}
+		initrd = k.StorageInitrd
+	}
 	dir := entry{typ: tar.TypeDir, mode: 0o755}
 	es := map[string]entry{
 		"bin":            dir,
@@ -146,7 +157,7 @@ func (k *Kit) entries(o Options) (map[string]entry, error) {
 		// file is enough.
 		es["lib64/ld-linux-x86-64.so.2"] = entry{typ: tar.TypeReg, mode: 0o755}
 		es["boot/vmlinuz-"+k.KernelVersion] = entry{typ: tar.TypeReg, mode: 0o644, src: k.Vmlinuz}
-		es["boot/initrd.img-"+k.KernelVersion] = entry{typ: tar.TypeReg, mode: 0o644, src: k.Initrd}
+		es["boot/initrd.img-"+k.KernelVersion] = entry{typ: tar.TypeReg, mode: 0o644, src: initrd}
 	}
 	extra := make([]string, 0, len(o.Files))
 	for p := range o.Files {
@@ -194,6 +205,9 @@ func (o Options) validate() error {
 	}
 	if strings.ContainsAny(o.Marker, "\n\r") || (!o.NoKernel && strings.TrimSpace(o.Marker) == "") {
 		return fmt.Errorf("testimage: image %q: marker %q: want one non-empty line", o.Name, o.Marker)
+	}
+	if o.Storage && o.NoKernel {
+		return fmt.Errorf("testimage: image %q: a utility image (no kernel) has no initramfs to give storage support", o.Name)
 	}
 	if strings.ContainsAny(o.PrettyName, "\n\r") {
 		return fmt.Errorf("testimage: image %q: pretty name %q: want one line", o.Name, o.PrettyName)

@@ -3,8 +3,12 @@ package testimage
 import (
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,7 +27,9 @@ var stage1Applets = []string{
 // stage1Init is /init of the stage-1 initramfs (MACHINE-NOTES §5). The kernel starts it
 // with no PATH, hence the export. Every failure prints why and powers off, because a
 // test watching the serial console must see a reason and QEMU (-no-reboot) must end,
-// not hang or panic-loop.
+// not hang or panic-loop. A storage image's initramfs (Options.Storage) also has
+// /bin/mdadm and /bin/lvm, and the same script then assembles md arrays and activates
+// volume groups while it waits for root=.
 const stage1Init = `#!/bin/sh
 # Stage 1 of a provisioner test image: load the virtio modules, find the root
 # filesystem named by root= on the kernel command line, and switch to its /sbin/init.
@@ -43,6 +49,31 @@ if [ -z "$root" ]; then
 	echo "stage-1: no root= on the kernel command line; powering off"
 	poweroff -f
 fi
+# The root of a storage image may be an md array or a logical volume, which exist only
+# once assembled and activated. The disks come up asynchronously, so each partition is
+# handed to mdadm as it appears (incremental assembly starts an array when its last
+# member arrives, never half of it too early); after 5 s an array still short of a
+# member is started degraded, as a raid1 with a dead disk must still boot. Volume
+# groups come after md, since a physical volume may be an array.
+storage=
+if [ -x /bin/mdadm ] || [ -x /bin/lvm ]; then
+	storage=1
+	mount -t tmpfs tmpfs /run
+	mkdir -p /run/mdadm /run/lock/lvm
+fi
+seen=" "
+activate() {
+	if [ -x /bin/mdadm ]; then
+		while read major minor blocks name; do
+			case "$name" in "" | name | md* | dm-*) continue ;; esac
+			case "$seen" in *" $name "*) continue ;; esac
+			seen="$seen$name "
+			mdadm --incremental --quiet /dev/$name >>/activate.log 2>&1
+		done </proc/partitions
+		[ "$1" = degraded ] && mdadm --incremental --run --scan >>/activate.log 2>&1
+	fi
+	[ -x /bin/lvm ] && lvm vgchange -ay --sysinit >>/activate.log 2>&1
+}
 # The disk appears asynchronously after virtio_blk loads: wait up to 10 s.
 dev=
 i=0
@@ -52,19 +83,25 @@ while [ $i -lt 100 ]; do
 	*) dev=$root ;;
 	esac
 	[ -n "$dev" ] && [ -b "$dev" ] && break
+	if [ -n "$storage" ] && [ $((i % 5)) -eq 4 ]; then
+		if [ $i -ge 50 ]; then activate degraded; else activate; fi
+	fi
 	sleep 0.1
 	i=$((i + 1))
 done
 if [ -z "$dev" ] || ! [ -b "$dev" ]; then
 	echo "stage-1: root device $root not found after 10 s; powering off"
+	[ -f /activate.log ] && cat /activate.log
 	poweroff -f
 fi
 if ! mount -o ro "$dev" /newroot; then
 	echo "stage-1: cannot mount $dev (root=$root) read-only; powering off"
 	poweroff -f
 fi
-# Keep /dev (the console stays open on it); proc and sys are remounted by the image.
+# Keep /dev (the console stays open on it, and it holds the nodes of the arrays and
+# logical volumes); proc and sys are remounted by the image.
 mount --move /dev /newroot/dev || umount /dev
+[ -n "$storage" ] && umount /run
 umount /sys
 umount /proc
 exec switch_root /newroot /sbin/init
@@ -77,10 +114,11 @@ poweroff -f
 const loadOrderFile = "lib/modules/load-order"
 
 // writeInitrd writes the stage-1 initramfs, a gzip'ed newc cpio, to w: busybox (the file
-// at busybox) with its applet links, /init, and the modules (files whose base names are
-// kept) in the given order. The bytes depend only on the inputs: mtimes and owners are
-// zero, entries sorted, inode numbers counted.
-func writeInitrd(w io.Writer, busybox string, modules []string) error {
+// at busybox) with its applet links, /init, the modules (files whose base names are
+// kept) in the given order, and extra files by archive path (their parent directories
+// are added). The bytes depend only on the inputs: mtimes and owners are zero, entries
+// sorted, inode numbers counted.
+func writeInitrd(w io.Writer, busybox string, modules []string, extra map[string]File) error {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
@@ -113,6 +151,33 @@ func writeInitrd(w io.Writer, busybox string, modules []string) error {
 		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: "lib/modules/" + base, Mode: cpio.S_IFREG | 0o644}))
 	}
 	recs = append(recs, cpio.StaticFile(loadOrderFile, order.String(), 0o644))
+	have := map[string]bool{}
+	for _, r := range recs {
+		have[r.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		if !fs.ValidPath(name) || name == "." || have[name] {
+			return fmt.Errorf("testimage: stage-1 initramfs: extra file %q: not a clean path of its own", name)
+		}
+		for d := path.Dir(name); d != "." && !have[d]; d = path.Dir(d) {
+			have[d] = true
+			recs = append(recs, cpio.Directory(d, 0o755))
+		}
+		have[name] = true
+		f := extra[name]
+		switch {
+		case f.Mode&fs.ModeSymlink != 0:
+			recs = append(recs, cpio.Symlink(name, string(f.Data)))
+		case f.Mode.IsRegular():
+			perm := f.Mode.Perm()
+			if perm == 0 {
+				perm = 0o644
+			}
+			recs = append(recs, cpio.StaticRecord(f.Data, cpio.Info{Name: name, Mode: cpio.S_IFREG | uint64(perm)}))
+		default:
+			return fmt.Errorf("testimage: stage-1 initramfs: extra file %s: unsupported mode %v", name, f.Mode)
+		}
+	}
 
 	// Sorted names put every directory before its content, which the kernel's unpacker
 	// needs (it creates no missing parents).

@@ -3,6 +3,7 @@ package testimage
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"strings"
@@ -49,10 +50,10 @@ func TestWriteInitrd(t *testing.T) {
 		debtest.WriteTemp(t, dir, "virtio_blk.ko", []byte("MOD blk")),
 	}
 	var a, b bytes.Buffer
-	if err := writeInitrd(&a, bb, mods); err != nil {
+	if err := writeInitrd(&a, bb, mods, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeInitrd(&b, bb, mods); err != nil {
+	if err := writeInitrd(&b, bb, mods, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
@@ -115,6 +116,7 @@ func TestWriteInitrd(t *testing.T) {
 	for _, s := range []string{
 		"mount -t devtmpfs devtmpfs /dev", "insmod /lib/modules/$m", "findfs \"$root\"",
 		"mount -o ro \"$dev\" /newroot", "poweroff -f", "exec switch_root /newroot /sbin/init",
+		"mdadm --incremental --quiet /dev/$name", "mdadm --incremental --run --scan", "lvm vgchange -ay --sysinit",
 	} {
 		if !strings.Contains(stage1Init, s) {
 			t.Errorf("/init lacks %q", s)
@@ -125,15 +127,54 @@ func TestWriteInitrd(t *testing.T) {
 func TestWriteInitrdNoModules(t *testing.T) {
 	bb := debtest.WriteTemp(t, t.TempDir(), "busybox", []byte("bb"))
 	var buf bytes.Buffer
-	if err := writeInitrd(&buf, bb, nil); err != nil {
+	if err := writeInitrd(&buf, bb, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, content := readCpioGz(t, buf.Bytes())
 	if got, ok := content["lib/modules/load-order"]; !ok || got != "" {
 		t.Errorf("load-order = %q (present %v), want an empty file", got, ok)
 	}
-	if err := writeInitrd(&buf, filepath.Join(t.TempDir(), "missing"), nil); err == nil {
+	if err := writeInitrd(&buf, filepath.Join(t.TempDir(), "missing"), nil, nil); err == nil {
 		t.Error("a missing busybox gave no error")
+	}
+}
+
+// Extra files get their parent directories, keep their modes, and may not replace an
+// entry of the archive's own.
+func TestWriteInitrdExtraFiles(t *testing.T) {
+	bb := debtest.WriteTemp(t, t.TempDir(), "busybox", []byte("bb"))
+	extra := map[string]File{
+		"bin/mdadm":                        {Data: []byte("MDADM"), Mode: 0o755},
+		"usr/lib/x86_64-linux-gnu/libc.so": {Data: []byte("LIBC")},
+		"lib64/ld-linux-x86-64.so.2":       {Data: []byte("../lib/ld.so"), Mode: fs.ModeSymlink},
+	}
+	var buf bytes.Buffer
+	if err := writeInitrd(&buf, bb, nil, extra); err != nil {
+		t.Fatal(err)
+	}
+	recs, content := readCpioGz(t, buf.Bytes())
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if d := path.Dir(r.Name); d != "." && !seen[d] {
+			t.Errorf("%s comes before its directory %s", r.Name, d)
+		}
+		seen[r.Name] = true
+	}
+	for name, mode := range map[string]uint64{
+		"bin/mdadm": cpio.S_IFREG | 0o755, "usr": cpio.S_IFDIR | 0o755, "usr/lib/x86_64-linux-gnu": cpio.S_IFDIR | 0o755,
+		"usr/lib/x86_64-linux-gnu/libc.so": cpio.S_IFREG | 0o644, "lib64/ld-linux-x86-64.so.2": cpio.S_IFLNK | 0o777,
+	} {
+		if r := recordNamed(recs, name); r.Mode != mode {
+			t.Errorf("%s: mode %#o, want %#o", name, r.Mode, mode)
+		}
+	}
+	if content["bin/mdadm"] != "MDADM" || content["lib64/ld-linux-x86-64.so.2"] != "../lib/ld.so" {
+		t.Errorf("extra contents: %q", content)
+	}
+	for _, bad := range []string{"init", "bin", "/etc/x", "a/../b"} {
+		if err := writeInitrd(io.Discard, bb, nil, map[string]File{bad: {Data: []byte("x")}}); err == nil {
+			t.Errorf("extra file %q was accepted", bad)
+		}
 	}
 }
 

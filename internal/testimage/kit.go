@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/provisioner/provisioner/internal/deb"
@@ -31,6 +33,12 @@ type Kit struct {
 	Busybox       string   // path of the static busybox binary (in the cache)
 	Initrd        string   // path of the stage-1 initramfs (gzip newc cpio) built by Prepare
 	Modules       []string // paths of the stage-1 virtio modules (in the cache), in load order; built-in ones are absent
+	// StorageModules are the device-mapper and md raid1 modules a storage image loads
+	// after Modules (paths in the cache, load order, built-in ones absent).
+	StorageModules []string
+	// StorageInitrd is the stage-1 initramfs of storage images (Options.Storage), with
+	// lvm and mdadm: set by PrepareStorage, empty until then.
+	StorageInitrd string
 }
 
 // ErrUnavailable is matched when apt cannot provide the kernel and busybox packages (no
@@ -48,12 +56,15 @@ const (
 // Names inside a kit directory (cacheDir/kit-<kernel version>/). The initramfs is there
 // too, under a name from initrdName. The .deb files stay in cacheDir itself.
 const (
-	kitPrefix     = "kit-"
-	kitVmlinuz    = "vmlinuz"
-	kitBusybox    = "busybox"
-	kitModules    = "modules"
-	kitLoadOrder  = "load-order"
-	kitCompletion = "complete" // written last, holds the kernel version
+	kitPrefix    = "kit-"
+	kitVmlinuz   = "vmlinuz"
+	kitBusybox   = "busybox"
+	kitModules   = "modules"
+	kitLoadOrder = "load-order"
+	// kitStorageOrder lists StorageModules. Kits cached before storage images existed
+	// lack it, which makes them incomplete: Prepare rebuilds them from the cached .deb.
+	kitStorageOrder = "storage-order"
+	kitCompletion   = "complete" // written last, holds the kernel version
 )
 
 // isRoot is a variable so tests can take both sides of the "apt-get update" decision.
@@ -129,12 +140,14 @@ func buildKit(ctx context.Context, cacheDir, ver, kernelDeb, busyboxDeb string) 
 	if err := extractBusybox(ctx, busyboxDeb, filepath.Join(tmp, kitBusybox)); err != nil {
 		return nil, err
 	}
-	var order strings.Builder
-	for _, m := range kf.Modules {
-		order.WriteString(filepath.Base(m) + "\n")
-	}
-	if err := os.WriteFile(filepath.Join(tmp, kitModules, kitLoadOrder), []byte(order.String()), 0o644); err != nil {
-		return nil, fmt.Errorf("testimage: cache: %w", err)
+	for file, mods := range map[string][]string{kitLoadOrder: kf.Modules, kitStorageOrder: kf.StorageModules} {
+		var order strings.Builder
+		for _, m := range mods {
+			order.WriteString(filepath.Base(m) + "\n")
+		}
+		if err := os.WriteFile(filepath.Join(tmp, kitModules, file), []byte(order.String()), 0o644); err != nil {
+			return nil, fmt.Errorf("testimage: cache: %w", err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, kitCompletion), []byte(ver+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("testimage: cache: %w", err)
@@ -191,14 +204,16 @@ func loadKit(dir, ver string) (*Kit, error) {
 		Vmlinuz:       filepath.Join(dir, kitVmlinuz),
 		Busybox:       filepath.Join(dir, kitBusybox),
 	}
-	order, err := os.ReadFile(filepath.Join(dir, kitModules, kitLoadOrder))
-	if err != nil {
-		return nil, fmt.Errorf("testimage: kit %s: %w", dir, err)
+	for file, mods := range map[string]*[]string{kitLoadOrder: &k.Modules, kitStorageOrder: &k.StorageModules} {
+		order, err := os.ReadFile(filepath.Join(dir, kitModules, file))
+		if err != nil {
+			return nil, fmt.Errorf("testimage: kit %s: %w", dir, err)
+		}
+		for _, m := range strings.Fields(string(order)) {
+			*mods = append(*mods, filepath.Join(dir, kitModules, m))
+		}
 	}
-	for _, m := range strings.Fields(string(order)) {
-		k.Modules = append(k.Modules, filepath.Join(dir, kitModules, m))
-	}
-	for _, p := range append([]string{k.Vmlinuz, k.Busybox}, k.Modules...) {
+	for _, p := range slices.Concat([]string{k.Vmlinuz, k.Busybox}, k.Modules, k.StorageModules) {
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("testimage: kit %s: %w", dir, err)
@@ -210,11 +225,13 @@ func loadKit(dir, ver string) (*Kit, error) {
 	return k, nil
 }
 
-// initrdName names the stage-1 initramfs after a hash of what it is built from besides
-// the kit's files (which never change under one kit directory): /init, the applet links
-// and the module order. A cache outlives the code, and a kit built by an older /init
-// must not be booted by newer tests; the old file stays for a process still using it.
-func initrdName(modules []string) string {
+// initrdName names a stage-1 initramfs after a hash of what it is built from besides
+// the kit's files (which never change under one kit directory): /init, the applet links,
+// the module order and the extra files (a storage initramfs's host tools, which change
+// with the host's packages). A cache outlives the code, and a kit built by an older
+// /init must not be booted by newer tests; the old file stays for a process still
+// using it.
+func initrdName(kind string, modules []string, extra map[string]File) string {
 	h := sha256.New()
 	io.WriteString(h, stage1Init)
 	for _, a := range stage1Applets {
@@ -223,38 +240,48 @@ func initrdName(modules []string) string {
 	for _, m := range modules {
 		io.WriteString(h, "\x00module "+filepath.Base(m))
 	}
-	return fmt.Sprintf("initrd-%x.cpio.gz", h.Sum(nil)[:6])
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		fmt.Fprintf(h, "\x00file %s %o %d\x00", name, uint32(extra[name].Mode), len(extra[name].Data))
+		h.Write(extra[name].Data)
+	}
+	return fmt.Sprintf("%s-%x.cpio.gz", kind, h.Sum(nil)[:6])
 }
 
 // ensureInitrd sets k.Initrd, building the file next to the kernel when this version of
-// the code has not yet built it (0.2 s): into a temporary name, then renamed, so racing
-// processes never read a partial file.
+// the code has not yet built it (0.2 s).
 func ensureInitrd(k *Kit) error {
+	p, err := cachedInitrd(k, "initrd", k.Modules, nil)
+	k.Initrd = p
+	return err
+}
+
+// cachedInitrd returns the path of the stage-1 initramfs of the given modules and extra
+// files in k's directory, writing it first when missing: into a temporary name, then
+// renamed, so racing processes never read a partial file.
+func cachedInitrd(k *Kit, kind string, modules []string, extra map[string]File) (string, error) {
 	dir := filepath.Dir(k.Vmlinuz)
-	name := filepath.Join(dir, initrdName(k.Modules))
+	name := filepath.Join(dir, initrdName(kind, modules, extra))
 	if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
-		k.Initrd = name
-		return nil
+		return name, nil
 	}
 	f, err := os.CreateTemp(dir, ".initrd-*.tmp")
 	if err != nil {
-		return fmt.Errorf("testimage: cache: %w", err)
+		return "", fmt.Errorf("testimage: cache: %w", err)
 	}
 	defer os.Remove(f.Name()) // fails harmlessly once renamed
-	err = writeInitrd(f, k.Busybox, k.Modules)
+	err = writeInitrd(f, k.Busybox, modules, extra)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("testimage: writing stage-1 initramfs: %w", cerr)
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	// CreateTemp makes 0600; like the kernel, the initrd is read by whoever runs QEMU.
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("testimage: cache: %w", err)
+		return "", fmt.Errorf("testimage: cache: %w", err)
 	}
 	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("testimage: cache: %w", err)
+		return "", fmt.Errorf("testimage: cache: %w", err)
 	}
-	k.Initrd = name
-	return nil
+	return name, nil
 }

@@ -169,6 +169,9 @@ func checkKit(t *testing.T, k *Kit, cache string) {
 	if want := []string{"virtio_ring.ko", "virtio.ko", "virtio_pci_modern_dev.ko", "virtio_pci.ko", "virtio_blk.ko"}; !slices.Equal(mods, want) {
 		t.Errorf("Modules %q, want %q", mods, want)
 	}
+	if want := []string{filepath.Join(dir, "modules", "dm-mod.ko"), filepath.Join(dir, "modules", "raid1.ko")}; !slices.Equal(k.StorageModules, want) {
+		t.Errorf("StorageModules %q, want %q", k.StorageModules, want)
+	}
 	gz, err := os.ReadFile(k.Initrd)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +185,7 @@ func checkKit(t *testing.T, k *Kit, cache string) {
 
 func kitsEqual(a, b *Kit) bool {
 	return a.KernelVersion == b.KernelVersion && a.Vmlinuz == b.Vmlinuz && a.Busybox == b.Busybox &&
-		a.Initrd == b.Initrd && slices.Equal(a.Modules, b.Modules)
+		a.Initrd == b.Initrd && slices.Equal(a.Modules, b.Modules) && slices.Equal(a.StorageModules, b.StorageModules)
 }
 
 func TestPrepareUpdatesListsAsRoot(t *testing.T) {
@@ -340,6 +343,24 @@ func TestPrepareReplacesDamagedKit(t *testing.T) {
 	checkKit(t, k, cache)
 }
 
+// A kit cached before storage images existed (no storage-order) is rebuilt from the
+// cached packages, without the network.
+func TestPrepareRebuildsKitWithoutStorageModules(t *testing.T) {
+	setRoot(t, false)
+	cache := t.TempDir()
+	if _, err := Prepare(context.Background(), (&fakeApt{t: t, cacheDir: cache, lists: true, network: true}).runner(), cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(cache, "kit-"+testVer, "modules", "storage-order")); err != nil {
+		t.Fatal(err)
+	}
+	k, err := Prepare(context.Background(), (&fakeApt{t: t, cacheDir: cache, lists: true}).runner(), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKit(t, k, cache)
+}
+
 // makeKitDir writes a complete kit directory by hand.
 func makeKitDir(t *testing.T, cache, ver string) {
 	t.Helper()
@@ -351,6 +372,7 @@ func makeKitDir(t *testing.T, cache, ver string) {
 		debtest.WriteTemp(t, dir, f, []byte(f))
 	}
 	debtest.WriteTemp(t, dir, "modules/load-order", []byte("virtio_blk.ko\n"))
+	debtest.WriteTemp(t, dir, "modules/storage-order", []byte(""))
 	debtest.WriteTemp(t, dir, "complete", []byte(ver+"\n"))
 }
 

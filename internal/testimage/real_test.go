@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,6 +77,28 @@ func TestPrepareReal(t *testing.T) {
 	}
 	if len(k.Modules) != len(stage1Modules) {
 		t.Errorf("kit modules %q, want all of %q", k.Modules, stage1Modules)
+	}
+
+	for _, m := range storageModules {
+		if !slices.ContainsFunc(k.StorageModules, func(p string) bool { return filepath.Base(p) == m }) {
+			t.Errorf("kit storage modules %q lack %s (the cloud kernel builds it as a module)", k.StorageModules, m)
+		}
+	}
+	if findProgram("lvm", storageToolDirs) != "" && findProgram("mdadm", storageToolDirs) != "" {
+		if err := k.PrepareStorage(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sgz, err := os.ReadFile(k.StorageInitrd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, sc := readCpioGz(t, sgz)
+		for _, f := range []string{"bin/lvm", "bin/mdadm", "lib/modules/dm-mod.ko", "lib/modules/raid1.ko", "lib64/ld-linux-x86-64.so.2"} {
+			if !bytes.HasPrefix([]byte(sc[f]), []byte("\x7fELF")) {
+				t.Errorf("the storage initrd lacks %s", f)
+			}
+		}
+		t.Logf("storage initrd %d B", len(sgz))
 	}
 
 	var img countWriter
