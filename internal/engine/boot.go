@@ -218,6 +218,32 @@ func uuidOf(fs *partition.Filesystem) string {
 	return fs.UUID
 }
 
+// checkProber rejects, before anything is written, a prober that cannot serve the plan:
+// an unknown one, or os-prober alone for a root on an md array. Debian 12's os-prober
+// lists partitions and LVM volumes, never a whole md array (measured in QEMU), so it
+// would fail the deploy only once every image had been written.
+func checkProber(l *partition.Layout, o BootOptions) error {
+	switch o.Prober {
+	case "", ProberAuto, ProberBuiltin:
+		return nil
+	case ProberOSProber:
+	default:
+		return Usagef("--prober %q: want auto, os-prober or builtin", o.Prober)
+	}
+	md := map[string]bool{}
+	for _, r := range l.RAIDs {
+		if r.FS != nil {
+			md[r.FS.UUID] = true
+		}
+	}
+	for _, im := range rootImages(l) {
+		if root := im.MountAt("/"); root != nil && md[root.FSUUID] {
+			return Usagef("--prober os-prober: image %s has its root on the md array %s, which os-prober never looks at: use --prober auto (it reads such a root itself) or builtin", im.Name, root.Device)
+		}
+	}
+	return nil
+}
+
 // kernels finds each root image's kernel with the chosen prober.
 func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builtin *kernelSet) (map[string]bootloader.Kernel, error) {
 	mode := b.opts.Prober

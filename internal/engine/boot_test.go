@@ -199,3 +199,44 @@ func TestOpenBootDirLive(t *testing.T) {
 		}
 	})
 }
+
+// A prober that cannot serve the plan is refused before any disk is opened: os-prober
+// alone never finds a root on an md array; an unknown prober is a usage error.
+func TestDeployRefusesProberBeforeWriting(t *testing.T) {
+	spec := loadFile(t, "../../examples/raid1.json")
+	dir := t.TempDir()
+	fake := &run.Fake{Handler: func(c run.Call) (run.Result, error) {
+		t.Errorf("ran %q", c.Argv)
+		return run.Result{}, nil
+	}}
+	for _, tc := range []struct{ prober, want string }{
+		{ProberOSProber, "image server has its root on the md array /dev/md/md0, which os-prober never looks at"},
+		{"grub", `--prober "grub": want auto, os-prober or builtin`},
+	} {
+		for _, dry := range []bool{false, true} {
+			_, err := Deploy(context.Background(), spec, DeployOptions{
+				PartitionOptions: PartitionOptions{
+					Targets: []Target{{Name: "sda", Path: filepath.Join(dir, "sda.img")}, {Name: "sdb", Path: filepath.Join(dir, "sdb.img")}},
+					Sizes:   map[string]uint64{"sda": 16 << 30, "sdb": 16 << 30}, Env: partition.Env{Run: fake}, DryRun: dry,
+				},
+				Boot: BootOptions{Prober: tc.prober},
+			})
+			if !errors.Is(err, ErrUsage) || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("prober %s, dry run %v: %v", tc.prober, dry, err)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("disk image files were created: %v", ents)
+	}
+	// auto and builtin read such a root in Go.
+	l, err := partition.Plan(spec, map[string]partition.Disk{"sda": {SizeBytes: 16 << 30, SectorSize: 512}, "sdb": {SizeBytes: 16 << 30, SectorSize: 512}}, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", ProberAuto, ProberBuiltin} {
+		if err := checkProber(l, BootOptions{Prober: p}); err != nil {
+			t.Errorf("prober %q: %v", p, err)
+		}
+	}
+}

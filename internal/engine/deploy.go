@@ -57,6 +57,7 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 	if fetcher == nil {
 		fetcher = &deploy.Fetcher{Log: opts.Log}
 	}
+	opts.check = func(l *partition.Layout) error { return checkProber(l, opts.Boot) }
 	if opts.DryRun {
 		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)
 		if err == nil {

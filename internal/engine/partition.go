@@ -40,6 +40,9 @@ type PartitionOptions struct {
 	// writing, so the machine cannot boot a half-written disk (deploy sets it unless
 	// --preserve-on-error).
 	WipeOnError bool
+	// check, when set, vets the plan before anything is opened or written (a deploy
+	// checks that its boot options can serve the layout).
+	check func(*partition.Layout) error
 }
 
 // target is a spec disk resolved to what stands for it on this machine.
@@ -85,6 +88,11 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	layout, err = partition.Plan(spec, disks, opts.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if opts.check != nil {
+		if err := opts.check(layout); err != nil {
+			return layout, err
+		}
 	}
 	if opts.DryRun {
 		return layout, dryRun(layout, targets, opts.Out)
