@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ var (
 	kit     *testimage.Kit
 	images  = map[string][]byte{}
 	setup   error
+	// provisionerBin is the static provisioner the OS images carry.
+	provisionerBin []byte
 )
 
 func TestMain(m *testing.M) {
@@ -83,14 +86,13 @@ func prepare(tmp string) error {
 		Dir: "..", Env: []string{"CGO_ENABLED=0"}}); err != nil {
 		return fmt.Errorf("building the provisioner for the images: %w", err)
 	}
-	provisioner, err := os.ReadFile(bin)
-	if err != nil {
+	if provisionerBin, err = os.ReadFile(bin); err != nil {
 		return err
 	}
 	for _, name := range []string{"a", "b"} {
 		var b bytes.Buffer
 		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
-			Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisioner, Mode: 0o755}},
+			Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755}},
 			InitScript: imageInitScript}
 		if err := kit.WriteTarGz(&b, o); err != nil {
 			return err
@@ -200,12 +202,10 @@ func sparse(t *testing.T, size int64) string {
 	return p
 }
 
+// markerRE matches the marker a booted image prints first on its console.
+var markerRE = regexp.MustCompile(`BOOTED-IMAGE-[A-Z0-9-]*[A-Z0-9]`)
+
 // marker returns the BOOTED-IMAGE-X marker in a serial log ("" when none).
 func marker(log []byte) string {
-	for _, m := range []string{"BOOTED-IMAGE-A", "BOOTED-IMAGE-B"} {
-		if bytes.Contains(log, []byte(m)) {
-			return m
-		}
-	}
-	return ""
+	return string(markerRE.Find(log))
 }

@@ -111,7 +111,7 @@ func TestRamdiskKexecAndFailure(t *testing.T) {
 		before := hashFile(t, disk)
 		log := runVM(t, vmrun.Options{
 			Kernel: ramdisk.Kernel, Initrd: ramdisk.Initramfs, Net: true, Disks: []string{disk}, Timeout: 5 * time.Minute,
-			Until:  []byte("starting a shell on the console"),
+			Until:  []byte(failedShell),
 			Append: ramdiskArgs(c, "provisioner.spec="+c.GuestURL("spec.json")),
 		})
 		last, _ := c.Last()

@@ -24,17 +24,30 @@ import (
 // the guest is covered by TestRamdiskDeploysSpec).
 func deploy(t *testing.T, c *vmrun.Conductor, spec string, disks ...string) *bootloader.BootInfo {
 	t.Helper()
+	bi, _ := deployProbing(t, c, spec, "builtin", disks...)
+	return bi
+}
+
+// deployProbing is deploy with the given kernel prober (provisioner.prober); it also
+// returns the ramdisk's serial log.
+func deployProbing(t *testing.T, c *vmrun.Conductor, spec, prober string, disks ...string) (*bootloader.BootInfo, []byte) {
+	t.Helper()
 	c.Put("spec.json", []byte(spec))
 	start := time.Now()
-	runVM(t, vmrun.Options{Kernel: ramdisk.Kernel, Initrd: ramdisk.Initramfs, Net: true, Disks: disks,
-		Append: ramdiskArgs(c, "provisioner.spec="+c.GuestURL("spec.json"), "provisioner.after=poweroff", "provisioner.prober=builtin")})
+	// A failed deploy leaves the ramdisk at its console shell: stop there, not at the
+	// timeout.
+	log := runVM(t, vmrun.Options{Kernel: ramdisk.Kernel, Initrd: ramdisk.Initramfs, Net: true, Disks: disks, Until: []byte(failedShell),
+		Append: ramdiskArgs(c, "provisioner.spec="+c.GuestURL("spec.json"), "provisioner.after=poweroff", "provisioner.prober="+prober)})
 	last, ok := c.Last()
 	if !ok || last.Type != "succeeded" || last.BootInfo == nil {
 		t.Fatalf("deploy did not succeed; events:\n%s", c.EventLog())
 	}
 	t.Logf("deployed in %v", time.Since(start).Round(100*time.Millisecond))
-	return last.BootInfo
+	return last.BootInfo, log
 }
+
+// failedShell is what the ramdisk prints once a failed deploy has been reported.
+const failedShell = "starting a shell on the console"
 
 // boot boots the disks (SeaBIOS, or OVMF with uefi) with an optional command disk
 // holding script, and returns the serial log; the booted image powers off by itself.
@@ -228,7 +241,7 @@ func TestScenarioFailures(t *testing.T) {
 	spec := strings.Replace(oneDiskSpec(c, "bios", "clean", false), fmt.Sprintf("%x", sha256.Sum256(images["b.tar.gz"])), strings.Repeat("0", 64), 1)
 	c.Put("spec.json", []byte(spec))
 	runVM(t, vmrun.Options{Kernel: ramdisk.Kernel, Initrd: ramdisk.Initramfs, Net: true, Disks: []string{disk}, Timeout: 5 * time.Minute,
-		Until:  []byte("starting a shell on the console"),
+		Until:  []byte(failedShell),
 		Append: ramdiskArgs(c, "provisioner.spec="+c.GuestURL("spec.json"), "provisioner.prober=builtin")})
 	last, _ := c.Last()
 	if last.Type != "failed" || last.Step != "images" || !strings.Contains(last.Error, "checksum mismatch") {
