@@ -85,7 +85,7 @@ var hostPaths = []hostPath{
 }
 
 // toolDirs are searched, in order, for the host tools.
-var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+var toolDirs = elfdeps.ToolDirs
 
 // ErrMissingTool is wrapped when a tool or data directory the ramdisk needs is not
 // installed on the build host; the message names each one with its Debian package.
@@ -97,7 +97,7 @@ func findHostTools(tools []hostTool, paths []hostPath, dirs []string) ([]string,
 	var found, missing []string
 	pkgs := map[string]bool{}
 	for _, t := range tools {
-		p := lookTool(t.name, dirs)
+		p := elfdeps.FindProgram(t.name, dirs)
 		if p == "" {
 			missing = append(missing, fmt.Sprintf("%s (package %s)", t.name, t.pkg))
 			pkgs[t.pkg] = true
@@ -123,17 +123,6 @@ func findHostTools(tools []hostTool, paths []hostPath, dirs []string) ([]string,
 			ErrMissingTool, strings.Join(missing, ", "), strings.Join(names, " "))
 	}
 	return found, nil
-}
-
-// lookTool returns the first dirs/name that exists and is executable, or "".
-func lookTool(name string, dirs []string) string {
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-			return p
-		}
-	}
-	return ""
 }
 
 // hostAdder copies host files into a tree at their own paths, keeping symlinks as

@@ -14,25 +14,34 @@ import (
 	"github.com/provisioner/provisioner/internal/vmrun"
 )
 
-// storageImages builds the OS images of scenario 4 and puts them on c: their stage-1
-// initramfs assembles md arrays and activates LVM (the plain images' cannot), and each
-// carries the provisioner. It returns the sha256 of each image by name.
+// storageBuilt caches the storage images across the tests that serve them: they are
+// deterministic, and each is some 30 MB of gzip.
+var storageBuilt = map[string][]byte{}
+
+// storageImages builds (once) the OS images of scenario 4 and puts them on c: their
+// stage-1 initramfs assembles md arrays and activates LVM (the plain images' cannot),
+// and each carries the provisioner. It returns the sha256 of each image by name.
 func storageImages(t *testing.T, c *vmrun.Conductor, names ...string) map[string][32]byte {
 	t.Helper()
-	if err := kit.PrepareStorage(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	sums := map[string][32]byte{}
 	for _, name := range names {
-		var b bytes.Buffer
-		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), Storage: true,
-			Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755}},
-			InitScript: imageInitScript}
-		if err := kit.WriteTarGz(&b, o); err != nil {
-			t.Fatal(err)
+		img, ok := storageBuilt[name]
+		if !ok {
+			if err := kit.PrepareStorage(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), Storage: true,
+				Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755}},
+				InitScript: imageInitScript}
+			if err := kit.WriteTarGz(&b, o); err != nil {
+				t.Fatal(err)
+			}
+			img = b.Bytes()
+			storageBuilt[name] = img
 		}
-		c.Put(name+".tar.gz", b.Bytes())
-		sums[name] = sha256.Sum256(b.Bytes())
+		c.Put(name+".tar.gz", img)
+		sums[name] = sha256.Sum256(img)
 	}
 	return sums
 }

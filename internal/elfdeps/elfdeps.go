@@ -21,6 +21,20 @@ var DefaultLibDirs = []string{
 	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
 }
 
+// ToolDirs are searched, in order, for the host programs an initramfs copies.
+var ToolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// FindProgram returns the first dirs/name that is an executable regular file, or "".
+func FindProgram(name string, dirs []string) string {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
 // Resolver finds, in pure Go, the files a dynamically linked program needs to start:
 // its loader (PT_INTERP) and its DT_NEEDED libraries, recursively. ldd would run the
 // host's loader on every file (for some files that means running their code) and report

@@ -74,3 +74,25 @@ func TestNeedsNotELF(t *testing.T) {
 		t.Errorf("needs(script) = %q, %v", got, err)
 	}
 }
+
+// FindProgram takes the first executable regular file, skipping files without execute
+// permission and directories.
+func TestFindProgram(t *testing.T) {
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(a, "lvm"), []byte("not executable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(b, "lvm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(c, "lvm")
+	if err := os.WriteFile(want, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := FindProgram("lvm", []string{a, b, c}); got != want {
+		t.Errorf("FindProgram = %q, want %q", got, want)
+	}
+	if got := FindProgram("lvm", []string{a, b}); got != "" {
+		t.Errorf("FindProgram without an executable = %q, want \"\"", got)
+	}
+}

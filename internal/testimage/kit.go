@@ -1,5 +1,6 @@
 // Package testimage builds small bootable OS images for tests: a Debian 12 cloud kernel,
-// a stage-1 initramfs that loads the virtio modules and mounts the root named by root=,
+// a stage-1 initramfs that loads the virtio modules and mounts the root named by root=
+// (a storage image's also assembles md raid1 and activates LVM first),
 // and a busybox root filesystem whose /sbin/init prints a marker on the console and
 // powers off (MACHINE-NOTES §5). The loop-device tests of the bootloader deploy these
 // images; QEMU tests boot them and look for the marker.

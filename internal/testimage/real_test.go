@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisioner/provisioner/internal/elfdeps"
 	"github.com/provisioner/provisioner/internal/run"
 )
 
@@ -84,7 +85,7 @@ func TestPrepareReal(t *testing.T) {
 			t.Errorf("kit storage modules %q lack %s (the cloud kernel builds it as a module)", k.StorageModules, m)
 		}
 	}
-	if findProgram("lvm", storageToolDirs) != "" && findProgram("mdadm", storageToolDirs) != "" {
+	if elfdeps.FindProgram("lvm", storageToolDirs) != "" && elfdeps.FindProgram("mdadm", storageToolDirs) != "" {
 		if err := k.PrepareStorage(ctx); err != nil {
 			t.Fatal(err)
 		}

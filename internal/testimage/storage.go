@@ -21,8 +21,9 @@ type storageTool struct{ name, pkg string }
 // would mean resolving dependencies the way apt does.
 var storageTools = []storageTool{{"mdadm", "mdadm"}, {"lvm", "lvm2"}}
 
-// storageToolDirs are searched, in order, for storageTools.
-var storageToolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
+// storageToolDirs are searched, in order, for storageTools; a variable so tests can
+// point it elsewhere.
+var storageToolDirs = elfdeps.ToolDirs
 
 // libDirs is the library search path for the tools' dependencies; a variable so tests
 // can point it elsewhere.
@@ -72,7 +73,7 @@ func (k *Kit) PrepareStorage(ctx context.Context) error {
 func storageFiles(dirs []string) (map[string]File, error) {
 	var progs, missing []string
 	for _, t := range storageTools {
-		p := findProgram(t.name, dirs)
+		p := elfdeps.FindProgram(t.name, dirs)
 		if p == "" {
 			missing = append(missing, fmt.Sprintf("%s (package %s)", t.name, t.pkg))
 			continue
@@ -109,15 +110,4 @@ func storageFiles(dirs []string) (map[string]File, error) {
 		}
 	}
 	return files, nil
-}
-
-// findProgram returns the first executable regular file named name in dirs, or "".
-func findProgram(name string, dirs []string) string {
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-			return p
-		}
-	}
-	return ""
 }
