@@ -3,6 +3,7 @@ package bootloader
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -146,7 +147,7 @@ func TestReadBootInfoErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e, err := b.Find("centos"); err != nil || e.GrubID != 2 {
-		t.Errorf("Find in Bareon's file: %v %v", e, err)
+		t.Error("Find in Bareon's file:", e, err)
 	}
 }
 
@@ -176,7 +177,7 @@ func TestBootInfoFind(t *testing.T) {
 		switch tt.wantID {
 		case -1:
 			if !errors.Is(err, ErrUnknownEntry) {
-				t.Errorf("Find(%q) = %v, %v; want ErrUnknownEntry", tt.in, e, err)
+				t.Error(fmt.Sprintf("Find(%q) =", tt.in), e, err, "; want ErrUnknownEntry")
 				continue
 			}
 			for _, s := range []string{"0 (ubuntu, ubuntu-22.04)", "1 (utility, debian-12)", "2 (7, debian-12)"} {
@@ -186,17 +187,17 @@ func TestBootInfoFind(t *testing.T) {
 			}
 		case -2:
 			if err == nil || errors.Is(err, ErrUnknownEntry) || !strings.Contains(err.Error(), "1, 2") {
-				t.Errorf("Find(%q) = %v, %v; want an ambiguity error naming ids 1, 2", tt.in, e, err)
+				t.Error(fmt.Sprintf("Find(%q) =", tt.in), e, err, "; want an ambiguity error naming ids 1, 2")
 			}
 		default:
 			if err != nil || e.GrubID != tt.wantID {
-				t.Errorf("Find(%q) = %v, %v; want grub_id %d", tt.in, e, err, tt.wantID)
+				t.Error(fmt.Sprintf("Find(%q) =", tt.in), e, err, fmt.Sprintf("; want grub_id %d", tt.wantID))
 			} else if e != &b.Elements[tt.wantID] {
 				t.Errorf("Find(%q) returned a copy, not the element", tt.in)
 			}
 		}
 	}
 	if _, err := (&BootInfo{}).Find("0"); err == nil || !strings.Contains(err.Error(), "no elements") {
-		t.Errorf("empty boot info: %v", err)
+		t.Error("empty boot info:", err)
 	}
 }

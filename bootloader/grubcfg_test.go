@@ -242,7 +242,7 @@ func TestRenderQuoting(t *testing.T) {
 func TestEntriesErrors(t *testing.T) {
 	spec, l := planExample(t, "../examples/lvm.json")
 	if _, err := Entries(l, map[string]Kernel{"alpha": fakeKernel}, ""); err == nil || !strings.Contains(err.Error(), "beta") {
-		t.Errorf("missing kernel: err = %v", err)
+		t.Error("missing kernel: err =", err)
 	}
 	// alpha has a separate /boot: a kernel outside it cannot be found by grub there.
 	bad := fakeKernel

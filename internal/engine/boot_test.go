@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -222,7 +223,7 @@ func TestDeployRefusesProberBeforeWriting(t *testing.T) {
 				Boot: BootOptions{Prober: tc.prober},
 			})
 			if !errors.Is(err, ErrUsage) || err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("prober %s, dry run %v: %v", tc.prober, dry, err)
+				t.Error(fmt.Sprintf("prober %s, dry run %v:", tc.prober, dry), err)
 			}
 		}
 	}
@@ -236,7 +237,7 @@ func TestDeployRefusesProberBeforeWriting(t *testing.T) {
 	}
 	for _, p := range []string{"", ProberAuto, ProberBuiltin} {
 		if err := checkProber(l, BootOptions{Prober: p}); err != nil {
-			t.Errorf("prober %q: %v", p, err)
+			t.Error(fmt.Sprintf("prober %q:", p), err)
 		}
 	}
 }
