@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/provisioner/provisioner/internal/confine"
 )
 
 // ErrUnknownEntry is matched by errors of BootInfo.Find for an id or name that is not in
@@ -28,11 +30,25 @@ type BootInfo struct {
 // GrubEnv returns the path of grubenv for the boot-info.json in dir. A file without
 // grub_dir (Bareon's, or older) is on a multiboot partition.
 func (b *BootInfo) GrubEnv(dir string) string {
+	return filepath.Join(dir, filepath.FromSlash(b.GrubEnvName()))
+}
+
+// GrubEnvName is grubenv's path relative to the directory holding boot-info.json. ReadBootInfo
+// has checked that grub_dir stays below that directory.
+func (b *BootInfo) GrubEnvName() string {
 	g := b.GrubDir
 	if g == "" {
 		g = DefaultGrubDir
 	}
-	return filepath.Join(dir, filepath.FromSlash(g), "grubenv")
+	return path.Join(g, "grubenv")
+}
+
+// grubDirName is grub's directory relative to the directory holding boot-info.json.
+func (b *BootInfo) grubDirName() string {
+	if b.GrubDir == "" {
+		return DefaultGrubDir
+	}
+	return path.Clean(b.GrubDir)
 }
 
 // Element is one deployed image's boot entry. The first six keys are Bareon's; the rest
@@ -51,16 +67,38 @@ type Element struct {
 	Filesystems map[string]string `json:"filesystems"` // mount point -> filesystem UUID
 }
 
-// ReadBootInfo reads and decodes boot-info.json at path. Unknown keys are ignored, so a
-// file written by a newer provisioner, or by Bareon, still reads.
-func ReadBootInfo(path string) (*BootInfo, error) {
-	data, err := os.ReadFile(path)
+// maxBootInfo bounds what is read of boot-info.json: a real one is a few KiB, and the file
+// sits on a partition anyone with the disk could have changed.
+const maxBootInfo = 4 << 20
+
+// ReadBootInfo reads and decodes boot-info.json at file; the directory holding it is
+// trusted, the file is not (it must be a regular file, see internal/confine). Unknown keys
+// are ignored, so a file written by a newer provisioner, or by Bareon, still reads. A
+// grub_dir leading out of the directory (absolute, or with "..") is refused: switch-default
+// would write grubenv there.
+func ReadBootInfo(file string) (*BootInfo, error) {
+	d, err := confine.Open(filepath.Dir(file))
 	if err != nil {
 		return nil, fmt.Errorf("reading boot info: %w", err)
 	}
+	defer d.Close()
+	return readBootInfo(d, filepath.Base(file))
+}
+
+// readBootInfo reads boot-info.json as ReadBootInfo, from name inside d.
+func readBootInfo(d *confine.Dir, name string) (*BootInfo, error) {
+	where := d.Path(name)
+	data, err := d.ReadFile(name, maxBootInfo)
+	if err != nil {
+		return nil, fmt.Errorf("reading boot info %s: %w", where, err)
+	}
 	var b BootInfo
 	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("parsing boot info %s: %w", path, err)
+		return nil, fmt.Errorf("parsing boot info %s: %w", where, err)
+	}
+	if b.GrubDir != "" && !confine.Local(b.GrubDir) {
+		return nil, fmt.Errorf("boot info %s: grub_dir %q: %w", where, b.GrubDir,
+			&confine.UnsafeError{Path: d.Path(b.GrubDir), Reason: "is not below the directory of boot-info.json (absolute or with \"..\")"})
 	}
 	return &b, nil
 }
@@ -89,10 +127,12 @@ func (b *BootInfo) Encode() ([]byte, error) {
 // an unknown one is an error that lists the valid ids and names.
 //
 // A number is tried as a grub_id first, then as a name, so an image named "2" can still be
-// chosen by name unless it clashes with an id. os_id is unique per spec and wins over
-// image_name; an image_name shared by several elements is ambiguous and an error.
+// chosen by name unless it clashes with an id. Only a number written the way grub_id is
+// written counts as one: "+1", "01" and "-0" are names (and unknown ones, unless an image
+// is called so), never a roundabout way to say 1 or 0. os_id is unique per spec and wins
+// over image_name; an image_name shared by several elements is ambiguous and an error.
 func (b *BootInfo) Find(idOrName string) (*Element, error) {
-	if id, err := strconv.Atoi(idOrName); err == nil {
+	if id, err := strconv.Atoi(idOrName); err == nil && strconv.Itoa(id) == idOrName {
 		for i := range b.Elements {
 			if b.Elements[i].GrubID == id {
 				return &b.Elements[i], nil

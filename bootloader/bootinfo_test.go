@@ -171,6 +171,10 @@ func TestBootInfoFind(t *testing.T) {
 		{" 1", -1},                  // not a number, not a name
 		{"Ubuntu", -1},              // names are case-sensitive
 		{"Debian GNU/Linux 12", -1}, // boot_name is a title, not a name
+		{"+1", -1},                  // grub ids are written without a sign,
+		{"01", -1},                  // without leading zeros,
+		{"-0", -1},                  // and never as -0
+		{"-1", -1},
 	}
 	for _, tt := range tests {
 		e, err := b.Find(tt.in)

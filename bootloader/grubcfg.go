@@ -203,7 +203,7 @@ func Render(c Config) []byte {
 	b.WriteString("fi\n")
 	if c.Default >= 0 && c.Default < len(c.Entries) {
 		// A fresh or cleared grubenv must still boot the plan's boot image, not entry 0.
-		fmt.Fprintf(&b, "if [ -z \"${default}\" ] ; then\n   set default=%s\nfi\n", grubQuote(c.Entries[c.Default].ID))
+		fmt.Fprintf(&b, "%s\n   set default=%s\nfi\n", fallbackGuard, grubQuote(c.Entries[c.Default].ID))
 	}
 	fmt.Fprintf(&b, "set timeout=%d\n", max(c.Timeout, 0))
 	for _, e := range c.Entries {
@@ -223,6 +223,34 @@ func Render(c Config) []byte {
 		b.WriteString("}\n")
 	}
 	return b.Bytes()
+}
+
+// fallbackGuard is the line of Render's grub.cfg before the fallback default.
+const fallbackGuard = `if [ -z "${default}" ] ; then`
+
+// FallbackEntry returns the menu entry id a grub.cfg written by Render boots when grubenv
+// names none (missing, cleared or unreadable grubenv); "" when cfg has no such fallback.
+func FallbackEntry(cfg []byte) string {
+	lines := strings.Split(string(cfg), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) != fallbackGuard {
+			continue
+		}
+		v, ok := strings.CutPrefix(strings.TrimSpace(lines[i+1]), "set default=")
+		if !ok {
+			return ""
+		}
+		return grubUnquote(v)
+	}
+	return ""
+}
+
+// grubUnquote undoes grubQuote.
+func grubUnquote(s string) string {
+	if !strings.HasPrefix(s, "'") {
+		return s
+	}
+	return strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(s, "'"), "'"), `'\''`, "'")
 }
 
 // kernelWords splits a command line the way the kernel does: at blanks, except inside

@@ -10,7 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/confine"
 )
+
+// maxHistory bounds what ReadHistory reads: a line is about 200 bytes, so this is hundreds
+// of thousands of deploys and switches, and a file beyond it is not ours.
+const maxHistory = 64 << 20
 
 // HistoryEntry is one line of history.jsonl.
 type HistoryEntry struct {
@@ -38,7 +44,15 @@ func AppendHistory(dir string, e HistoryEntry) error {
 		return fmt.Errorf("appending to history %s: %w", path, err)
 	}
 	line = append(line, '\n')
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, bootFilePerm)
+	d, err := confine.Open(dir)
+	if err != nil {
+		return fmt.Errorf("appending to history: %w", err)
+	}
+	defer d.Close()
+	// Opened inside dir, never through a symlink, and only when it is a regular file: a
+	// history.jsonl that an image planted as a device node or a link to a host file must not
+	// receive the line.
+	f, err := d.OpenAppend(HistoryPath, bootFilePerm)
 	if err != nil {
 		return fmt.Errorf("appending to history: %w", err)
 	}
@@ -91,7 +105,12 @@ func cutTornTail(f *os.File) error {
 // corruption produces one.
 func ReadHistory(dir string) ([]HistoryEntry, error) {
 	path := filepath.Join(dir, HistoryPath)
-	data, err := os.ReadFile(path)
+	d, err := confine.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	defer d.Close()
+	data, err := d.ReadFile(HistoryPath, maxHistory)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

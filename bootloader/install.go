@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
+	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/run"
 )
 
@@ -100,7 +102,7 @@ func (in Installer) InstallEFI(ctx context.Context, loc Location, espDev, tmpDir
 	if loc.FSUUID == "" || loc.Prefix == "" {
 		return fmt.Errorf("installing grub (UEFI): no filesystem uuid or prefix for grub's directory")
 	}
-	if err := copyModules(filepath.Join(in.grubLib(), "x86_64-efi"), filepath.Join(loc.GrubPath(), "x86_64-efi")); err != nil {
+	if err := copyModules(filepath.Join(in.grubLib(), "x86_64-efi"), loc.Dir, path.Join(loc.GrubDir, "x86_64-efi")); err != nil {
 		return err
 	}
 	early := filepath.Join(tmpDir, "early.cfg")
@@ -123,22 +125,29 @@ func (in Installer) InstallEFI(ctx context.Context, loc Location, espDev, tmpDir
 	return nil
 }
 
-// copyModules copies grub's platform files (*.mod, *.lst) into dir.
-func copyModules(from, dir string) error {
+// copyModules copies grub's platform files (*.mod, *.lst) into the directory rel under
+// top, confined to top: on a single-image deploy that is the image's /boot, and a symlink
+// or device node the image left there is refused rather than written through.
+func copyModules(from, top, rel string) error {
 	mods, err := filepath.Glob(filepath.Join(from, "*.mod"))
 	if err != nil || len(mods) == 0 {
 		return fmt.Errorf("no grub modules in %s (install grub-efi-amd64-bin)", from)
 	}
 	lsts, _ := filepath.Glob(filepath.Join(from, "*.lst"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
+	d, err := confine.Open(top)
+	if err != nil {
+		return fmt.Errorf("copying grub modules: %w", err)
+	}
+	defer d.Close()
+	if err := d.MkdirAll(rel, 0o755); err != nil {
+		return fmt.Errorf("copying grub modules: %w", err)
 	}
 	for _, src := range append(mods, lsts...) {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			return fmt.Errorf("copying grub modules: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o644); err != nil {
+		if err := d.WriteFile(path.Join(rel, filepath.Base(src)), b, 0o644); err != nil {
 			return fmt.Errorf("copying grub modules: %w", err)
 		}
 	}

@@ -163,7 +163,7 @@ func ConfinedProberMain(ctx context.Context, r run.Runner, disks []string, stdou
 		}
 		names = append(names, n)
 	}
-	c, err := confine(sysBlockDir, names)
+	c, err := newConfinement(sysBlockDir, names)
 	if err != nil {
 		return fmt.Errorf("confined os-prober: %w", err)
 	}
@@ -473,10 +473,10 @@ type confinement struct {
 	names map[string]bool   // kernel names of those devices and of their partitions
 }
 
-// confine finds, in the real sysBlock directory, the given whole disks and every device
+// newConfinement finds, in the real sysBlock directory, the given whole disks and every device
 // stacked on them, directly or not (a dm or md device one of whose slaves is one of
 // them or their partitions), with their partitions.
-func confine(sysBlock string, disks []string) (confinement, error) {
+func newConfinement(sysBlock string, disks []string) (confinement, error) {
 	c := confinement{links: map[string]string{}, names: map[string]bool{}}
 	add := func(name string) error {
 		dir := filepath.Join(sysBlock, name)

@@ -443,7 +443,7 @@ func TestConfine(t *testing.T) {
 	mk("dm-2", nil, []string{"loop9p1"})
 	mk("vda", nil, nil)
 
-	c, err := confine(block, []string{"loop3", "loop3"})
+	c, err := newConfinement(block, []string{"loop3", "loop3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestConfine(t *testing.T) {
 		t.Errorf("names: %v\nwant %v", c.names, wantNames)
 	}
 
-	if _, err := confine(block, []string{"loop3p1"}); err == nil {
+	if _, err := newConfinement(block, []string{"loop3p1"}); err == nil {
 		t.Error("a partition accepted as a whole disk")
 	}
 }

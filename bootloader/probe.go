@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/provisioner/provisioner/internal/confine"
 )
 
 // Kernel is what a deployed root boots: paths as seen from the image's root
@@ -32,20 +33,22 @@ const maxOSRelease = 64 << 10
 // matching initrd (initrd.img-V, initramfs-V.img, initrd-V.img, initrd-V), and the OS name
 // (PRETTY_NAME from etc/os-release, else usr/lib/os-release, else NAME, else "Linux").
 // It only reads: root is a mounted image tree and is not trusted, so every path is
-// resolved through os.Root and a symlink pointing outside root is never followed.
+// resolved inside root (a symlink pointing outside is never followed) and only regular
+// files are opened, without blocking (a FIFO at etc/os-release cannot hang the deploy).
 // Without a kernel it returns an error naming root/boot.
 func ProbeRoot(root string) (Kernel, error) {
-	r, err := os.OpenRoot(root)
+	r, err := confine.Open(root)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("probing kernels: %w", err)
 	}
 	defer r.Close()
 	bootDir := path.Join(root, "boot")
 
-	names, err := readDirNames(r, "boot")
+	names, err := r.ReadDirNames("boot")
 	if err != nil {
 		return Kernel{}, fmt.Errorf("no kernel in %s: %w", bootDir, err)
 	}
+	sort.Strings(names)
 	var preferred, fallback []string
 	for _, n := range names {
 		if !strings.HasPrefix(n, "vmlinuz-") && !strings.HasPrefix(n, "vmlinux-") {
@@ -85,62 +88,51 @@ func ProbeRoot(root string) (Kernel, error) {
 			break
 		}
 	}
-	k.OSName = osName(r)
+	if k.OSName, err = osName(r); err != nil {
+		return Kernel{}, err
+	}
 	return k, nil
 }
 
-// readDirNames lists dir inside r, sorted.
-func readDirNames(r *os.Root, dir string) ([]string, error) {
-	f, err := r.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
 // isRegular reports whether name, symlinks followed inside r only, is a regular file.
-func isRegular(r *os.Root, name string) bool {
+func isRegular(r *confine.Dir, name string) bool {
 	fi, err := r.Stat(name)
 	return err == nil && fi.Mode().IsRegular()
 }
 
 // osName reads the OS name the way os-release(5) says: /etc/os-release, or
-// /usr/lib/os-release when the former does not exist; PRETTY_NAME, else NAME.
-func osName(r *os.Root) string {
+// /usr/lib/os-release when the former does not exist; PRETTY_NAME, else NAME. An
+// os-release that is not a regular file (a FIFO or device planted by the image) is an
+// error matching confine.ErrUnsafe; one that cannot be read otherwise gives "Linux".
+func osName(r *confine.Dir) (string, error) {
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
 		vars, err := readOSRelease(r, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if errors.Is(err, confine.ErrUnsafe) {
+			return "", fmt.Errorf("reading the OS name: %w", err)
 		}
 		if err != nil {
 			break
 		}
 		for _, key := range []string{"PRETTY_NAME", "NAME"} {
 			if v := cleanName(vars[key]); v != "" {
-				return v
+				return v, nil
 			}
 		}
 		break
 	}
-	return "Linux"
+	return "Linux", nil
 }
 
 // readOSRelease parses the shell-like KEY=value lines of an os-release file.
-func readOSRelease(r *os.Root, name string) (map[string]string, error) {
+func readOSRelease(r *confine.Dir, name string) (map[string]string, error) {
 	f, err := r.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
-	}
 	vars := map[string]string{}
 	sc := bufio.NewScanner(io.LimitReader(f, maxOSRelease))
 	for sc.Scan() {

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
+
+	"github.com/provisioner/provisioner/internal/confine"
 )
 
 // Paths of the boot files under a boot directory: the mounted multiboot partition, or a
@@ -40,6 +41,9 @@ type SwitchResult struct {
 	Once bool
 	// Unchanged means the entry was already the default (not --once): nothing written.
 	Unchanged bool
+	// EnvRewritten, when set, says why grubenv could not be read: the switch replaced it
+	// with a valid block holding only the switch's variables.
+	EnvRewritten string
 }
 
 // SwitchDefault makes the entry named by idOrName (a grub_id, an os_id or an image_name, as
@@ -54,11 +58,22 @@ type SwitchResult struct {
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
 // boot next, and a leftover next_entry would boot something else first. SwitchDefault does
 // not append to the history; the caller records the outcome, failures included.
+//
+// A grubenv that does not parse (corrupted, or not a grub environment block) is replaced by a
+// valid one (EnvRewritten says why): grub cannot read it either, so nothing it held still
+// takes effect. One that is not a regular file, or a grub_dir leading out of dir, is refused
+// (matching confine.ErrUnsafe) and nothing is written.
 func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error) (SwitchResult, error) {
 	res := SwitchResult{Once: once}
-	bi, env, err := readBootFiles(dir)
+	files, err := readBootFiles(dir)
 	if err != nil {
 		return res, err
+	}
+	defer files.close()
+	bi, env := files.bi, files.env
+	if files.envErr != nil {
+		res.EnvRewritten = files.envErr.Error()
+		env = &Env{}
 	}
 	target, err := bi.Find(idOrName)
 	if err != nil {
@@ -69,14 +84,14 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 		// grub selects entries by --id only; an index would silently follow reordering.
 		return res, fmt.Errorf("switching default in %s: boot entry %d has no menuentry_id in %s", dir, target.GrubID, BootInfoPath)
 	}
-	st := status(bi, env, "")
+	st := files.status("")
 	if from := elementByID(bi, st.Default); from != nil {
 		res.From = *from
 	}
 
 	saved, _ := env.Get(envSavedEntry)
 	next, _ := env.Get(envNextEntry)
-	if !once && saved == target.MenuentryID && next == "" &&
+	if !once && files.envErr == nil && saved == target.MenuentryID && next == "" &&
 		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil {
 		res.Unchanged = true
 		return res, nil
@@ -92,6 +107,13 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 		bi.CurrentElement = id
 		bi.PendingOnce = nil
 	}
+	// Every file the switch writes or appends to (the caller records it in the history)
+	// must be one it can write, before the first is written.
+	for _, name := range []string{bi.GrubEnvName(), BootInfoPath, HistoryPath} {
+		if err := files.d.CheckFile(name); err != nil {
+			return res, fmt.Errorf("switching default: %w", err)
+		}
+	}
 	// Encode both before writing either, so that an encoding error changes nothing.
 	envData, err := env.Encode()
 	if err != nil {
@@ -101,46 +123,107 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 	if err != nil {
 		return res, fmt.Errorf("switching default in %s: %w", dir, err)
 	}
-	envPath := bi.GrubEnv(dir)
-	if err := WriteFileAtomic(envPath, envData, fileMode(envPath), hook); err != nil {
+	envName := bi.GrubEnvName()
+	if err := files.d.WriteFileAtomic(envName, envData, files.d.Mode(envName, bootFilePerm), hook); err != nil {
 		return res, fmt.Errorf("switching default: %w", err)
 	}
-	biPath := filepath.Join(dir, BootInfoPath)
-	if err := WriteFileAtomic(biPath, biData, fileMode(biPath), hook); err != nil {
+	if err := files.d.WriteFileAtomic(BootInfoPath, biData, files.d.Mode(BootInfoPath, bootFilePerm), hook); err != nil {
 		return res, fmt.Errorf("switching default: grubenv already updated, boot info not: %w", err)
 	}
 	return res, nil
 }
 
-// fileMode returns the mode of the existing file at path, or bootFilePerm for a new one.
-func fileMode(path string) os.FileMode {
-	if fi, err := os.Stat(path); err == nil {
-		return fi.Mode().Perm()
-	}
-	return bootFilePerm
+// bootFiles are boot-info.json and grubenv as read from a boot directory.
+type bootFiles struct {
+	d  *confine.Dir
+	bi *BootInfo
+	// env is grubenv's content: empty when it is missing, nil when envErr is set.
+	env *Env
+	// envErr says why grubenv does not parse; grub cannot read such a block either.
+	envErr error
 }
 
-// readBootFiles reads boot-info.json and grubenv under dir. A missing grubenv reads as an
-// empty one, because grub.cfg tolerates its absence (it falls back to the plan's default).
-func readBootFiles(dir string) (*BootInfo, *Env, error) {
-	bi, err := ReadBootInfo(filepath.Join(dir, BootInfoPath))
+func (f *bootFiles) close() { f.d.Close() }
+
+// readBootFiles reads boot-info.json and grubenv under dir, confined to it. A missing
+// grubenv reads as an empty one, because grub.cfg tolerates its absence (it falls back to
+// the plan's default); one that does not parse is reported in envErr, not as an error, so
+// that list can still show the menu and switch-default can write a valid one.
+func readBootFiles(dir string) (_ *bootFiles, err error) {
+	d, err := confine.Open(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("reading the boot files: %w", err)
 	}
-	envPath := bi.GrubEnv(dir)
-	data, err := os.ReadFile(envPath)
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	bi, err := readBootInfo(d, BootInfoPath)
+	if err != nil {
+		return nil, err
+	}
+	f := &bootFiles{d: d, bi: bi, env: &Env{}}
+	envName := bi.GrubEnvName()
+	data, err := d.ReadFile(envName, maxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return bi, &Env{}, nil
+		return f, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading grub environment: %w", err)
+		return nil, fmt.Errorf("reading grub environment %s: %w", d.Path(envName), err)
 	}
-	env, err := ParseEnv(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", envPath, err)
+	if len(data) == 0 {
+		// grub.cfg loads grubenv only when it is not empty ([ -s ]): an empty file is
+		// no grubenv, not a broken one.
+		return f, nil
 	}
-	return bi, env, nil
+	if f.env, err = ParseEnv(data); err != nil {
+		f.env, f.envErr = nil, fmt.Errorf("grub environment %s is unreadable: %w", d.Path(envName), err)
+	}
+	return f, nil
 }
+
+// maxEnvFile bounds what is read of grubenv: grub's own blocks are EnvSize bytes.
+const maxEnvFile = 64 << 10
+
+// status computes List's answer for the files read.
+func (f *bootFiles) status(bootedRootUUID string) Status {
+	env := f.env
+	if env == nil {
+		env = &Env{}
+	}
+	st := status(f.bi, env, bootedRootUUID)
+	if _, saved := env.Get(envSavedEntry); !saved || f.envErr != nil {
+		// Without saved_entry grub.cfg falls back to the deploy's boot image.
+		if e := f.fallback(); e != nil {
+			st.Default = e.GrubID
+			if st.Pending == nil {
+				st.Saved = e.GrubID
+			}
+		}
+	}
+	if f.envErr != nil {
+		st.EnvError = f.envErr.Error()
+	}
+	return st
+}
+
+// fallback returns the entry grub.cfg boots when grubenv names none, nil when grub.cfg cannot
+// be read or names no entry of boot-info.json.
+func (f *bootFiles) fallback() *Element {
+	cfg, err := f.d.ReadFile(path.Join(f.bi.grubDirName(), "grub.cfg"), maxGrubCfg)
+	if err != nil {
+		return nil
+	}
+	id := FallbackEntry(cfg)
+	if id == "" {
+		return nil
+	}
+	return resolveEnvEntry(f.bi, id)
+}
+
+// maxGrubCfg bounds what is read of grub.cfg: ours is a few KiB per entry.
+const maxGrubCfg = 1 << 20
 
 // Status is what List reports.
 type Status struct {
@@ -157,16 +240,20 @@ type Status struct {
 	// Mismatch is non-empty when grubenv and boot-info.json disagree (e.g. a crash between
 	// the two writes of SwitchDefault), saying how.
 	Mismatch string
+	// EnvError is non-empty when grubenv does not parse: grub then boots grub.cfg's fallback
+	// entry (Default says which, when grub.cfg could be read), and switch-default rewrites it.
+	EnvError string
 }
 
 // List reads the boot files under dir; bootedRootUUID is the running system's root
 // filesystem UUID ("" when unknown).
 func List(dir, bootedRootUUID string) (Status, error) {
-	bi, env, err := readBootFiles(dir)
+	files, err := readBootFiles(dir)
 	if err != nil {
 		return Status{}, err
 	}
-	return status(bi, env, bootedRootUUID), nil
+	defer files.close()
+	return files.status(bootedRootUUID), nil
 }
 
 // status computes List's answer; SwitchDefault reuses it to know what booted next before.

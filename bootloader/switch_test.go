@@ -3,12 +3,16 @@ package bootloader
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/confine"
+	"golang.org/x/sys/unix"
 )
 
 // switchBootInfo is a three-image multiboot deploy whose default is grub_id 0.
@@ -422,5 +426,166 @@ func TestSwitchDefaultPowerCut(t *testing.T) {
 				t.Errorf("stray temporary files after retry: %v", m)
 			}
 		}
+	}
+}
+
+// TestSwitchDefaultGrubDirOutside: a boot-info.json whose grub_dir leads out of the boot
+// directory (tampered, or corrupted) is refused before anything is written; grubenv is
+// never written outside.
+func TestSwitchDefaultGrubDirOutside(t *testing.T) {
+	for _, grubDir := range []string{"../outside", "boot/../../outside", "/outside", "boot/grub/../../.."} {
+		t.Run(grubDir, func(t *testing.T) {
+			parent := t.TempDir()
+			bi := switchBootInfo()
+			bi.GrubDir = grubDir
+			dir := writeBootDir(t, bi, defaultEnv())
+			// Where the tampered grub_dir points, relative to the boot directory.
+			outside := filepath.Join(dir, grubDir)
+			if filepath.IsAbs(grubDir) {
+				outside = filepath.Join(parent, grubDir)
+				bi.GrubDir = outside
+				data, _ := bi.Encode()
+				os.WriteFile(filepath.Join(dir, BootInfoPath), data, 0o644)
+			}
+			os.MkdirAll(outside, 0o755)
+			before := snapshot(t, dir)
+			for _, once := range []bool{false, true} {
+				_, err := SwitchDefault(dir, "ubuntu", once, nil)
+				if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), "grub_dir") {
+					t.Errorf("once=%v: err = %v, want a refusal of grub_dir", once, err)
+				}
+			}
+			if _, err := List(dir, ""); !errors.Is(err, confine.ErrUnsafe) {
+				t.Errorf("List: err = %v, want a refusal of grub_dir", err)
+			}
+			assertUntouched(t, dir, before)
+			if _, err := os.Stat(filepath.Join(outside, "grubenv")); err == nil {
+				t.Error("grubenv was written outside the boot directory")
+			}
+		})
+	}
+}
+
+// TestSwitchDefaultSymlinkedBootFiles: boot files that are symlinks (to a host file) are
+// never read through nor written through: the switch is refused, nothing written.
+func TestSwitchDefaultSymlinkedBootFiles(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "host")
+	const hostContent = "# GRUB Environment Block\nsaved_entry=host\n"
+	for _, file := range []string{GrubEnvPath, BootInfoPath} {
+		t.Run(file, func(t *testing.T) {
+			os.WriteFile(host, []byte(hostContent), 0o644)
+			dir := writeBootDir(t, switchBootInfo(), defaultEnv())
+			p := filepath.Join(dir, file)
+			os.Remove(p)
+			if err := os.Symlink(host, p); err != nil {
+				t.Fatal(err)
+			}
+			_, err := SwitchDefault(dir, "ubuntu", false, nil)
+			switch file {
+			case BootInfoPath:
+				// Read inside the boot directory, the absolute link leads to nothing.
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("err = %v, want boot-info.json not found below the boot directory", err)
+				}
+			default:
+				if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), file+" is a symlink") {
+					t.Errorf("err = %v, want a refusal of the symlink", err)
+				}
+			}
+			if fi, err := os.Lstat(p); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+				t.Errorf("%s was replaced: %v %v", file, fi, err)
+			}
+			if b, _ := os.ReadFile(host); string(b) != hostContent {
+				t.Errorf("the host file changed: %q", b)
+			}
+		})
+	}
+}
+
+// TestCorruptGrubEnv: a grubenv that does not parse still lets List show the menu (saying
+// grubenv is unreadable and which entry grub then boots) and SwitchDefault write a valid one.
+func TestCorruptGrubEnv(t *testing.T) {
+	for name, corrupt := range map[string][]byte{
+		"garbage":         bytes.Repeat([]byte{0xff, 0x00, 'x'}, 400),
+		"no header":       append([]byte("saved_entry=provisioner-ubuntu\n"), bytes.Repeat([]byte("#"), 993)...),
+		"empty":           {},
+		"torn assignment": []byte("# GRUB Environment Block\nsaved_entry"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			bi := switchBootInfo()
+			bi.CurrentElement = 1
+			dir := writeBootDir(t, bi, defaultEnv())
+			os.WriteFile(filepath.Join(dir, GrubEnvPath), corrupt, 0o644)
+			// grub.cfg as deploy wrote it: without a usable grubenv grub boots its
+			// fallback, the deploy's boot image (grub_id 2 here), not current_element.
+			cfg := Render(Config{Entries: []MenuEntry{{ID: "provisioner-centos"}, {ID: "provisioner-ubuntu"}, {ID: "provisioner-utility"}}, Default: 2})
+			os.WriteFile(filepath.Join(dir, DefaultGrubDir, "grub.cfg"), cfg, 0o644)
+
+			st, err := List(dir, "")
+			if len(corrupt) == 0 {
+				// An empty grubenv is what grub-install leaves: not an error.
+				if err != nil || st.EnvError != "" || st.Default != 2 {
+					t.Errorf("empty grubenv: %+v %v", st, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Elements) != 3 || !strings.Contains(st.EnvError, "unreadable") || st.Default != 2 {
+				t.Errorf("List = %+v, want the menu, the grubenv error and default 2", st)
+			}
+			res, err := SwitchDefault(dir, "centos", false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.EnvRewritten == "" || res.Unchanged {
+				t.Errorf("result %+v: the rewrite is not reported", res)
+			}
+			if v, _ := readEnv(t, dir).Get("saved_entry"); v != "provisioner-centos" {
+				t.Errorf("saved_entry = %q", v)
+			}
+			if st, err = List(dir, ""); err != nil || st.EnvError != "" || st.Default != 0 || st.Mismatch != "" {
+				t.Errorf("after the switch: %+v %v", st, err)
+			}
+		})
+	}
+}
+
+// TestFallbackEntry reads back the fallback default Render writes, quoted or not.
+func TestFallbackEntry(t *testing.T) {
+	for _, id := range []string{"provisioner-a", "provisioner-it's", "provisioner-x y"} {
+		cfg := Render(Config{Entries: []MenuEntry{{ID: "other"}, {ID: id}}, Default: 1})
+		if got := FallbackEntry(cfg); got != id {
+			t.Errorf("FallbackEntry = %q, want %q", got, id)
+		}
+	}
+	if got := FallbackEntry([]byte("set default=0\n")); got != "" {
+		t.Errorf("FallbackEntry of a foreign grub.cfg = %q", got)
+	}
+}
+
+// TestSwitchDefaultRefusesPlantedHistory: a history.jsonl that is a FIFO or a symlink stops
+// the switch before anything is written (the switch is recorded there afterwards).
+func TestSwitchDefaultRefusesPlantedHistory(t *testing.T) {
+	for name, plant := range map[string]func(string) error{
+		"FIFO":    func(p string) error { return unix.Mkfifo(p, 0o644) },
+		"symlink": func(p string) error { return os.Symlink("/etc/passwd", p) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeBootDir(t, switchBootInfo(), defaultEnv())
+			if err := plant(filepath.Join(dir, HistoryPath)); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, dir)
+			_, err := SwitchDefault(dir, "ubuntu", false, nil)
+			if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), HistoryPath) {
+				t.Errorf("err = %v, want a refusal naming %s", err, HistoryPath)
+			}
+			assertUntouched(t, dir, before)
+			if err := AppendHistory(dir, HistoryEntry{Operation: "switch-default", Result: "x"}); !errors.Is(err, confine.ErrUnsafe) {
+				t.Errorf("AppendHistory: err = %v, want a refusal", err)
+			}
+		})
 	}
 }

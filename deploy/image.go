@@ -8,10 +8,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
@@ -150,9 +149,11 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		}
 	}()
 	for _, m := range im.Mounts {
-		dir := filepath.Join(root, m.Path)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err)
+		// The tree may already hold a filesystem written from a raw image or kept from an
+		// earlier deploy: a symlink there (boot -> /) would make the mount land on the host.
+		dir, err := confine.MakeDir(root, m.Path)
+		if err != nil {
+			return treeErr(fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
 		}
 		if err := disk.Mount(ctx, byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
 			return fmt.Errorf("image %s: %w", im.Name, err)
@@ -166,9 +167,9 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	}
 
 	if format.Payload == "tar" {
-		dest := filepath.Join(root, im.Target)
-		if err := os.MkdirAll(dest, 0o755); err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
+		dest, err := confine.MakeDir(root, im.Target)
+		if err != nil {
+			return treeErr(fmt.Errorf("image %s: %w", im.Name, err))
 		}
 		stats, err := ExtractTar(ctx, payload, dest, ExtractOptions{Sparse: true, Log: log})
 		if err != nil {
@@ -190,7 +191,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	}
 	if im.Target == "/" {
 		if err := writeFstab(root, im.Fstab); err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
+			return treeErr(fmt.Errorf("image %s: %w", im.Name, err))
 		}
 	}
 	if d.Inspect != nil {
@@ -219,47 +220,37 @@ func classifyStreamErr(err error) error {
 	return err
 }
 
-// writeFstab replaces the image's /etc/fstab with the plan's, atomically (temporary
-// file, fsync, rename). It goes through os.Root so that a hostile image whose etc is a
-// symlink out of the root cannot make us write elsewhere. An image without /etc (a
-// utility image, or a bare tree) gets none.
+// treeErr marks a refusal of what an image's tree holds (a symlink, device node or FIFO
+// where the provisioner creates a directory or writes a file) as an image error.
+func treeErr(err error) error {
+	if errors.Is(err, confine.ErrUnsafe) {
+		return &imageError{err}
+	}
+	return err
+}
+
+// writeFstab replaces the image's /etc/fstab with the plan's, atomically (a new temporary
+// file, fsync, rename). Everything is confined to the image root: etc must be a real
+// directory, the temporary file is created exclusively (a device node or FIFO the image
+// planted is never opened) and the rename replaces whatever etc/fstab was. An image without
+// /etc (a utility image, or a bare tree) gets none.
 func writeFstab(root, content string) error {
-	r, err := os.OpenRoot(root)
+	d, err := confine.Open(root)
 	if err != nil {
 		return fmt.Errorf("writing fstab: %w", err)
 	}
-	defer r.Close()
-	fi, err := r.Stat("etc")
+	defer d.Close()
+	fi, err := d.Lstat("etc")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("writing fstab: %w", err)
 	}
-	if !fi.IsDir() {
+	if fi.Mode()&fs.ModeSymlink == 0 && !fi.IsDir() {
 		return nil
 	}
-	tmp := "etc/.fstab.provisioner"
-	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("writing fstab: %w", err)
-	}
-	if _, err := io.Copy(f, strings.NewReader(content)); err != nil {
-		f.Close()
-		return fmt.Errorf("writing fstab: %w", err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("writing fstab: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing fstab: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing fstab: %w", err)
-	}
-	if err := r.Rename(tmp, "etc/fstab"); err != nil {
+	if err := d.WriteFileAtomic("etc/fstab", []byte(content), 0o644, nil); err != nil {
 		return fmt.Errorf("writing fstab: %w", err)
 	}
 	return nil

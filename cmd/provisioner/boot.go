@@ -58,6 +58,7 @@ type listJSON struct {
 	Pending  *int                 `json:"pending_once"`
 	Booted   *int                 `json:"booted"`
 	Mismatch string               `json:"mismatch,omitempty"`
+	GrubEnv  string               `json:"grubenv_error,omitempty"`
 	Elements []bootloader.Element `json:"elements"`
 }
 
@@ -89,7 +90,7 @@ disagree (a switch cut short by a power loss), it says how; grubenv is what grub
 					return classifyBootErr(err)
 				}
 				if asJSON {
-					return writeJSON(s.out, listJSON{Source: bd.Source, Default: st.Default, Saved: st.Saved, Pending: st.Pending, Booted: st.Booted, Mismatch: st.Mismatch, Elements: st.Elements})
+					return writeJSON(s.out, listJSON{Source: bd.Source, Default: st.Default, Saved: st.Saved, Pending: st.Pending, Booted: st.Booted, Mismatch: st.Mismatch, GrubEnv: st.EnvError, Elements: st.Elements})
 				}
 				printList(s.out, bd.Source, st)
 				return nil
@@ -127,6 +128,9 @@ func printList(w io.Writer, source string, st bootloader.Status) {
 	tw.Flush()
 	if st.Mismatch != "" {
 		fmt.Fprintf(w, "warning: %s\n", st.Mismatch)
+	}
+	if st.EnvError != "" {
+		fmt.Fprintf(w, "warning: %s; grub boots its fallback entry (marked default above), and switch-default writes a valid grubenv\n", st.EnvError)
 	}
 }
 
@@ -176,12 +180,17 @@ history (provisioner history).
 					h.Result = err.Error()
 				case res.Unchanged:
 					h.Result = "unchanged: already the default"
+				case res.EnvRewritten != "":
+					h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
 				}
 				if herr := bootloader.AppendHistory(bd.Path, h); herr != nil && err == nil {
 					err = herr
 				}
 				if err != nil {
 					return classifyBootErr(err)
+				}
+				if res.EnvRewritten != "" {
+					fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
 				}
 				to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
 				from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)

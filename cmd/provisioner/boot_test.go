@@ -120,3 +120,69 @@ func TestBootDirErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchTamperedBootInfo: a boot-info.json whose grub_dir leads out of the boot files'
+// directory makes switch-default exit 4 naming it, with nothing written there; list too.
+func TestSwitchTamperedBootInfo(t *testing.T) {
+	dir := bootDir(t)
+	outside := filepath.Join(filepath.Dir(dir), "outside-"+filepath.Base(dir))
+	os.MkdirAll(outside, 0o755)
+	defer os.RemoveAll(outside)
+	bi, err := bootloader.ReadBootInfo(filepath.Join(dir, bootloader.BootInfoPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi.GrubDir = "../" + filepath.Base(outside)
+	data, _ := bi.Encode()
+	os.WriteFile(filepath.Join(dir, bootloader.BootInfoPath), data, 0o644)
+	for _, args := range [][]string{
+		{"switch-default", "centos", "--boot-dir", dir},
+		{"switch-default", "centos", "--once", "--boot-dir", dir},
+		{"list", "--boot-dir", dir},
+	} {
+		r := runCLI(t, "", args...)
+		if r.code != exitImage || !strings.Contains(r.stderr, `grub_dir "../`) {
+			t.Errorf("%v: exit %d, want %d naming grub_dir\n%s", args, r.code, exitImage, r.stderr)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("written outside the boot files' directory: %v", entries)
+	}
+}
+
+// TestCorruptGrubEnvCLI: list shows the menu and says grubenv is unreadable; switch-default
+// writes a valid grubenv and the history records the rewrite.
+func TestCorruptGrubEnvCLI(t *testing.T) {
+	dir := bootDir(t)
+	os.WriteFile(filepath.Join(dir, bootloader.GrubEnvPath), []byte("# GRUB Environment Block\nsaved_entry=provisioner-centos\\"), 0o644)
+	r := runCLI(t, "", "list", "--boot-dir", dir)
+	if flat := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || !strings.Contains(flat, "0 ubuntu ubuntu-image Linux (ubuntu) default 1 centos") ||
+		!strings.Contains(flat, "grubenv is unreadable") {
+		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "list", "--json", "--boot-dir", dir)
+	var got listJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 || !strings.Contains(got.GrubEnv, "unreadable") || len(got.Elements) != 2 {
+		t.Errorf("list --json: exit %d, %v %+v", r.code, err, got)
+	}
+	r = runCLI(t, "", "switch-default", "centos", "--boot-dir", dir)
+	if r.code != 0 || r.stdout != "default is now 1 (centos) (was 0 (ubuntu))\n" || !strings.Contains(r.stderr, "replaced by a valid one") {
+		t.Fatalf("switch: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath))
+	env, err := bootloader.ParseEnv(data)
+	if err != nil || len(data) != bootloader.EnvSize {
+		t.Fatalf("grubenv after the switch: %v (%d bytes)", err, len(data))
+	}
+	if v, _ := env.Get("saved_entry"); v != "provisioner-centos" {
+		t.Errorf("saved_entry = %q", v)
+	}
+	r = runCLI(t, "", "history", "--boot-dir", dir)
+	if !strings.Contains(r.stdout, "ok; grubenv rewritten: grub environment") {
+		t.Errorf("history does not record the rewrite:\n%s", r.stdout)
+	}
+	r = runCLI(t, "", "list", "--boot-dir", dir)
+	if r.code != 0 || strings.Contains(r.stdout, "warning") {
+		t.Errorf("list after the switch: exit %d\n%s", r.code, r.stdout)
+	}
+}

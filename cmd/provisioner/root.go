@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
@@ -58,7 +59,9 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
 		return exitInvalidSpec
-	case errors.Is(err, deploy.ErrImage):
+	case errors.Is(err, deploy.ErrImage), errors.Is(err, confine.ErrUnsafe):
+		// A symlink, device node or FIFO where an image root or the boot files should hold
+		// a regular file or directory: only a hostile image or a tampered disk does that.
 		return exitImage
 	case errors.Is(err, engine.ErrWrite):
 		return exitWrite

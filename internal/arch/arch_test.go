@@ -16,7 +16,7 @@ const module = "github.com/provisioner/provisioner"
 // import directly. Anything not listed may import nothing of ours. Third-party imports
 // are checked separately for the packages whose dependencies DESIGN.md pins.
 var allowed = map[string][]string{
-	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run"},
+	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run", "internal/confine"},
 	// QEMU runs and the conductor side, for the demo and the integration tests.
 	"internal/vmrun": {"internal/run", "internal/agent"},
 	// The ramdisk's boot program: the agent, the engine's events, power actions.
@@ -30,9 +30,11 @@ var allowed = map[string][]string{
 	"internal/engine": {"schema", "partition", "deploy", "bootloader", "internal/"},
 	"internal/agent":  {"internal/engine", "schema", "partition", "bootloader", "deploy", "internal/"},
 	"partition":       {"schema", "internal/run", "internal/disk"},
-	"deploy":          {"partition", "schema", "internal/run", "internal/disk"},
-	"bootloader":      {"partition", "schema", "internal/run", "internal/disk"},
+	"deploy":          {"partition", "schema", "internal/run", "internal/disk", "internal/confine"},
+	"bootloader":      {"partition", "schema", "internal/run", "internal/disk", "internal/confine"},
 	"internal/disk":   {"internal/run"},
+	// File access confined to an untrusted tree (an image root, a boot directory).
+	"internal/confine": {},
 	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
 	"internal/testimage": {"internal/run", "internal/deb", "internal/elfdeps"},
 	// Reads .deb files and asks apt for them (build host only).

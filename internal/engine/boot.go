@@ -7,13 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
@@ -48,7 +51,15 @@ type BootOptions struct {
 	Self []string
 	// GrubLib is where grub's platform files live ("": /usr/lib/grub).
 	GrubLib string
+	// ProberTimeout bounds the os-prober run (0: DefaultProberTimeout).
+	ProberTimeout time.Duration
 }
+
+// DefaultProberTimeout bounds os-prober and linux-boot-prober. They take seconds per root
+// (about 30 s for two roots under QEMU's emulation), but they are shell scripts that read
+// files of the images, and a FIFO an image planted where one of them reads (boot/grub/grub.cfg)
+// blocks them for ever; past the bound, auto falls back to the built-in prober.
+const DefaultProberTimeout = 5 * time.Minute
 
 // kernelSet collects what the built-in prober finds in each root image while the deploy
 // still has it mounted.
@@ -68,6 +79,11 @@ func (k *kernelSet) inspect(_ context.Context, im *partition.Image, root string)
 		return nil
 	}
 	kern, err := bootloader.ProbeRoot(root)
+	if errors.Is(err, confine.ErrUnsafe) {
+		// A FIFO or device where the image's OS name belongs is hostile, whichever prober
+		// is used in the end.
+		return &classified{deploy.ErrImage, fmt.Errorf("image %s: %w", im.Name, err)}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err != nil {
@@ -142,11 +158,27 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 		}
 	}()
 	fmt.Fprintf(b.out, "installing grub (%s) with %d menu entries, default %s\n", b.l.BootMode, len(entries), entries[def].ID)
-	if err := os.MkdirAll(loc.GrubPath(), 0o755); err != nil {
-		return nil, fmt.Errorf("creating grub's directory: %w", err)
+	dir, err := confine.Open(loc.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("bootloader: %w", err)
 	}
-	if err := bootloader.WriteFileAtomic(filepath.Join(loc.GrubPath(), "grub.cfg"), bootloader.Render(cfg), 0o644, nil); err != nil {
-		return nil, err
+	defer dir.Close()
+	// On a single-image deploy grub's directory is in the image's /boot, which the image
+	// filled: grub-install writes its modules there and follows whatever it finds, so the
+	// directory must hold nothing but directories and regular files.
+	if err := dir.MkdirAll(loc.GrubDir, 0o755); err != nil {
+		return nil, treeErr(fmt.Errorf("creating grub's directory: %w", err))
+	}
+	if err := dir.CheckTree(loc.GrubDir); err != nil {
+		return nil, treeErr(fmt.Errorf("grub's directory: %w", err))
+	}
+	for _, name := range []string{bootloader.BootInfoPath, bootloader.HistoryPath} {
+		if err := dir.CheckFile(name); err != nil {
+			return nil, treeErr(err)
+		}
+	}
+	if err := dir.WriteFileAtomic(path.Join(loc.GrubDir, "grub.cfg"), bootloader.Render(cfg), 0o644, nil); err != nil {
+		return nil, treeErr(err)
 	}
 	in := bootloader.Installer{Run: b.env.Run, GrubLib: b.opts.GrubLib}
 	if b.l.BootMode == schema.BootBIOS || b.l.BootMode == schema.BootBoth {
@@ -178,16 +210,16 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 	if err != nil {
 		return nil, err
 	}
-	if err := bootloader.WriteFileAtomic(filepath.Join(loc.Dir, bootloader.BootInfoPath), data, 0o644, nil); err != nil {
-		return nil, err
+	if err := dir.WriteFileAtomic(bootloader.BootInfoPath, data, 0o644, nil); err != nil {
+		return nil, treeErr(err)
 	}
 	if err := bootloader.AppendHistory(loc.Dir, bootloader.HistoryEntry{Operation: "deploy", To: bi.Elements[def].OSID, Result: "ok"}); err != nil {
-		return nil, err
+		return nil, treeErr(err)
 	}
 	// Last: the saved default. grub-install leaves an empty grubenv; a redeploy over a
 	// kept multiboot filesystem may leave an old one, whose other variables we keep.
 	env := &bootloader.Env{}
-	if old, err := os.ReadFile(bi.GrubEnv(loc.Dir)); err == nil {
+	if old, err := dir.ReadFile(bi.GrubEnvName(), bootloader.EnvSize); err == nil {
 		if parsed, perr := bootloader.ParseEnv(old); perr == nil {
 			env = parsed
 		}
@@ -198,8 +230,8 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 	if err != nil {
 		return nil, err
 	}
-	if err := bootloader.WriteFileAtomic(bi.GrubEnv(loc.Dir), envData, 0o644, nil); err != nil {
-		return nil, err
+	if err := dir.WriteFileAtomic(bi.GrubEnvName(), envData, 0o644, nil); err != nil {
+		return nil, treeErr(err)
 	}
 	// The output copy is for the conductor; it is written once the disk is complete.
 	if b.opts.BootInfoPath != "" {
@@ -269,8 +301,17 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		for _, d := range b.l.Disks {
 			disks = append(disks, b.devs[d.ID.Value])
 		}
+		limit := b.opts.ProberTimeout
+		if limit <= 0 {
+			limit = DefaultProberTimeout
+		}
+		pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("os-prober ran longer than %v", limit))
 		var err error
-		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(ctx, disks)
+		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, disks)
+		if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
+		}
+		cancel()
 		if err != nil {
 			if mode == ProberOSProber {
 				return nil, fmt.Errorf("os-prober: %w", err)
@@ -352,10 +393,16 @@ func (b *bootStep) mountBootFS(ctx context.Context, roots []*partition.Image) (b
 		os.Remove(mnt)
 		return loc, nil, fmt.Errorf("bootloader: %w", err)
 	}
-	if err := os.MkdirAll(loc.Dir, 0o755); err != nil {
-		disk.Unmount(ctx, mnt)
+	// A single image's boot directory is its /boot: a symlink there (boot -> /etc) would
+	// send grub and the boot files to the host.
+	rel, err := filepath.Rel(mnt, loc.Dir)
+	if err == nil {
+		_, err = confine.MakeDir(mnt, rel)
+	}
+	if err != nil {
+		disk.Unmount(context.WithoutCancel(ctx), mnt)
 		os.Remove(mnt)
-		return loc, nil, fmt.Errorf("bootloader: %w", err)
+		return loc, nil, treeErr(fmt.Errorf("bootloader: %w", err))
 	}
 	return loc, func(ctx context.Context) error {
 		serr := disk.SyncFS(mnt)
@@ -464,4 +511,14 @@ func Summary(w io.Writer, bi *bootloader.BootInfo) {
 		}
 		fmt.Fprintf(w, " %s %d  %-16s %s  root=%s  %s\n", mark, e.GrubID, e.OSID, e.BootName, e.RootUUID, e.Kernel)
 	}
+}
+
+// treeErr marks a refusal of what a boot directory or image root holds (a symlink, device
+// node or FIFO where the provisioner writes) as an image error: only an image, or a
+// tampered disk, puts one there.
+func treeErr(err error) error {
+	if errors.Is(err, confine.ErrUnsafe) {
+		return &classified{deploy.ErrImage, err}
+	}
+	return err
 }

@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
 )
 
 func TestNVRAMEntries(t *testing.T) {
@@ -239,5 +242,45 @@ func TestDeployRefusesProberBeforeWriting(t *testing.T) {
 		if err := checkProber(l, BootOptions{Prober: p}); err != nil {
 			t.Error(fmt.Sprintf("prober %q:", p), err)
 		}
+	}
+}
+
+// hangingRunner stands for an os-prober blocked on a FIFO an image planted: it returns only
+// when its context ends.
+type hangingRunner struct{ calls atomic.Int32 }
+
+func (h *hangingRunner) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
+	h.calls.Add(1)
+	<-ctx.Done()
+	return run.Result{}, ctx.Err()
+}
+
+// TestProberTimeoutFallsBack: an os-prober run that never ends is cut at ProberTimeout;
+// auto then uses the kernels the built-in prober read, os-prober alone fails the deploy.
+func TestProberTimeoutFallsBack(t *testing.T) {
+	if !bootloader.OSProberAvailable() {
+		t.Skip("os-prober is not installed")
+	}
+	h := &hangingRunner{}
+	roots := []*partition.Image{{Name: "a", Target: "/"}}
+	builtin := newKernelSet()
+	builtin.found["a"] = bootloader.Kernel{Path: "/boot/vmlinuz-1"}
+	for _, mode := range []string{ProberAuto, ProberOSProber} {
+		b := &bootStep{
+			l:    &partition.Layout{Disks: []*partition.DiskLayout{{ID: schema.DiskID{Type: "name", Value: "vda"}}}},
+			devs: partition.Devices{"vda": "/dev/vda"}, env: partition.Env{Run: h},
+			opts: BootOptions{Prober: mode, ProberTimeout: 50 * time.Millisecond, Self: []string{"/bin/false"}},
+			log:  slog.New(slog.DiscardHandler),
+		}
+		got, err := b.kernels(context.Background(), roots, builtin)
+		if mode == ProberAuto && (err != nil || got["a"].Path != "/boot/vmlinuz-1") {
+			t.Errorf("auto: %v %v, want the built-in prober's kernel", got, err)
+		}
+		if mode == ProberOSProber && (err == nil || !strings.Contains(err.Error(), "os-prober ran longer than 50ms")) {
+			t.Errorf("os-prober: err = %v, want the timeout", err)
+		}
+	}
+	if h.calls.Load() != 2 {
+		t.Errorf("os-prober ran %d times, want 2", h.calls.Load())
 	}
 }

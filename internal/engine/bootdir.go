@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
@@ -60,6 +62,26 @@ func (b *BootDir) Close(ctx context.Context) error {
 func hasBootInfo(dir string) bool {
 	fi, err := os.Stat(filepath.Join(dir, bootloader.BootInfoPath))
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// bootInfoIn reports whether the directory rel of a filesystem mounted at mnt holds a
+// boot-info.json, and returns its host path. rel must be a real directory: on a single
+// image's root, boot/ comes from the image, and a symlink there (boot -> /etc) would lead
+// list and switch-default to the host's files.
+func bootInfoIn(mnt, rel string) (string, bool) {
+	d, err := confine.Open(mnt)
+	if err != nil {
+		return "", false
+	}
+	defer d.Close()
+	if d.CheckDir(rel) != nil {
+		return "", false
+	}
+	fi, err := d.Lstat(path.Join(rel, bootloader.BootInfoPath))
+	if err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	return d.Path(rel), true
 }
 
 // OpenBootDir finds the boot files:
@@ -242,8 +264,8 @@ func (b *BootDir) tryMount(ctx context.Context, o BootDirOptions, node, fsType, 
 		return err
 	}
 	mnt := b.Path
-	for _, dir := range []string{mnt, filepath.Join(mnt, "boot")} {
-		if hasBootInfo(dir) {
+	for _, rel := range []string{".", "boot"} {
+		if dir, ok := bootInfoIn(mnt, rel); ok {
 			b.Path, b.Source = dir, source
 			return nil
 		}

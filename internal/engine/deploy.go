@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
+	"golang.org/x/sys/unix"
 )
 
 // DeployOptions are the inputs of the deploy command besides the spec.
@@ -57,7 +60,12 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 	if fetcher == nil {
 		fetcher = &deploy.Fetcher{Log: opts.Log}
 	}
-	opts.check = func(l *partition.Layout) error { return checkProber(l, opts.Boot) }
+	opts.check = func(l *partition.Layout) error {
+		if err := checkProber(l, opts.Boot); err != nil {
+			return err
+		}
+		return checkOutputPath(opts.Boot.BootInfoPath)
+	}
 	if opts.DryRun {
 		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)
 		if err == nil {
@@ -100,6 +108,33 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		return nil, err
 	}
 	return res, nil
+}
+
+// checkOutputPath makes sure, before anything is written, that boot-info.json's output copy
+// can be written at p ("" for none): its directory exists and is writable, and p is a
+// regular file or missing. Found only at the end, an unwritable path would fail a deploy
+// whose disks are complete, and a clean deploy's failure erases them.
+func checkOutputPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if fi, err := os.Stat(p); err == nil && !fi.Mode().IsRegular() {
+		return Environmentf("--boot-info %s: not a regular file", p)
+	}
+	dir := filepath.Dir(p)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return Environmentf("--boot-info %s: %w", p, err)
+	}
+	if !fi.IsDir() {
+		return Environmentf("--boot-info %s: %s is not a directory", p, dir)
+	}
+	// access(2) also answers EROFS for a read-only filesystem, which permission bits do not
+	// show (and which root's privileges do not overcome).
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return Environmentf("--boot-info %s: cannot create files in %s: %w", p, dir, err)
+	}
+	return nil
 }
 
 // bootDryRun says what the bootloader step would do.
