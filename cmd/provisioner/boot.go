@@ -18,16 +18,25 @@ import (
 // files are.
 type bootDirFlags struct {
 	device, dir string
+	lockWait    time.Duration
 }
+
+// defaultLockWait is how long list, switch-default and history wait for another run's
+// lock by default: long enough for a switch or a list, short of a whole deploy.
+const defaultLockWait = 30 * time.Second
 
 func (f *bootDirFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.device, "device", "", "look in this disk, partition or disk-image file (offline) instead of the running system")
 	cmd.Flags().StringVar(&f.dir, "boot-dir", "", "use the boot files in this directory (one holding boot-info.json)")
+	cmd.Flags().DurationVar(&f.lockWait, "lock-wait", defaultLockWait, "wait this long for another run holding the boot files (0: do not wait)")
 }
 
-// open finds and, if needed, mounts the boot files.
+// open finds, locks and, if needed, mounts the boot files.
 func (f *bootDirFlags) open(ctx context.Context, writable bool) (*engine.BootDir, error) {
-	return engine.OpenBootDir(ctx, engine.BootDirOptions{Dir: f.dir, Device: f.device, Writable: writable, Env: engine.HostEnv(nil)})
+	if f.lockWait < 0 {
+		return nil, engine.Usagef("--lock-wait %v: want a duration of 0 or more", f.lockWait)
+	}
+	return engine.OpenBootDir(ctx, engine.BootDirOptions{Dir: f.dir, Device: f.device, Writable: writable, Env: engine.HostEnv(nil), LockWait: f.lockWait})
 }
 
 // withBootDir runs fn on the opened boot directory and always closes it; a failure to
@@ -48,7 +57,13 @@ func (f *bootDirFlags) withBootDir(ctx context.Context, writable bool, fn func(*
 const bootDirHelp = `The boot files are found on the running system: the multiboot partition (by its label,
 used where it is mounted or mounted privately for the moment), or /boot of a single-image
 node. --device PATH looks in a disk, partition or disk-image file instead (offline; an
-image file is attached to a loop device), --boot-dir DIR in a directory.`
+image file is attached to a loop device), --boot-dir DIR in a directory.
+
+The disk or image file and then the boot directory are locked (flock) while the command
+runs, exclusively by switch-default, shared by list and history, as a deploy locks its
+disks: a command finding them locked by another run waits --lock-wait (30s by default),
+then fails with exit code 3, having changed nothing. An image file attached to a loop
+device with a mounted partition is refused (use --boot-dir with its mount point).`
 
 // listJSON is list --json's document.
 type listJSON struct {

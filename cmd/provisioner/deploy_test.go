@@ -74,6 +74,18 @@ func kernelTar(t *testing.T, dir, name string) string {
 	return p
 }
 
+// twoImageSpec is a BIOS spec of two OS images (red, the default, and blue, "Blue OS") on
+// one disk vda of at least 400 MiB, fetched from the two URLs.
+func twoImageSpec(red, blue string) string {
+	return fmt.Sprintf(`{"images": [
+   {"name": "red", "url": "%s", "target": "/", "boot": true},
+   {"name": "blue", "image_name": "Blue OS", "url": "%s", "target": "/"}],
+ "boot_mode": "bios",
+ "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "volumes": [
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "100 MiB", "images": ["red"]},
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "remaining", "images": ["blue"]}]}]}`, red, blue)
+}
+
 // TestDeployThenSwitchOffline: deploy two images into an image file through the CLI, then
 // list, switch-default and history against that file (--device), as an operator would
 // with a disk image (a loop-device test).
@@ -82,14 +94,7 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 		t.Skip("loop-device test: needs root and no -short")
 	}
 	dir := t.TempDir()
-	spec := fmt.Sprintf(`{"images": [
-   {"name": "red", "url": "file://%s", "target": "/", "boot": true},
-   {"name": "blue", "image_name": "Blue OS", "url": "%s", "target": "/"}],
- "boot_mode": "bios",
- "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "volumes": [
-  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "100 MiB", "images": ["red"]},
-  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "remaining", "images": ["blue"]}]}]}`,
-		kernelTar(t, dir, "red"), kernelTar(t, dir, "blue"))
+	spec := twoImageSpec("file://"+kernelTar(t, dir, "red"), kernelTar(t, dir, "blue"))
 	img := filepath.Join(dir, "disk.img")
 	info := filepath.Join(dir, "boot-info.json")
 	r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=400MiB", "--seed", "s", "--prober", "builtin", "--boot-info", info)

@@ -44,6 +44,18 @@ const attachAttempts = 100
 // on a scanning loop would drop the partitions we add with BLKPG (see Reread).
 // Partitions left on the loop number by an earlier user are removed before it is returned.
 func AttachLoop(ctx context.Context, file string, sectorSize uint64) (*Loop, error) {
+	return attachLoop(ctx, file, sectorSize, false)
+}
+
+// AttachLoopReadOnly attaches file as AttachLoop does, but read-only (LO_FLAGS_READ_ONLY,
+// the file opened O_RDONLY): it works on a file this process may not write (an immutable
+// file, a read-only filesystem), and nothing written through the device, not even an ext4
+// journal replay, can reach the file.
+func AttachLoopReadOnly(ctx context.Context, file string, sectorSize uint64) (*Loop, error) {
+	return attachLoop(ctx, file, sectorSize, true)
+}
+
+func attachLoop(ctx context.Context, file string, sectorSize uint64, readOnly bool) (*Loop, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -57,7 +69,11 @@ func AttachLoop(ctx context.Context, file string, sectorSize uint64) (*Loop, err
 	if err != nil {
 		return nil, fmt.Errorf("attaching %s to a loop device: %w", file, err)
 	}
-	bf, err := os.OpenFile(abs, os.O_RDWR|unix.O_CLOEXEC, 0)
+	mode := os.O_RDWR
+	if readOnly {
+		mode = os.O_RDONLY
+	}
+	bf, err := os.OpenFile(abs, mode|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("attaching %s to a loop device: %w", abs, err)
 	}
@@ -84,7 +100,7 @@ func AttachLoop(ctx context.Context, file string, sectorSize uint64) (*Loop, err
 			return nil, fmt.Errorf("attaching %s to a loop device: LOOP_CTL_GET_FREE: %w", abs, err)
 		}
 		path := fmt.Sprintf("/dev/loop%d", n)
-		raced, err := configureLoop(ctx, path, int(bf.Fd()), abs, sectorSize)
+		raced, err := configureLoop(ctx, path, int(bf.Fd()), abs, sectorSize, readOnly)
 		if raced && attempt < attachAttempts {
 			continue // another process configured this number first; ask for a new one
 		}
@@ -104,7 +120,7 @@ func AttachLoop(ctx context.Context, file string, sectorSize uint64) (*Loop, err
 
 // configureLoop binds the backing file bfd to the loop node path. raced is true when the
 // number was taken by someone else (EBUSY at bind time), and nothing was changed.
-func configureLoop(ctx context.Context, path string, bfd int, name string, sectorSize uint64) (raced bool, err error) {
+func configureLoop(ctx context.Context, path string, bfd int, name string, sectorSize uint64, readOnly bool) (raced bool, err error) {
 	lf, err := openLoopNode(ctx, path)
 	if err != nil {
 		return false, err
@@ -112,8 +128,13 @@ func configureLoop(ctx context.Context, path string, bfd int, name string, secto
 	defer lf.Close()
 	lfd := int(lf.Fd())
 
-	// Flags stay 0: read-write, no LO_FLAGS_AUTOCLEAR, no LO_FLAGS_PARTSCAN.
+	// No LO_FLAGS_AUTOCLEAR, no LO_FLAGS_PARTSCAN; read-write unless asked.
+	var flags uint32
+	if readOnly {
+		flags = unix.LO_FLAGS_READ_ONLY
+	}
 	cfg := unix.LoopConfig{Fd: uint32(bfd), Size: uint32(sectorSize)}
+	cfg.Info.Flags = flags
 	copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], name)
 	err = loopConfigure(lfd, &cfg)
 	switch {
@@ -126,6 +147,7 @@ func configureLoop(ctx context.Context, path string, bfd int, name string, secto
 	}
 
 	// Kernels before 5.8 answer LOOP_CONFIGURE with EINVAL: bind first, then set the rest.
+	// LOOP_SET_FD makes the device read-only by itself when bfd was opened O_RDONLY.
 	if err := unix.IoctlSetInt(lfd, unix.LOOP_SET_FD, bfd); err != nil {
 		return errors.Is(err, unix.EBUSY), fmt.Errorf("LOOP_SET_FD: %w", err)
 	}

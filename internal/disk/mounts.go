@@ -1,10 +1,13 @@
 package disk
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // MountPoint is one line of the mount table.
@@ -106,4 +109,34 @@ func (s Sys) CmdlineRootUUID() string {
 		}
 	}
 	return ""
+}
+
+// NeedsJournalRecovery reports whether dev holds an ext3/ext4 filesystem whose journal
+// must be replayed before it can be mounted (the superblock's needs_recovery feature, set
+// while it is mounted and left set by a crash). The kernel replays it even for a
+// read-only mount, which fails on a read-only device.
+func NeedsJournalRecovery(dev string) bool {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 2048)
+	if n, _ := f.ReadAt(buf, 0); n < len(buf) || buf[1080] != 0x53 || buf[1081] != 0xEF {
+		return false
+	}
+	const incompatRecover = 0x0004
+	return binary.LittleEndian.Uint32(buf[1024+0x60:])&incompatRecover != 0
+}
+
+// ReadOnlyDevice reports whether the block device dev refuses writes (BLKROGET), as a
+// loop device attached read-only does.
+func ReadOnlyDevice(dev string) bool {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	ro, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKROGET)
+	return err == nil && ro != 0
 }

@@ -132,17 +132,28 @@ func fakeNode(t *testing.T, blkid func(argv []string) (string, int)) (partition.
 	mountinfo := "22 1 8:3 / / rw,relatime shared:1 - ext4 /dev/sda3 rw\n" +
 		"40 22 8:2 / " + mb + " rw,relatime shared:20 - ext4 /dev/sda2 rw\n"
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte(mountinfo), 0o644)
+	// sysfs: the disk's directory under devices/ holds its partitions' directories, each
+	// with "partition" and its uevent; /sys/class/block/NAME links to them. The /dev
+	// nodes are plain files (they are only locked).
+	os.MkdirAll(filepath.Join(sys, "devices", "sda"), 0o755)
+	os.WriteFile(filepath.Join(sys, "devices", "sda", "dev"), []byte("8:0\n"), 0o644)
+	os.MkdirAll(filepath.Join(sys, "class", "block"), 0o755)
+	os.Symlink("../../devices/sda", filepath.Join(sys, "class", "block", "sda"))
+	os.MkdirAll(dev, 0o755)
+	os.WriteFile(filepath.Join(dev, "sda"), nil, 0o644)
 	for num, name := range map[string]string{"8:2": "sda2", "8:3": "sda3"} {
 		partname := map[string]string{"sda2": "multiboot", "sda3": "tiny-a-root"}[name]
 		uevent := []byte("MAJOR=8\nDEVNAME=" + name + "\nDEVTYPE=partition\nPARTNAME=" + partname + "\n")
 		os.MkdirAll(filepath.Join(sys, "dev", "block", num), 0o755)
 		os.WriteFile(filepath.Join(sys, "dev", "block", num, "uevent"), uevent, 0o644)
-		// sysfs: /sys/class/block/NAME holds "partition" and the same uevent.
-		os.MkdirAll(filepath.Join(sys, "class", "block", name), 0o755)
-		os.WriteFile(filepath.Join(sys, "class", "block", name, "partition"), []byte(name[3:]+"\n"), 0o644)
-		os.WriteFile(filepath.Join(sys, "class", "block", name, "uevent"), uevent, 0o644)
+		pdir := filepath.Join(sys, "devices", "sda", name)
+		os.MkdirAll(pdir, 0o755)
+		os.WriteFile(filepath.Join(pdir, "dev"), []byte(num+"\n"), 0o644)
+		os.WriteFile(filepath.Join(pdir, "partition"), []byte(name[3:]+"\n"), 0o644)
+		os.WriteFile(filepath.Join(pdir, "uevent"), uevent, 0o644)
+		os.Symlink("../../devices/sda/"+name, filepath.Join(sys, "class", "block", name))
+		os.WriteFile(filepath.Join(dev, name), nil, 0o644)
 	}
-	os.MkdirAll(dev, 0o755)
 	fake := &run.Fake{Handler: func(c run.Call) (run.Result, error) {
 		out, code := blkid(c.Argv)
 		if code < 0 {

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
+	"golang.org/x/sys/unix"
 )
 
 // multibootLabel is the multiboot partition's GPT name and filesystem label (the
@@ -33,10 +35,23 @@ type BootDirOptions struct {
 	Env      partition.Env
 	// TmpDir holds the temporary mount points ("": the system's temporary directory).
 	TmpDir string
+	// LockWait bounds the wait for another run's lock on the disk, image file or boot
+	// directory (0: try once); then OpenBootDir fails with an error matching
+	// disk.ErrLocked.
+	LockWait time.Duration
 }
 
-// BootDir is the directory holding boot-info.json, opened for use: mounted if it was
-// not, until Close.
+// lockMode is the mode of every lock a BootDir takes: a writer excludes everyone, readers
+// only writers.
+func (o BootDirOptions) lockMode() disk.LockMode {
+	if o.Writable {
+		return disk.Exclusive
+	}
+	return disk.Shared
+}
+
+// BootDir is the directory holding boot-info.json, opened for use: locked, and mounted
+// if it was not, until Close.
 type BootDir struct {
 	// Path is the directory holding boot-info.json.
 	Path string
@@ -48,7 +63,8 @@ type BootDir struct {
 	release []func(context.Context) error
 }
 
-// Close unmounts and detaches what OpenBootDir set up, in reverse.
+// Close releases what OpenBootDir set up, in reverse: the directory's lock, the mount,
+// the loop device, the disk's or image file's lock.
 func (b *BootDir) Close(ctx context.Context) error {
 	var errs []error
 	for i := len(b.release) - 1; i >= 0; i-- {
@@ -92,7 +108,15 @@ func bootInfoIn(mnt, rel string) (string, bool) {
 //   - on the running system: a mounted multiboot filesystem, else one found by its
 //     label (mounted privately at a temporary directory), else /boot/boot-info.json of
 //     a single-image node.
+//
+// It locks (exclusive when Writable, shared otherwise, waiting at most LockWait) first
+// the disk-image file or the whole disk holding the boot files, as a deploy does, then
+// the boot directory itself: the disk's lock keeps a deploy and a switch apart, the
+// directory's lock two runs that reach one filesystem through different mounts or
+// --boot-dir. Always in this order, so two runs never wait for each other in a circle.
 func OpenBootDir(ctx context.Context, o BootDirOptions) (*BootDir, error) {
+	var b *BootDir
+	var err error
 	switch {
 	case o.Dir != "" && o.Device != "":
 		return nil, Usagef("--boot-dir and --device exclude each other")
@@ -100,15 +124,35 @@ func OpenBootDir(ctx context.Context, o BootDirOptions) (*BootDir, error) {
 		if !hasBootInfo(o.Dir) {
 			return nil, Environmentf("--boot-dir %s: no %s there", o.Dir, bootloader.BootInfoPath)
 		}
-		return &BootDir{Path: o.Dir, Source: o.Dir}, nil
+		b = &BootDir{Path: o.Dir, Source: o.Dir}
 	case o.Device != "":
-		return openDevice(ctx, o)
+		b, err = openDevice(ctx, o)
+	default:
+		b, err = openLive(ctx, o)
 	}
-	return openLive(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.lock(ctx, o, b.Path, "boot files in "+b.Source); err != nil {
+		b.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return b, nil
+}
+
+// lock takes o's lock on path (a disk, an image file, a directory) until Close; what
+// says whose lock it is in the error.
+func (b *BootDir) lock(ctx context.Context, o BootDirOptions, path, what string) error {
+	l, err := disk.LockPath(ctx, path, o.lockMode(), o.LockWait)
+	if err != nil {
+		return Environmentf("%s: %w", what, err)
+	}
+	b.release = append(b.release, func(context.Context) error { return l.Release() })
+	return nil
 }
 
 // openLive looks on the running system.
-func openLive(ctx context.Context, o BootDirOptions) (*BootDir, error) {
+func openLive(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
 	mounts, err := o.Env.Sys.Mounts()
 	if err != nil {
 		return nil, Environmentf("%w", err)
@@ -122,20 +166,33 @@ func openLive(ctx context.Context, o BootDirOptions) (*BootDir, error) {
 		return nil, Environmentf("several multiboot filesystems: %s; choose one with --device", strings.Join(devs, ", "))
 	case len(devs) == 1:
 		dev := canonicalDev(devs[0])
+		b := &BootDir{Source: devs[0] + " (multiboot)", Live: true}
+		defer func() {
+			if err != nil {
+				b.Close(context.WithoutCancel(ctx))
+			}
+		}()
+		// The whole disk, as a deploy locks it.
+		whole, err := o.Env.Sys.ParentDisk(devs[0])
+		if err != nil {
+			return nil, Environmentf("multiboot partition %s: %w", devs[0], err)
+		}
+		if err := b.lock(ctx, o, whole, "multiboot partition "+devs[0]); err != nil {
+			return nil, err
+		}
 		// Already mounted (by the operator, or an image's fstab): use it there, since a
 		// second mount of the same ext4 is the same filesystem anyway and unmounting it
 		// afterwards would surprise whoever mounted it.
 		for _, m := range mounts {
 			if node, err := o.Env.Sys.DevNode(m.DevNum); err == nil && canonicalDev(node) == dev && hasBootInfo(m.Point) {
-				return &BootDir{Path: m.Point, Source: devs[0] + " (multiboot, mounted at " + m.Point + ")", Live: true}, nil
+				b.Path, b.Source = m.Point, devs[0]+" (multiboot, mounted at "+m.Point+")"
+				return b, nil
 			}
 		}
-		b := &BootDir{Source: devs[0] + " (multiboot)", Live: true}
 		if err := b.mount(ctx, o, devs[0], ""); err != nil {
 			return nil, err
 		}
 		if !hasBootInfo(b.Path) {
-			b.Close(context.WithoutCancel(ctx))
 			return nil, Environmentf("%s has label %s but no %s", devs[0], multibootLabel, bootloader.BootInfoPath)
 		}
 		return b, nil
@@ -192,13 +249,19 @@ func openDevice(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
 		return nil, Environmentf("--device %s: %w", o.Device, err)
 	}
 	dev := o.Device
-	if !g.Block {
-		loop, err := disk.AttachLoop(ctx, o.Device, g.SectorSize)
+	if g.Block {
+		// The whole disk, as a deploy locks it, also when a partition is named.
+		whole, err := o.Env.Sys.ParentDisk(o.Device)
 		if err != nil {
-			return nil, Environmentf("--device %s: attaching to a loop device: %w", o.Device, err)
+			return nil, Environmentf("--device %s: %w", o.Device, err)
 		}
-		b.release = append(b.release, loop.Detach)
-		dev = loop.Path
+		if err := b.lock(ctx, o, whole, "--device "+o.Device); err != nil {
+			return nil, err
+		}
+	} else {
+		if dev, err = b.attachImage(ctx, o, g); err != nil {
+			return nil, err
+		}
 	}
 	table, err := partition.ReadTable(ctx, dev, g.SectorSize)
 	if err != nil || len(table.Partitions) == 0 {
@@ -244,6 +307,34 @@ func openDevice(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
 		tried = append(tried, fmt.Sprint(p.Number))
 	}
 	return nil, Environmentf("--device %s: no partition holds %s (looked in partitions %s)", o.Device, bootloader.BootInfoPath, strings.Join(tried, ", "))
+}
+
+// attachImage locks the disk-image file o.Device, refuses it when a loop device bound to
+// it is in use, and attaches it to a loop device of its own (read-only unless Writable,
+// so list works on a file nobody may write); it returns the loop device.
+func (b *BootDir) attachImage(ctx context.Context, o BootDirOptions, g disk.Geometry) (string, error) {
+	if err := b.lock(ctx, o, o.Device, "--device "+o.Device); err != nil {
+		return "", err
+	}
+	if err := o.Env.Sys.CheckFileNotBusy(ctx, o.Device); err != nil {
+		if errors.Is(err, disk.ErrBusy) {
+			return "", Environmentf("--device %s: %w (to use a filesystem mounted from it, give --boot-dir with its mount point)", o.Device, err)
+		}
+		return "", Environmentf("--device %s: %w", o.Device, err)
+	}
+	attach := disk.AttachLoopReadOnly
+	if o.Writable {
+		attach = disk.AttachLoop
+	}
+	loop, err := attach(ctx, o.Device, g.SectorSize)
+	if o.Writable && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS)) {
+		return "", Environmentf("--device %s cannot be written (%w): list and history can read it, changing the default needs write access", o.Device, err)
+	}
+	if err != nil {
+		return "", Environmentf("--device %s: attaching to a loop device: %w", o.Device, err)
+	}
+	b.release = append(b.release, loop.Detach)
+	return loop.Path, nil
 }
 
 // bootFSType reports whether grub's directory can be on a filesystem of this type.
@@ -294,6 +385,9 @@ func (b *BootDir) mount(ctx context.Context, o BootDirOptions, dev, fsType strin
 	}
 	if err := disk.MountPrivate(ctx, dev, mnt, fsType, o.Writable); err != nil {
 		os.Remove(mnt)
+		if !o.Writable && disk.NeedsJournalRecovery(dev) && disk.ReadOnlyDevice(dev) {
+			return Environmentf("%w: its ext4 journal needs recovery, which a read-only device does not allow (switch-default, which mounts it read-write, replays it)", err)
+		}
 		return Environmentf("%w", err)
 	}
 	b.Path = mnt

@@ -54,6 +54,9 @@ type target struct {
 	dev     string // the block device written to (the loop device for a file)
 	geo     partition.Disk
 	release []func(context.Context) error
+	// keep is set once the run begins writing: from then on an image file it created
+	// stays after a failure (erased tables, or what --preserve-on-error keeps).
+	keep bool
 }
 
 // Partition validates nothing itself (the spec is already loaded): it resolves and
@@ -135,6 +138,9 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 				err = fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
 			}
 		}()
+	}
+	for _, t := range targets {
+		t.keep = true
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
 	events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
@@ -231,16 +237,14 @@ func (t *target) probe(ctx context.Context, createSize uint64) error {
 }
 
 // open makes the target writable and safe to write: creates a missing image file,
-// attaches files to a loop device, takes the exclusive lock, and refuses a busy disk.
+// locks an image file and refuses it when a loop device bound to it is in use, attaches
+// it to a loop device, takes the exclusive lock of the disk, and refuses a busy disk.
+// Nothing waits: a second run aimed at the same disk or file fails at once.
 func (t *target) open(ctx context.Context, env partition.Env) error {
 	if t.create > 0 {
 		f, err := os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return Environmentf("creating image file %s: %w", t.path, err)
-		}
-		if err := f.Truncate(int64(t.create)); err != nil {
-			f.Close()
-			return Environmentf("sizing image file %s: %w", t.path, err)
 		}
 		if err := f.Close(); err != nil {
 			return Environmentf("creating image file %s: %w", t.path, err)
@@ -248,6 +252,22 @@ func (t *target) open(ctx context.Context, env partition.Env) error {
 	}
 	t.dev = t.path
 	if t.file {
+		// The image file itself is locked, as list and switch-default lock it, until
+		// after its loop device is detached.
+		flock, err := disk.LockPath(ctx, t.path, disk.Exclusive, 0)
+		if err != nil {
+			return Environmentf("disk %s: %w", t.id, err)
+		}
+		t.release = append(t.release, func(context.Context) error { return flock.Release() })
+		if t.create > 0 {
+			t.release = append(t.release, t.removeCreated)
+			if err := os.Truncate(t.path, int64(t.create)); err != nil {
+				return Environmentf("sizing image file %s: %w", t.path, err)
+			}
+		}
+		if err := env.Sys.CheckFileNotBusy(ctx, t.path); err != nil {
+			return Environmentf("disk %s: %w", t.id, err)
+		}
 		loop, err := disk.AttachLoop(ctx, t.path, t.geo.SectorSize)
 		if err != nil {
 			return Environmentf("disk %s: attaching %s to a loop device: %w", t.id, t.path, err)
@@ -262,6 +282,18 @@ func (t *target) open(ctx context.Context, env partition.Env) error {
 	t.release = append(t.release, func(context.Context) error { return lock.Release() })
 	if err := env.Sys.CheckNotBusy(ctx, t.dev); err != nil {
 		return Environmentf("disk %s: %w", t.id, err)
+	}
+	return nil
+}
+
+// removeCreated removes the image file this run created, unless the run began writing
+// to it: a run refused before that leaves nothing behind.
+func (t *target) removeCreated(context.Context) error {
+	if t.keep {
+		return nil
+	}
+	if err := os.Remove(t.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing image file %s, which this run created: %w", t.path, err)
 	}
 	return nil
 }
