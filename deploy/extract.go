@@ -80,7 +80,10 @@ const (
 // the end-of-archive marker r is read to its end, so a checksum or decompressor behind it
 // sees the whole stream.
 //
-// Errors say whose fault they are: errors.Is(err, ErrImage) for everything about the
+// The archive must end with its end-of-archive marker (two zero blocks): a stream that
+// stops between entries, or after a single zero block, is a truncated image (an upload
+// cut short, or a tar made from a cut stream and then compressed whole), not a smaller
+// one. Errors say whose fault they are: errors.Is(err, ErrImage) for everything about the
 // archive and the stream under it (a read or decompression failure, a truncation, a
 // malformed or hostile entry, a tree the entries cannot form, such as a symlink loop, a
 // file where a directory must be, a non-empty directory in the way, names too long, or
@@ -105,13 +108,17 @@ func ExtractTar(ctx context.Context, r io.Reader, root string, opts ExtractOptio
 // left for ExtractTar to classify by their errno.
 func (x *extractor) extract(ctx context.Context, r io.Reader) error {
 	br := bufio.NewReaderSize(r, tarReadAhead)
-	tr := tar.NewReader(br)
+	end := &endReader{r: br}
+	tr := tar.NewReader(end)
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if end.emptyEOF {
+				return streamErr(ctx, fmt.Errorf("the tar ends after %d entries without its end-of-archive marker: truncated image", n))
+			}
 			break
 		}
 		// With GODEBUG tarinsecurepath=0 archive/tar flags names we judge ourselves.
@@ -129,6 +136,24 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) error {
 		return streamErr(ctx, fmt.Errorf("reading past the end of the tar: %w", err))
 	}
 	return nil
+}
+
+// endReader is what archive/tar reads from. archive/tar returns io.EOF both after the
+// end-of-archive marker and when its input ends where the next header should start
+// (also after a lone zero block); it stops reading right after the marker's second
+// block. So the marker was read only if the last Read before that io.EOF delivered
+// bytes: emptyEOF is set when the last Read returned io.EOF and nothing else.
+type endReader struct {
+	r        io.Reader
+	emptyEOF bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if len(p) > 0 {
+		e.emptyEOF = n == 0 && err == io.EOF
+	}
+	return n, err
 }
 
 // cleanName turns an entry name (or a hard link's target) into a path relative to the

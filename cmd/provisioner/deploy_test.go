@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestDeployHelp(t *testing.T) {
@@ -168,6 +172,57 @@ func tarBytes(t *testing.T, marker bool, entries ...entry) []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+// TestDeployTruncatedTarExitCode: a tar cut at an entry boundary, with nothing else to
+// tell the cut (no Content-Length, a local file, a whole zstd frame around it), fails
+// the image with exit code 4, though what arrived would boot (a loop-device test).
+func TestDeployTruncatedTarExitCode(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loop-device test: needs root and no -short")
+	}
+	cut := tarBytes(t, false,
+		file("etc/os-release", `PRETTY_NAME="Test cut"`+"\n"),
+		file("boot/vmlinuz-6.1.0-9-amd64", "kernel"),
+		file("boot/initrd.img-6.1.0-9-amd64", "initrd"))
+	var zst bytes.Buffer
+	zw, err := zstd.NewWriter(&zst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(cut)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	files := map[string][]byte{"cut.tar": cut, "cut.tar.zst": zst.Bytes()}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No Content-Length: the body is sent chunked and ends cleanly where the tar was cut.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		w.Write(cut)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct{ name, url string }{
+		{"http without Content-Length", srv.URL + "/cut.tar"},
+		{"file URL", "file://" + filepath.Join(tmp, "cut.tar")},
+		{"whole zstd frame", "file://" + filepath.Join(tmp, "cut.tar.zst")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := strings.Replace(smallSpec, "http://x/a.tar", tc.url, 1)
+			img := filepath.Join(t.TempDir(), "new.img")
+			// The builtin prober: os-prober would run this test binary as its confined child.
+			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin")
+			if r.code != exitImage || !strings.Contains(r.stderr, "the tar ends after 3 entries without its end-of-archive marker") {
+				t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+			}
+		})
+	}
 }
 
 // TestDeployFailureExitCodes: archives the target tree cannot take are image errors

@@ -36,6 +36,7 @@ func extractErr(t *testing.T, cut int, hdrs ...*tar.Header) error {
 }
 
 func TestExitCode(t *testing.T) {
+	dir := &tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}
 	for _, tt := range []struct {
 		name string
 		err  error
@@ -51,6 +52,7 @@ func TestExitCode(t *testing.T) {
 		{"image", fmt.Errorf("image a: %w", deploy.ErrImage), exitImage},
 		{"hostile entry", fmt.Errorf("image a: %w", &deploy.HostileEntryError{Entry: "../x", Reason: "climbs"}), exitImage},
 		{"checksum", fmt.Errorf("image a: %w", &deploy.ChecksumError{Source: "a", Algo: "sha256"}), exitImage},
+		{"tar without its end marker", extractErr(t, 1024, dir), exitImage},
 		{"a symlink loop", extractErr(t, 0,
 			&tar.Header{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "b"},
 			&tar.Header{Name: "b", Typeflag: tar.TypeSymlink, Linkname: "a"},
