@@ -58,8 +58,8 @@ func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("checksum mismatch for %s: %s expected %s, got %s", e.Source, e.Algo, e.Expected, e.Actual)
 }
 
-// Is makes errors.Is(err, ErrChecksum) true.
-func (e *ChecksumError) Is(target error) bool { return target == ErrChecksum }
+// Is makes errors.Is(err, ErrChecksum) and errors.Is(err, ErrImage) true.
+func (e *ChecksumError) Is(target error) bool { return target == ErrChecksum || target == ErrImage }
 
 // ResolveDigest turns an image's "checksum" value into a Digest: "sha256:<hex>", "sha512:<hex>",
 // "md5:<hex>" directly; an http(s):// or file:// URL, or a path containing a slash, is fetched with f.Get and parsed as a

@@ -38,8 +38,8 @@ func (e *HostileEntryError) Error() string {
 	return fmt.Sprintf("hostile archive entry %q: %s", e.Entry, e.Reason)
 }
 
-// Is makes errors.Is(err, ErrHostile) true.
-func (e *HostileEntryError) Is(target error) bool { return target == ErrHostile }
+// Is makes errors.Is(err, ErrHostile) and errors.Is(err, ErrImage) true.
+func (e *HostileEntryError) Is(target error) bool { return target == ErrHostile || target == ErrImage }
 
 // Sizes of the extractor's I/O: one data buffer reused for every file (big reads keep the
 // decoder and the syscall count efficient), and the block size that Sparse tests for zeros.
@@ -79,40 +79,81 @@ const (
 // Nothing is fsynced (one syncfs of the filesystem afterwards is the caller's job). After
 // the end-of-archive marker r is read to its end, so a checksum or decompressor behind it
 // sees the whole stream.
+//
+// The archive must end with its end-of-archive marker (two zero blocks): a stream that
+// stops between entries, or after a single zero block, is a truncated image (an upload
+// cut short, or a tar made from a cut stream and then compressed whole), not a smaller
+// one. Errors say whose fault they are: errors.Is(err, ErrImage) for everything about the
+// archive and the stream under it (a read or decompression failure, a truncation, a
+// malformed or hostile entry, a tree the entries cannot form, such as a symlink loop, a
+// file where a directory must be, a non-empty directory in the way, names too long, or
+// owners out of range), errors.Is(err, ErrWrite) when the target filesystem fails or is
+// full or read-only. When ctx is done the error is left unclassified.
 func ExtractTar(ctx context.Context, r io.Reader, root string, opts ExtractOptions) (ExtractStats, error) {
 	x, err := openExtractor(root, opts)
 	if err != nil {
 		return ExtractStats{}, err
 	}
 	defer x.close()
-
-	br := bufio.NewReaderSize(r, tarReadAhead)
-	tr := tar.NewReader(br)
-	for n := 0; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return x.stats, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		// With GODEBUG tarinsecurepath=0 archive/tar flags names we judge ourselves.
-		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			return x.stats, fmt.Errorf("reading the tar after %d entries: %w", n, err)
-		}
-		if err := x.entry(ctx, hdr, tr); err != nil {
-			return x.stats, err
-		}
-	}
-	if err := x.fixDirTimes(); err != nil {
-		return x.stats, err
-	}
-	if _, err := io.CopyBuffer(io.Discard, br, x.buf); err != nil {
-		return x.stats, fmt.Errorf("reading past the end of the tar: %w", err)
+	if err := x.extract(ctx, r); err != nil {
+		return x.stats, classifyTree(ctx, err)
 	}
 	x.log.DebugContext(ctx, "tar extracted", "root", root, "files", x.stats.Files, "dirs", x.stats.Dirs,
 		"symlinks", x.stats.Symlinks, "hardlinks", x.stats.Hardlinks, "devices", x.stats.Devices, "bytes", x.stats.Bytes)
 	return x.stats, nil
+}
+
+// extract extracts every entry up to the end-of-archive marker, then reads r to its end.
+// Failures of reading are tagged as image errors here; those of the filesystem are
+// left for ExtractTar to classify by their errno.
+func (x *extractor) extract(ctx context.Context, r io.Reader) error {
+	br := bufio.NewReaderSize(r, tarReadAhead)
+	end := &endReader{r: br}
+	tr := tar.NewReader(end)
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if end.emptyEOF {
+				return streamErr(ctx, fmt.Errorf("the tar ends after %d entries without its end-of-archive marker: truncated image", n))
+			}
+			break
+		}
+		// With GODEBUG tarinsecurepath=0 archive/tar flags names we judge ourselves.
+		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
+			return streamErr(ctx, fmt.Errorf("reading the tar after %d entries: %w", n, err))
+		}
+		if err := x.entry(ctx, hdr, tr); err != nil {
+			return err
+		}
+	}
+	if err := x.fixDirTimes(); err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(io.Discard, br, x.buf); err != nil {
+		return streamErr(ctx, fmt.Errorf("reading past the end of the tar: %w", err))
+	}
+	return nil
+}
+
+// endReader is what archive/tar reads from. archive/tar returns io.EOF both after the
+// end-of-archive marker and when its input ends where the next header should start
+// (also after a lone zero block); it stops reading right after the marker's second
+// block. So the marker was read only if the last Read before that io.EOF delivered
+// bytes: emptyEOF is set when the last Read returned io.EOF and nothing else.
+type endReader struct {
+	r        io.Reader
+	emptyEOF bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if len(p) > 0 {
+		e.emptyEOF = n == 0 && err == io.EOF
+	}
+	return n, err
 }
 
 // cleanName turns an entry name (or a hard link's target) into a path relative to the
@@ -154,7 +195,7 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, tr *tar.Reader) 
 	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse, tar.TypeDir, tar.TypeSymlink, tar.TypeLink,
 		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
-		return fmt.Errorf("extracting %q: unsupported tar entry type %q", hdr.Name, hdr.Typeflag)
+		return &imageError{fmt.Errorf("extracting %q: unsupported tar entry type %q", hdr.Name, hdr.Typeflag)}
 	}
 	p, reason := cleanName(hdr.Name)
 	if reason != "" {
@@ -169,7 +210,7 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, tr *tar.Reader) 
 		}
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > math.MaxUint32-1 || hdr.Gid > math.MaxUint32-1 {
-		return fmt.Errorf("extracting %q: invalid owner %d:%d", hdr.Name, hdr.Uid, hdr.Gid)
+		return &imageError{fmt.Errorf("extracting %q: invalid owner %d:%d", hdr.Name, hdr.Uid, hdr.Gid)}
 	}
 	var target string
 	if hdr.Typeflag == tar.TypeLink {

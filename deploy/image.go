@@ -17,7 +17,8 @@ import (
 )
 
 // ErrImage is matched by errors about an image itself: it cannot be fetched, fails its
-// checksum, has an unknown format or a hostile entry.
+// checksum, has an unknown format, does not decompress, is truncated, or holds an entry
+// that is hostile or that the tree cannot take.
 var ErrImage = errors.New("image error")
 
 // imageError tags err as an image error (exit code 4) without changing its text.
@@ -53,6 +54,10 @@ type Deployer struct {
 // temporary root (shallowest first), streams the image into its target (tar extracted,
 // raw written block-wise before mounting), verifies its checksum while streaming, writes
 // the image's /etc/fstab from the plan, and unmounts in reverse order, also on failure.
+// Its errors match ErrImage when the image is at fault (fetch, checksum, format,
+// decompression, truncation, an entry the tree cannot take) and ErrWrite when a target
+// filesystem or device failed, filled up or is read-only; while ctx is done they match
+// neither.
 func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partition.Image, devs partition.Devices) (err error) {
 	log := d.Log
 	if log == nil {
@@ -70,7 +75,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 
 	digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
 	if err != nil {
-		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	// The transfer has its own context: on any failure it is cancelled first, so the
 	// read-ahead goroutine is never left waiting on the network while we clean up.
@@ -78,7 +83,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	defer cancelStream()
 	stream, err := d.Fetcher.Open(streamCtx, im.URL)
 	if err != nil {
-		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	defer stream.Close()
 	prog := NewProgress(d.out(), log, im.Name, stream.Size(), d.TTY, d.ProgressInterval)
@@ -89,14 +94,14 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	verified := Verify(prog.Reader(stream), digest, im.URL)
 	format, sniffed, err := Sniff(streamCtx, verified, d.Decompressor)
 	if err != nil {
-		return &imageError{fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err)}
+		return streamErr(ctx, fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err))
 	}
 	if im.Format != "" && im.Format != format.String() {
 		return &imageError{fmt.Errorf("image %s: the spec says format %s, the data is %s", im.Name, im.Format, format)}
 	}
 	decoded, err := d.Decompressor.Open(streamCtx, sniffed, format.Compression)
 	if err != nil {
-		return &imageError{fmt.Errorf("image %s: %w", im.Name, err)}
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	defer decoded.Close()
 	// 8 × 1 MiB in flight: fetch and decompression run ahead of the disk writes.
@@ -117,7 +122,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		}
 		t := byUUID[target.FSUUID]
 		if raw, err = WriteRaw(ctx, d.Run, d.Sys, payload, t.Dev, t.FS); err != nil {
-			return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+			return fmt.Errorf("image %s: %w", im.Name, err)
 		}
 		log.Info("raw image written", "image", im.Name, "device", t.Dev, "written", raw.Written, "skipped_zero", raw.Skipped)
 	}
@@ -133,7 +138,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		unmounted := true
 		for i := len(mounted) - 1; i >= 0; i-- {
 			if serr := disk.SyncFS(mounted[i]); serr != nil && err == nil {
-				err = serr
+				err = classifyDevice(ctx, fmt.Errorf("image %s: %w", im.Name, serr))
 			}
 			if uerr := disk.Unmount(context.WithoutCancel(ctx), mounted[i]); uerr != nil {
 				unmounted = false
@@ -153,7 +158,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		// earlier deploy: a symlink there (boot -> /) would make the mount land on the host.
 		dir, err := confine.MakeDir(root, m.Path)
 		if err != nil {
-			return treeErr(fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
+			return classifyTree(ctx, fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
 		}
 		if err := disk.Mount(ctx, byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
 			return fmt.Errorf("image %s: %w", im.Name, err)
@@ -169,11 +174,11 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	if format.Payload == "tar" {
 		dest, err := confine.MakeDir(root, im.Target)
 		if err != nil {
-			return treeErr(fmt.Errorf("image %s: %w", im.Name, err))
+			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 		stats, err := ExtractTar(ctx, payload, dest, ExtractOptions{Sparse: true, Log: log})
 		if err != nil {
-			return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+			return fmt.Errorf("image %s: %w", im.Name, err)
 		}
 		log.Info("image extracted", "image", im.Name, "files", stats.Files, "dirs", stats.Dirs, "bytes", stats.Bytes)
 	}
@@ -181,17 +186,17 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	// the compressed stream): only at the very end are the byte count and the checksum
 	// known good.
 	if _, err := io.Copy(io.Discard, payload); err != nil {
-		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if err := decoded.Close(); err != nil {
-		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if _, err := io.Copy(io.Discard, verified); err != nil {
-		return classifyStreamErr(fmt.Errorf("image %s: %w", im.Name, err))
+		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if im.Target == "/" {
 		if err := writeFstab(root, im.Fstab); err != nil {
-			return treeErr(fmt.Errorf("image %s: %w", im.Name, err))
+			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 	}
 	if d.Inspect != nil {
@@ -207,26 +212,6 @@ func (d *Deployer) out() io.Writer {
 		return io.Discard
 	}
 	return d.Out
-}
-
-// classifyStreamErr marks failures of the image data (download, checksum, format,
-// hostile entries) as image errors; disk errors stay as they are.
-func classifyStreamErr(err error) error {
-	var cs *ChecksumError
-	var he *HostileEntryError
-	if errors.As(err, &cs) || errors.As(err, &he) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &imageError{err}
-	}
-	return err
-}
-
-// treeErr marks a refusal of what an image's tree holds (a symlink, device node or FIFO
-// where the provisioner creates a directory or writes a file) as an image error.
-func treeErr(err error) error {
-	if errors.Is(err, confine.ErrUnsafe) {
-		return &imageError{err}
-	}
-	return err
 }
 
 // writeFstab replaces the image's /etc/fstab with the plan's, atomically (a new temporary

@@ -28,8 +28,19 @@ type RawResult struct {
 // planned for fs, then gives the filesystem the planned UUID and label and grows it to
 // the device. All-zero blocks are skipped only when the device was first zeroed by the
 // kernel (write-zeroes support): a filesystem may rely on blocks it left zero, and a
-// partition's old contents are not zero.
+// partition's old contents are not zero. An image that cannot be read, is empty, is not
+// the planned filesystem or is larger than dev is an image error (ErrImage); a device
+// that fails, fills up or is read-only while written is a write failure (ErrWrite).
 func WriteRaw(ctx context.Context, r run.Runner, sys disk.Sys, src io.Reader, dev string, fs *partition.Filesystem) (RawResult, error) {
+	res, err := copyRaw(ctx, sys, src, dev, fs)
+	if err != nil {
+		return res, classifyDevice(ctx, err)
+	}
+	return res, adoptIdentity(ctx, r, dev, fs, &res)
+}
+
+// copyRaw writes the image's bytes; WriteRaw classifies its device errors.
+func copyRaw(ctx context.Context, sys disk.Sys, src io.Reader, dev string, fs *partition.Filesystem) (RawResult, error) {
 	var res RawResult
 	if fs == nil {
 		return res, fmt.Errorf("raw image for %s: the plan has no filesystem there", dev)
@@ -59,15 +70,17 @@ func WriteRaw(ctx context.Context, r run.Runner, sys disk.Sys, src io.Reader, de
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		n, rerr := io.ReadFull(src, buf)
+		// fill, unlike io.ReadFull, keeps an io.ErrUnexpectedEOF of src (a cut stream)
+		// apart from the short last block of a whole one.
+		n, rerr := fill(src, buf)
 		if n > 0 {
 			if off == 0 {
 				if err := checkRawMagic(buf[:n], fs.Type); err != nil {
-					return res, fmt.Errorf("raw image for %s: %w", dev, err)
+					return res, &imageError{fmt.Errorf("raw image for %s: %w", dev, err)}
 				}
 			}
 			if off+int64(n) > size {
-				return res, fmt.Errorf("raw image for %s is larger than the device (%d bytes)", dev, size)
+				return res, &imageError{fmt.Errorf("raw image for %s is larger than the device (%d bytes)", dev, size)}
 			}
 			if skipZero && allZero(buf[:n]) {
 				res.Skipped += int64(n)
@@ -79,15 +92,15 @@ func WriteRaw(ctx context.Context, r run.Runner, sys disk.Sys, src io.Reader, de
 			}
 			off += int64(n)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return res, fmt.Errorf("reading the raw image for %s: %w", dev, rerr)
+			return res, streamErr(ctx, fmt.Errorf("reading the raw image for %s: %w", dev, rerr))
 		}
 	}
 	if off == 0 {
-		return res, fmt.Errorf("raw image for %s is empty", dev)
+		return res, &imageError{fmt.Errorf("raw image for %s is empty", dev)}
 	}
 	if err := f.Sync(); err != nil {
 		return res, fmt.Errorf("syncing %s: %w", dev, err)
@@ -95,7 +108,7 @@ func WriteRaw(ctx context.Context, r run.Runner, sys disk.Sys, src io.Reader, de
 	if err := f.Close(); err != nil {
 		return res, fmt.Errorf("closing %s: %w", dev, err)
 	}
-	return res, adoptIdentity(ctx, r, dev, fs, &res)
+	return res, nil
 }
 
 // adoptIdentity gives the written filesystem the plan's UUID and label (fstab and the

@@ -33,7 +33,9 @@ bits, hard links, device nodes, FIFOs and xattrs (file capabilities, SELinux lab
 kept.
 
 Progress (bytes, rate, ETA) is a redrawn line on a terminal and a log line every few
-seconds otherwise. Exit code 4 means an image could not be fetched or verified.
+seconds otherwise. Exit code 4 means an image could not be fetched, verified or
+extracted (truncated, corrupt, or holding an entry the target tree cannot take); 5 that
+a target filesystem filled up or failed while an image was written.
 
 Once every image is deployed and verified, grub is installed once, from this
 environment (never by running a program from an image): for BIOS onto every disk

@@ -4,11 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestDeployHelp(t *testing.T) {
@@ -125,5 +130,140 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 	r = runCLI(t, "", "switch-default", "green", "--device", img)
 	if r.code != exitFailure || !strings.Contains(r.stderr, "valid: 0 (red); 1 (blue, Blue OS)") {
 		t.Errorf("unknown entry: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// entry is one member of a test archive: its header (Size is set from body) and data.
+type entry struct {
+	hdr  tar.Header
+	body string
+}
+
+func file(name, body string) entry {
+	return entry{tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}, body}
+}
+
+func link(name, target string) entry {
+	return entry{tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target, Mode: 0o777}, ""}
+}
+
+func dir(name string) entry {
+	return entry{tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755}, ""}
+}
+
+// tarBytes archives the entries with archive/tar; with marker false the end-of-archive
+// marker is left out, as if the stream had been cut between entries.
+func tarBytes(t *testing.T, marker bool, entries ...entry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		h := e.hdr
+		h.Size = int64(len(e.body))
+		h.ModTime = time.Unix(1, 0)
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if marker {
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
+}
+
+// TestDeployTruncatedTarExitCode: a tar cut at an entry boundary, with nothing else to
+// tell the cut (no Content-Length, a local file, a whole zstd frame around it), fails
+// the image with exit code 4, though what arrived would boot (a loop-device test).
+func TestDeployTruncatedTarExitCode(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loop-device test: needs root and no -short")
+	}
+	cut := tarBytes(t, false,
+		file("etc/os-release", `PRETTY_NAME="Test cut"`+"\n"),
+		file("boot/vmlinuz-6.1.0-9-amd64", "kernel"),
+		file("boot/initrd.img-6.1.0-9-amd64", "initrd"))
+	var zst bytes.Buffer
+	zw, err := zstd.NewWriter(&zst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(cut)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	files := map[string][]byte{"cut.tar": cut, "cut.tar.zst": zst.Bytes()}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No Content-Length: the body is sent chunked and ends cleanly where the tar was cut.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		w.Write(cut)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct{ name, url string }{
+		{"http without Content-Length", srv.URL + "/cut.tar"},
+		{"file URL", "file://" + filepath.Join(tmp, "cut.tar")},
+		{"whole zstd frame", "file://" + filepath.Join(tmp, "cut.tar.zst")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := strings.Replace(smallSpec, "http://x/a.tar", tc.url, 1)
+			img := filepath.Join(t.TempDir(), "new.img")
+			// The builtin prober: os-prober would run this test binary as its confined child.
+			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin")
+			if r.code != exitImage || !strings.Contains(r.stderr, "the tar ends after 3 entries without its end-of-archive marker") {
+				t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// TestDeployFailureExitCodes: archives the target tree cannot take are image errors
+// (exit 4, naming the entry); a target filesystem that fills up is a write failure
+// (exit 5) (a loop-device test).
+func TestDeployFailureExitCodes(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loop-device test: needs root and no -short")
+	}
+	big := make([]byte, 24<<20)            // more than the 16 MiB root holds
+	rand.NewChaCha8([32]byte{5}).Read(big) // no zero blocks: nothing becomes a hole
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+		code    int
+		want    string
+	}{
+		{"symlink loop", tarBytes(t, true, link("a", "b"), link("b", "a"), file("a/x", "x")),
+			exitImage, `extracting "a/x": `},
+		{"non-empty directory in the way", tarBytes(t, true, dir("d/"), file("d/f", "f"), file("d", "d")),
+			exitImage, `extracting "d": a non-empty directory is in the way`},
+		{"full target filesystem", tarBytes(t, true, file("big", string(big))),
+			exitWrite, "no space left on device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			p := filepath.Join(tmp, "image.tar")
+			if err := os.WriteFile(p, tc.archive, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			spec := strings.Replace(strings.Replace(smallSpec, "http://x/a.tar", "file://"+p, 1), `"size": "remaining"`, `"size": "16 MiB"`, 1)
+			img := filepath.Join(tmp, "disk.img")
+			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin")
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d (want %d), stderr:\n%s", r.code, tc.code, r.stderr)
+			}
+		})
 	}
 }

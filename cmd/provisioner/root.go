@@ -22,8 +22,8 @@ const (
 	exitFailure     = 1 // usage errors and anything unclassified
 	exitInvalidSpec = 2 // the spec is invalid or its layout does not fit
 	exitEnvironment = 3 // a device, file or tool is missing, or the disks do not match (verify)
-	exitImage       = 4 // an image could not be fetched, verified or read
-	exitWrite       = 5 // writing a disk failed part-way
+	exitImage       = 4 // an image could not be fetched, verified, read or extracted
+	exitWrite       = 5 // writing a disk failed part-way, or a target filesystem filled up
 )
 
 // streams are the process's standard streams, injected so tests run the CLI in-process.
@@ -53,6 +53,7 @@ type reportedError struct{ err error }
 func (r *reportedError) Error() string { return r.err.Error() }
 func (r *reportedError) Unwrap() error { return r.err }
 
+// exitCode maps the class of err (the sentinel it matches) to the process's exit code.
 func exitCode(err error) int {
 	switch {
 	case err == nil:
@@ -63,7 +64,7 @@ func exitCode(err error) int {
 		// A symlink, device node or FIFO where an image root or the boot files should hold
 		// a regular file or directory: only a hostile image or a tampered disk does that.
 		return exitImage
-	case errors.Is(err, engine.ErrWrite):
+	case errors.Is(err, engine.ErrWrite), errors.Is(err, deploy.ErrWrite):
 		return exitWrite
 	case errors.Is(err, engine.ErrEnvironment), errors.Is(err, partition.ErrMismatch):
 		return exitEnvironment
@@ -80,7 +81,9 @@ validates it strictly, plans the whole disk layout before touching any disk, and
 
 Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
 device, file or tool, busy disk, or disks that do not match (verify), 4 an image that
-cannot be fetched or verified, 5 a disk write failed part-way.`,
+cannot be fetched, verified, decompressed or extracted (truncated, corrupt, or holding
+an entry the target tree cannot take), 5 a disk write failed part-way or a target
+filesystem filled up or failed.`,
 		Example: `  provisioner validate provision.json
   provisioner plan provision.json --device vda=/dev/sda --seed node-42`,
 		SilenceUsage:  true,

@@ -348,6 +348,11 @@ func TestDeployImageFailures(t *testing.T) {
 		{"format differs from the spec", func(c *deployCase) string {
 			return deployDoc(c.srv.URL, `, "format": "tar.gz"`, "")
 		}, "the spec says format tar.gz, the data is tar.zst"},
+		{"a whole zstd frame of a tar cut between entries", func(c *deployCase) string {
+			whole := rootfsTar(t, "alpha")
+			c.srv.blobs["alpha.tar.zst"] = zstdBytes(t, whole[:len(whole)-1024]) // archive/tar's marker is the last 1024 bytes
+			return deployDoc(c.srv.URL, "", "")
+		}, "without its end-of-archive marker"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newDeployCase(t)
