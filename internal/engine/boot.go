@@ -353,7 +353,7 @@ func (b *bootStep) mountBootFS(ctx context.Context, roots []*partition.Image) (b
 		return loc, nil, fmt.Errorf("bootloader: %w", err)
 	}
 	if err := os.MkdirAll(loc.Dir, 0o755); err != nil {
-		disk.Unmount(ctx, mnt)
+		disk.Unmount(context.WithoutCancel(ctx), mnt)
 		os.Remove(mnt)
 		return loc, nil, fmt.Errorf("bootloader: %w", err)
 	}
