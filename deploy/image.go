@@ -48,6 +48,25 @@ type Deployer struct {
 	// still mounted at root: the bootloader step reads the image's kernels there, so the
 	// volumes need not be mounted twice. Its error fails the image.
 	Inspect func(ctx context.Context, im *partition.Image, root string) error
+
+	// digests holds what ResolveDigests found, by image name.
+	digests map[string]Digest
+}
+
+// ResolveDigests fetches and parses the checksum (file) of every image now, so that a
+// deploy can do it before it writes anything; Deploy then uses what was found instead
+// of fetching again. Errors are image errors, like Deploy's.
+func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image) error {
+	found := map[string]Digest{}
+	for _, im := range images {
+		digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
+		if err != nil {
+			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		}
+		found[im.Name] = digest
+	}
+	d.digests = found
+	return nil
 }
 
 // Deploy deploys one image: it mounts every volume bound to the image into a private
@@ -73,9 +92,11 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		}
 	}
 
-	digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
-	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+	digest, ok := d.digests[im.Name]
+	if !ok {
+		if digest, err = d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL); err != nil {
+			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		}
 	}
 	// The transfer has its own context: on any failure it is cancelled first, so the
 	// read-ahead goroutine is never left waiting on the network while we clean up.

@@ -60,6 +60,10 @@ func readToken(token, file string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// agentFlushTimeout bounds how long a stopping agent waits for its last events to be
+// delivered.
+const agentFlushTimeout = 10 * time.Second
+
 func newAgentCmd(s *streams) *cobra.Command {
 	var (
 		listen, token, tokenFile, cert, key, callback, node, prober, bootInfo string
@@ -84,7 +88,11 @@ With --callback every event (started, each phase, image progress, succeeded with
 boot-info, failed with the error and step) is POSTed there, in order and retried with
 backoff; --heartbeat also POSTs {node, state, agent_url} periodically. TLS is served when
 --tls-cert and --tls-key are given. The deploy ramdisk runs the same agent when its kernel
-command line has provisioner.agent=ADDR.`,
+command line has provisioner.agent=ADDR.
+
+On SIGTERM, SIGINT or SIGHUP the agent stops accepting requests, cancels a running deploy
+(it fails, reported with its step, and cleans up as after any failure), waits for it,
+delivers the last events (at most 10 s) and exits 0; a second signal exits at once.`,
 		Example: `  provisioner agent --listen :9999 --token-file /etc/provisioner/token
   provisioner agent --listen 10.0.0.5:9999 --token s3cret --callback https://conductor/v1/events --heartbeat 30s`,
 		Args: exactArgs(0),
@@ -118,7 +126,18 @@ command line has provisioner.agent=ADDR.`,
 			}
 			srv := &agent.Server{Agent: ag, Token: tok, Insecure: insecure, Log: log}
 			fmt.Fprintf(s.err, "agent API on %s\n", listen)
-			return srv.Serve(ctx, listen, cert, key)
+			err = srv.Serve(ctx, listen, cert, key)
+			// Serve returns when ctx ends (a signal): it accepts nothing more, and a
+			// deploy it started, which runs under ctx, is failing and cleaning up now.
+			// The process must outlive that cleanup, and give the final event a moment
+			// to reach the conductor.
+			ag.Wait()
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentFlushTimeout)
+			defer cancel()
+			if ferr := ag.Flush(fctx); ferr != nil {
+				log.Warn("events not all delivered", "err", ferr)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

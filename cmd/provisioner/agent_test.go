@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestAgentFlags(t *testing.T) {
@@ -29,5 +32,25 @@ func TestAgentFlags(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("agent --help lacks %q", want)
 		}
+	}
+}
+
+// TestAgentStopsWithItsContext: the agent command ends, exit 0, once its context is
+// cancelled (main cancels it on SIGTERM, SIGINT or SIGHUP).
+func TestAgentStopsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(200*time.Millisecond, func() { cancel(&signalError{syscall.SIGTERM}) })
+	done := make(chan int, 1)
+	var out, errb syncBuffer
+	go func() {
+		done <- runContext(ctx, []string{"agent", "--listen", "127.0.0.1:0", "--insecure"}, strings.NewReader(""), &out, &errb)
+	}()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, stderr:\n%s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not stop with its context")
 	}
 }

@@ -51,7 +51,10 @@ saved_entry is written last. The boot menu is printed at the end.
 
 If a clean deploy fails after it began writing, the partition tables it wrote are
 erased, so the machine cannot boot a half-written OS and falls back to network boot;
---preserve-on-error keeps them for inspection.`,
+--preserve-on-error keeps them for inspection. SIGTERM, SIGINT or SIGHUP make it fail
+where it stands, with the same cleanup (programs it runs are killed and waited for,
+everything is unmounted and detached, the tables erased): exit 1 before the first
+write, 5 after; a second signal exits at once.`,
 		Example: `  provisioner deploy examples/multiboot-two-images.json --device vda=disk.img --size vda=16GiB
   provisioner deploy provision.json --dry-run`,
 		Args: exactArgs(1),

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -43,17 +42,6 @@ func deployedImage(t *testing.T) string {
 		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
 	}
 	return img
-}
-
-// buildProvisioner builds the command once for a test that runs it as separate processes.
-func buildProvisioner(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "provisioner")
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // fileHash is the SHA-256 of a whole file.

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"context"
 	"os"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := handleSignals(context.Background(), os.Stderr, os.Exit)
+	code := runContext(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -34,10 +35,16 @@ type streams struct {
 
 // run executes the command line and returns the exit code.
 func run(args []string, in io.Reader, out, errw io.Writer) int {
+	return runContext(context.Background(), args, in, out, errw)
+}
+
+// runContext is run under ctx: when ctx is cancelled (main cancels it on a signal) the
+// command stops, cleans up and fails with an error that names the cause.
+func runContext(ctx context.Context, args []string, in io.Reader, out, errw io.Writer) int {
 	s := &streams{in: in, out: out, err: errw}
 	root := newRoot(s)
 	root.SetArgs(args)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	code := exitCode(err)
 	var reported *reportedError
 	if err != nil && !errors.As(err, &reported) {
@@ -58,6 +65,13 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, engine.ErrInterrupted):
+		// Whatever the interrupted step reported (a cut download is no image error):
+		// 5 once the disks were written, else 1.
+		if errors.Is(err, engine.ErrWrite) {
+			return exitWrite
+		}
+		return exitFailure
 	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
 		return exitInvalidSpec
 	case errors.Is(err, deploy.ErrImage), errors.Is(err, confine.ErrUnsafe):
@@ -83,7 +97,11 @@ Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
 device, file or tool, busy disk, or disks that do not match (verify), 4 an image that
 cannot be fetched, verified, decompressed or extracted (truncated, corrupt, or holding
 an entry the target tree cannot take), 5 a disk write failed part-way or a target
-filesystem filled up or failed.`,
+filesystem filled up or failed.
+
+SIGTERM, SIGINT (^C) or SIGHUP stop a run where it stands and clean up as after a
+failure: exit 1 when nothing was written yet, 5 after the first disk write. A second
+signal exits at once (128 + the signal's number), without cleaning up.`,
 		Example: `  provisioner validate provision.json
   provisioner plan provision.json --device vda=/dev/sda --seed node-42`,
 		SilenceUsage:  true,

@@ -95,6 +95,7 @@ type Agent struct {
 	plan       *partition.Layout
 	bootInfo   *bootloader.BootInfo
 	powerBusy  bool
+	running    chan struct{} // closed when the last deploy started has ended; nil before one
 
 	q queue
 }
@@ -204,11 +205,14 @@ func (a *Agent) Start(ctx context.Context, spec *schema.Spec, done func(*engine.
 	a.lastErr, a.failedStep = "", ""
 	a.startedAt, a.finishedAt = time.Now().UTC(), time.Time{}
 	a.spec, a.specGen, a.plan, a.bootInfo = spec, gen, nil, nil
+	running := make(chan struct{})
+	a.running = running
 	a.emitLocked(ctx, Event{Type: EventStarted})
 	a.mu.Unlock()
 	a.log().Info("deploy started", "images", len(spec.Images))
 
 	go func() {
+		defer close(running)
 		res, err := a.runDeploy(ctx, spec, func(e engine.Event) { a.onEvent(ctx, gen, e) })
 		a.finish(ctx, gen, res, err)
 		if done != nil {
@@ -216,6 +220,18 @@ func (a *Agent) Start(ctx context.Context, spec *schema.Spec, done func(*engine.
 		}
 	}()
 	return nil
+}
+
+// Wait blocks until the deploy started last has ended (its cleanup done, its final
+// event queued); it returns at once when none was started. A process that stops serving
+// calls it, so that a deploy cancelled by the shutdown finishes its cleanup first.
+func (a *Agent) Wait() {
+	a.mu.Lock()
+	running := a.running
+	a.mu.Unlock()
+	if running != nil {
+		<-running
+	}
 }
 
 // runDeploy calls Deploy, turning a panic into an error: an agent whose deploy

@@ -17,8 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
@@ -185,5 +189,48 @@ func TestServeDeployOutlivesRequest(t *testing.T) {
 	waitFor(t, "the deploy to end with Serve's context", func() bool { return a.Status().State == StateFailed })
 	if st := a.Status(); st.Error != context.Canceled.Error() {
 		t.Errorf("deploy error %q", st.Error)
+	}
+}
+
+// TestWaitOutlastsACancelledDeploy: when Serve's context ends (the agent got a signal),
+// Serve stops at once, but the deploy it started is still cleaning up; Wait returns only
+// once that deploy has ended and is recorded as failed.
+func TestWaitOutlastsACancelledDeploy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var cleaned atomic.Bool
+	a := &Agent{Deploy: func(ctx context.Context, spec *schema.Spec, events func(engine.Event)) (*engine.DeployResult, error) {
+		close(started)
+		<-ctx.Done()
+		time.Sleep(300 * time.Millisecond) // unmounting, erasing, detaching
+		cleaned.Store(true)
+		return nil, context.Cause(ctx)
+	}}
+	a.Wait() // nothing started: returns at once
+	s := &Server{Agent: a, Token: testToken}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- s.ServeListener(ctx, ln, "", "") }()
+	req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/deploy", strings.NewReader(validSpec))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-started
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	a.Wait()
+	if !cleaned.Load() {
+		t.Error("Wait returned before the deploy's cleanup ended")
+	}
+	if st := a.Status(); st.State != StateFailed || st.Error != context.Canceled.Error() {
+		t.Errorf("after Wait: state %s, error %q", st.State, st.Error)
 	}
 }

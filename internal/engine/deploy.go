@@ -60,11 +60,22 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 	if fetcher == nil {
 		fetcher = &deploy.Fetcher{Log: opts.Log}
 	}
-	opts.check = func(l *partition.Layout) error {
+	kernels := newKernelSet()
+	d := &deploy.Deployer{
+		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
+		Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
+		TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval, Inspect: kernels.inspect,
+	}
+	opts.check = func(ctx context.Context, l *partition.Layout) error {
 		if err := checkProber(l, opts.Boot); err != nil {
 			return err
 		}
-		return checkOutputPath(opts.Boot.BootInfoPath)
+		if err := checkOutputPath(opts.Boot.BootInfoPath); err != nil || opts.DryRun {
+			return err
+		}
+		// Checksum files are fetched before the first write: a wrong checksum URL, or
+		// an interruption while it is fetched, leaves the disks as they were.
+		return d.ResolveDigests(ctx, l.Images)
 	}
 	if opts.DryRun {
 		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)
@@ -80,15 +91,8 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 	res := &DeployResult{}
 	popts := opts.PartitionOptions
 	popts.WipeOnError = !opts.PreserveOnError
-	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool) error {
-		events := emitter(opts.Events)
+	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool, events emitter) error {
 		events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("deploying %d image(s)", len(layout.Images))})
-		kernels := newKernelSet()
-		d := &deploy.Deployer{
-			Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
-			Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
-			TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval, Inspect: kernels.inspect,
-		}
 		if opts.Events != nil {
 			d.OnProgress = func(image string, done, total int64) {
 				events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
@@ -176,6 +180,7 @@ func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices,
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
+		skipped  bool // an image was not started because ctx was done
 	)
 	for _, im := range l.Images {
 		wg.Add(1)
@@ -191,6 +196,9 @@ func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices,
 				}
 			}()
 			if ctx.Err() != nil {
+				mu.Lock()
+				skipped = true
+				mu.Unlock()
 				return
 			}
 			mu.Lock()
@@ -207,6 +215,11 @@ func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices,
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil && skipped {
+		// Cancelled from outside between two images: the ones not started did not fail,
+		// but they are not deployed either.
+		return context.Cause(ctx)
+	}
 	return firstErr
 }
 

@@ -41,8 +41,9 @@ type PartitionOptions struct {
 	// --preserve-on-error).
 	WipeOnError bool
 	// check, when set, vets the plan before anything is opened or written (a deploy
-	// checks that its boot options can serve the layout).
-	check func(*partition.Layout) error
+	// checks that its boot options can serve the layout and fetches the images'
+	// checksum files).
+	check func(context.Context, *partition.Layout) error
 }
 
 // target is a spec disk resolved to what stands for it on this machine.
@@ -67,18 +68,24 @@ func Partition(ctx context.Context, spec *schema.Spec, opts PartitionOptions) (*
 }
 
 // afterPartition runs once the disks hold the layout, while they are still attached and
-// locked; it is how deploy adds the images. files names the disks that are image files.
-type afterPartition func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool) error
+// locked; it is how deploy adds the images. files names the disks that are image files;
+// events is the run's emitter, which also records the phase an interruption stops.
+type afterPartition func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool, events emitter) error
 
 // withDisks is the common body of partition and deploy: resolve, probe, plan (all
 // read-only), then open the disks (create image files, attach loop devices, lock, refuse
 // busy ones), apply the partitions policy, run after, and release everything in reverse
-// whatever happened.
+// whatever happened. A cancelled ctx (a signal) fails the step that runs and gets the
+// same cleanup as any failure, which never depends on ctx; the error is then an
+// *InterruptedError.
 func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, after afterPartition) (layout *partition.Layout, err error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
-	events := emitter(opts.Events)
+	st := &runState{}
+	// Registered first, so it runs last: after the cleanup, which it describes.
+	defer func() { err = st.interrupted(ctx, err) }()
+	events := st.track(emitter(opts.Events))
 	events.emit(Event{Phase: PhasePlan, Message: "resolving and probing the disks, planning"})
 	targets, err := resolveTargets(ctx, spec, opts)
 	if err != nil {
@@ -93,7 +100,7 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 		return nil, err
 	}
 	if opts.check != nil {
-		if err := opts.check(layout); err != nil {
+		if err := opts.check(ctx, layout); err != nil {
 			return layout, err
 		}
 	}
@@ -102,7 +109,8 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	}
 
 	defer func() {
-		// Undo in reverse: release locks, then detach loop devices.
+		// Undo in reverse: detach loop devices, remove an image file this run created
+		// when nothing was written to it, release locks.
 		for i := len(targets) - 1; i >= 0; i-- {
 			for j := len(targets[i].release) - 1; j >= 0; j-- {
 				if rerr := targets[i].release[j](context.WithoutCancel(ctx)); rerr != nil && err == nil {
@@ -124,18 +132,29 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		// Interrupted while the disks were opened or compared with the plan: nothing
+		// is written yet.
+		return nil, err
+	}
 	if opts.WipeOnError && cleanPolicy(layout) {
 		// Registered before the first write, run (while the disks are still attached and
 		// locked) only if a later step fails. The plan is captured: a failing return
 		// clears the named result.
 		planned := layout
 		defer func() {
-			if err == nil {
+			if err == nil || !st.wasWritten() {
 				return
 			}
-			fmt.Fprintln(opts.Out, "the deploy failed: erasing the partition tables it wrote (--preserve-on-error keeps them)")
+			what := "failed"
+			if ctx.Err() != nil {
+				what = "was interrupted"
+			}
+			fmt.Fprintf(opts.Out, "the deploy %s: erasing the partition tables it wrote (--preserve-on-error keeps them)\n", what)
 			if werr := partition.WipeTables(context.WithoutCancel(ctx), opts.Env, planned, devs); werr != nil {
 				err = fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
+			} else {
+				st.setErased()
 			}
 		}()
 	}
@@ -144,11 +163,12 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
 	events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
+	st.setWritten()
 	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
 		return nil, &classified{ErrWrite, err}
 	}
 	if after != nil {
-		if err := after(ctx, layout, devs, files); err != nil {
+		if err := after(ctx, layout, devs, files, events); err != nil {
 			return nil, err
 		}
 	}

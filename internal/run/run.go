@@ -130,8 +130,9 @@ var waitDelay = 5 * time.Second
 // output it parses. Cmd.MountNamespace is honoured by Run and Stream alike.
 type Exec struct{ Logger *slog.Logger }
 
-// Run starts cmd and waits for it. A done ctx kills the program; the error then matches
-// the context's error.
+// Run starts cmd and waits for it. A done ctx kills the program and every process it
+// started (it runs in a process group of its own), and Run returns once they are gone
+// (or after the wait delay); the error then matches the context's error.
 func (e Exec) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	if len(cmd.Argv) == 0 {
 		return Result{}, errEmptyArgv
@@ -144,11 +145,18 @@ func (e Exec) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		c.Env = append(os.Environ(), cmd.Env...)
 	}
 	c.SysProcAttr = sysProcAttr(cmd)
+	killed := groupKill(c)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = waitDelay
 
-	err := c.Run()
+	err := checkDir(cmd.Dir)
+	if err == nil {
+		err = c.Run()
+	}
+	if killed() {
+		waitGroupGone(c.Process.Pid)
+	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	code := -1
 	if c.ProcessState != nil {
@@ -181,6 +189,21 @@ func sysProcAttr(cmd Cmd) *syscall.SysProcAttr {
 		return nil
 	}
 	return &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+}
+
+// checkDir reports a missing working directory the way os.StartProcess does for a
+// program started without process attributes (a *fs.PathError with Op "chdir"); with
+// attributes (our process group) the failure would read as if the program were missing.
+func checkDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	_, err := os.Stat(dir)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		pe.Op = "chdir"
+	}
+	return err
 }
 
 // LookPath reports where name is found in PATH, as Exec would find it, for callers that

@@ -456,3 +456,60 @@ func TestExecLogger(t *testing.T) {
 		t.Errorf("log has %d lines, want 1: %q", n, out)
 	}
 }
+
+// TestCancelKillsTheProcessGroup checks that a done ctx kills what the program started
+// too, and that Run (and Stream's Close) return only once those processes are gone: a
+// caller cleans up right after, and a child still writing would hold its mount or disk.
+func TestCancelKillsTheProcessGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(ctx context.Context, cmd Cmd) error
+	}{
+		{"Run", func(ctx context.Context, cmd Cmd) error {
+			_, err := Exec{}.Run(ctx, cmd)
+			return err
+		}},
+		{"Stream", func(ctx context.Context, cmd Cmd) error {
+			rc, err := Exec{}.Stream(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			_, err = io.ReadAll(rc)
+			rc.Close()
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pidfile := filepath.Join(t.TempDir(), "pid")
+			t.Cleanup(func() { killPidfile(t, pidfile) })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if _, err := os.Stat(pidfile); err == nil {
+						break
+					}
+				}
+				cancel()
+			}()
+			done := make(chan error, 1)
+			go func() { done <- tc.run(ctx, helper("orphan", pidfile, "sleep", "1m")) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(safety):
+				t.Fatalf("did not return within %v", safety)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("error = %v, want errors.Is context.Canceled", err)
+			}
+			data, rerr := os.ReadFile(pidfile)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if state, _, ok := procState(string(data)); ok && state != "Z" && state != "X" {
+				t.Errorf("the program's child %s is still running (state %s) after it returned", data, state)
+			}
+		})
+	}
+}

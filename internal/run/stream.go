@@ -27,7 +27,8 @@ var _ Streamer = Exec{}
 // reaches EOF when the program closes stdout; Close waits for it and returns a *Error (with
 // the captured stderr, exit code and argv, like Run) when it failed or was killed; a Read
 // that sees EOF while the program failed returns that *Error instead of io.EOF, so a
-// truncated decompression is never mistaken for success. ctx kills the program.
+// truncated decompression is never mistaken for success. ctx kills the program and its
+// process group, as in Run.
 //
 // When reading cmd.Stdin fails (a download cut, a checksum mismatch), that error is what
 // the end of the output reports, together with the program's *Error if it failed: a
@@ -47,6 +48,7 @@ func (e Exec) Stream(ctx context.Context, cmd Cmd) (io.ReadCloser, error) {
 		c.Env = append(os.Environ(), cmd.Env...)
 	}
 	c.SysProcAttr = sysProcAttr(cmd)
+	s.killed = groupKill(c)
 	c.Stderr = &s.stderr
 	c.WaitDelay = waitDelay
 	s.cmd = c
@@ -87,6 +89,9 @@ func (e Exec) Stream(ctx context.Context, cmd Cmd) (io.ReadCloser, error) {
 	}
 
 	start := time.Now()
+	if err := checkDir(cmd.Dir); err != nil {
+		return fail(err)
+	}
 	if err := c.Start(); err != nil {
 		return fail(err)
 	}
@@ -143,10 +148,11 @@ func feed(w *os.File, src io.Reader, fed chan<- error) {
 // stream is the reader Stream returns. Like most readers it is for one goroutine at a
 // time; ctx is what stops it from elsewhere.
 type stream struct {
-	r    *os.File
-	cmd  *exec.Cmd
-	argv []string
-	fed  chan error // nil when no feeder runs; gets its result once
+	r      *os.File
+	cmd    *exec.Cmd
+	killed func() bool // reports whether ctx killed the program's process group
+	argv   []string
+	fed    chan error // nil when no feeder runs; gets its result once
 
 	stderr bytes.Buffer // written by os/exec until Wait returns, read after done
 
@@ -163,6 +169,9 @@ type stream struct {
 // led by the input's error when reading the input failed.
 func (s *stream) wait(ctx context.Context) error {
 	err := s.cmd.Wait()
+	if s.killed() {
+		waitGroupGone(s.cmd.Process.Pid)
+	}
 	s.code = -1
 	if s.cmd.ProcessState != nil {
 		s.code = s.cmd.ProcessState.ExitCode()
@@ -245,12 +254,15 @@ func (s *stream) Close() error {
 				// It ended on its own before we gave up on it: its failure counts.
 				abandoned = false
 			default:
-				s.cmd.Process.Kill()
+				killGroup(s.cmd.Process.Pid)
 			}
 		}
 		// Closing our end also unblocks a child stuck writing into a full pipe.
 		s.r.Close()
 		<-s.done
+		if abandoned {
+			waitGroupGone(s.cmd.Process.Pid)
+		}
 		switch {
 		case abandoned:
 		case s.readErr != nil && s.readErr != io.EOF:
