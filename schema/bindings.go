@@ -1,8 +1,11 @@
 package schema
 
 import (
+	"fmt"
 	"path"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // checkRAIDGroups groups raid volumes the way Bareon does (by mount, across disks) and
@@ -25,7 +28,7 @@ func (c *checker) checkRAIDGroups() {
 			if v.Type != VolRAID || v.Mount == "" && v.FileSystem != "swap" {
 				continue
 			}
-			key := RAIDKey(v)
+			key := raidGroup(v)
 			if _, ok := groups[key]; !ok {
 				order = append(order, key)
 			}
@@ -35,20 +38,21 @@ func (c *checker) checkRAIDGroups() {
 	for _, key := range order {
 		ms := groups[key]
 		first := ms[0]
+		name := later(func() string { return raidLabel(first.v) })
 		disks := map[int]string{}
 		for _, m := range ms {
 			if prev, ok := disks[m.disk]; ok {
-				c.errf(m.ptr, "raid %q has two members on one disk (%s and this one): raid1 across one disk protects nothing", key, prev)
+				c.errf(m.ptr, "raid %q has two members on one disk (%s and this one): raid1 across one disk protects nothing", name, prev)
 			}
 			disks[m.disk] = m.ptr
 			if m.v == first.v {
 				continue
 			}
 			if m.v.FileSystem != first.v.FileSystem {
-				c.errf(m.ptr+"/file_system", "raid %q members disagree: %q here, %q at %s", key, m.v.FileSystem, first.v.FileSystem, first.ptr)
+				c.errf(m.ptr+"/file_system", "raid %q members disagree: %q here, %q at %s", name, m.v.FileSystem, brief(first.v.FileSystem), first.ptr)
 			}
 			if m.v.Name != "" && first.v.Name != "" && m.v.Name != first.v.Name {
-				c.errf(m.ptr+"/name", "raid %q members disagree on the md name: %q here, %q at %s", key, m.v.Name, first.v.Name, first.ptr)
+				c.errf(m.ptr+"/name", "raid %q members disagree on the md name: %q here, %q at %s", name, m.v.Name, brief(first.v.Name), first.ptr)
 			}
 		}
 	}
@@ -65,10 +69,38 @@ func RAIDKey(v *Volume) string {
 	return m + " (" + strings.Join(v.Bound, ", ") + ")"
 }
 
+// raidGroup groups as RAIDKey does, naming the images by index: the name of the first
+// image is in the key of every volume without an "images" list, and may be long.
+func raidGroup(v *Volume) string {
+	m := v.Mount
+	if m == "" {
+		m = "swap"
+	}
+	b := []byte(m)
+	for _, i := range v.boundIdx {
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(i), 10)
+	}
+	return string(b)
+}
+
+// raidLabel is RAIDKey with long names shortened, for messages.
+func raidLabel(v *Volume) string {
+	m := v.Mount
+	if m == "" {
+		m = "swap"
+	}
+	names := make([]string, len(v.Bound))
+	for i, n := range v.Bound {
+		names[i] = brief(n)
+	}
+	return brief(m) + " (" + strings.Join(names, ", ") + ")"
+}
+
 // checkBindings checks each image's mount set: one volume per mount point, and a volume
 // mounted at the image's target.
 func (c *checker) checkBindings() {
-	mounts := map[string]map[string]string{} // image -> mount -> first volume ptr
+	mounts := map[int]map[string]string{} // image index -> mount -> first volume ptr
 	raidSeen := map[string]bool{}
 	for i := range c.spec.Partitions {
 		st := &c.spec.Partitions[i]
@@ -80,17 +112,18 @@ func (c *checker) checkBindings() {
 			}
 			if v.Type == VolRAID {
 				// The members of one array are one filesystem.
-				if raidSeen[RAIDKey(v)] {
+				key := raidGroup(v)
+				if raidSeen[key] {
 					continue
 				}
-				raidSeen[RAIDKey(v)] = true
+				raidSeen[key] = true
 			}
-			for _, im := range v.Bound {
+			for k, im := range v.boundIdx {
 				if mounts[im] == nil {
 					mounts[im] = map[string]string{}
 				}
 				if first, dup := mounts[im][v.Mount]; dup {
-					c.errf(ptr+"/mount", "image %q already has a volume mounted at %q (%s)", im, v.Mount, first)
+					c.errf(ptr+"/mount", "image %q already has a volume mounted at %q (%s)", brief(v.Bound[k]), v.Mount, first)
 					continue
 				}
 				mounts[im][v.Mount] = ptr
@@ -101,7 +134,7 @@ func (c *checker) checkBindings() {
 		if im.Name == "" || im.Target == "" {
 			continue
 		}
-		if _, ok := mounts[im.Name][im.Target]; !ok {
+		if _, ok := mounts[c.imageIdx[im.Name]][im.Target]; !ok {
 			c.errf(Ptr("/images", i, "target"), "no volume bound to image %q is mounted at %q", im.Name, im.Target)
 		}
 	}
@@ -168,11 +201,37 @@ func (c *checker) vgNames() []string {
 	return out
 }
 
+// listOf lists items for a message, or nothing when there are none. The list is cut
+// short, as are long items: such messages repeat for every bad reference, and must not
+// repeat the whole document each time.
 func listOf(prefix string, items []string, suffix string) string {
 	if len(items) == 0 {
 		return ""
 	}
-	return prefix + strings.Join(items, ", ") + suffix
+	const most = 8
+	shown := make([]string, 0, min(len(items), most))
+	for _, it := range items[:min(len(items), most)] {
+		shown = append(shown, brief(it))
+	}
+	if len(items) > most {
+		shown = append(shown, fmt.Sprintf("and %d more", len(items)-most))
+	}
+	return prefix + strings.Join(shown, ", ") + suffix
+}
+
+// brief shortens a value quoted in a message about another element (a name declared
+// elsewhere): each element's own values appear in its own messages, so the answer stays
+// proportional to the document, but a value repeated in the messages of others would not.
+func brief(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return s
+	}
+	cut := most - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // cleanAbs normalises an absolute path ("/var/" -> "/var") and refuses ".." components,
@@ -196,24 +255,15 @@ func normMount(m string) string {
 	return m
 }
 
-// sameDisk compares disk ids; "vda" and "/dev/vda" name the same disk, whether given as
-// a name or a path (both resolve to the same device).
-func sameDisk(a, b DiskID) bool {
-	devNode := func(d DiskID) bool { return d.Type == "name" || d.Type == "path" }
-	norm := func(d DiskID) string {
-		if devNode(d) {
-			return strings.TrimPrefix(strings.TrimPrefix(d.Value, "/dev/"), "disk/")
-		}
-		return d.Value
-	}
-	return (a.Type == b.Type || devNode(a) && devNode(b)) && norm(a) == norm(b)
+// diskKey is equal for two disk ids that name the same disk: "vda" and "/dev/vda" name
+// the same disk, whether given as a name or a path (both resolve to the same device).
+type diskKey struct {
+	typ, value string // typ is "" for a device node (name or path)
 }
 
-func indexOf(list []Storage, st *Storage) int {
-	for i := range list {
-		if &list[i] == st {
-			return i
-		}
+func keyOf(d DiskID) diskKey {
+	if d.Type == "name" || d.Type == "path" {
+		return diskKey{"", strings.TrimPrefix(strings.TrimPrefix(d.Value, "/dev/"), "disk/")}
 	}
-	return len(list)
+	return diskKey{d.Type, d.Value}
 }

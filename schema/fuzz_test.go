@@ -27,6 +27,9 @@ var brokenSeeds = []string{
 	`{"images": [{"name": "a", "url": "u", "target": "/"}], "partitions": [{"type": "bogus", "volumes": [[1]]}]}`,
 	`{"images": [{"name": "a", "url": "u", "target": "relative"}], "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "size": 1e400, "volumes": [{"type": "raid", "size": "-0", "mount": "/"}, {"type": "raid", "size": "101%", "mount": "/"}]}]}`,
 	`{"images": [{"name": "a", "url": "u", "target": "/", "boot": true}], "partitions": [{"type": "disk", "id": {"type": "path", "value": "/dev/vda"}, "volumes": [{"type": "pv", "vg": "x", "size": 1e3}]}], "multiboot_size": -1, "esp_size": "0%", "grub": {"timeout": 1.0}}`,
+	`{"images": [{"name": "a", "na\u006de": "b", "x": {"k": 1, "k": [{"k": 1, "k": 2}]}}], "images": []}`,
+	`{"images": [` + strings.Repeat(`{},`, 64) + `{}], "partitions": [{"volumes": [{"images": ["a", "a"]}]}]}`,
+	strings.Repeat("[", 17) + strings.Repeat("]", 17),
 }
 
 func addCorpus(f *testing.F, pattern string) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -39,7 +38,9 @@ func (p Problem) String() string {
 	return ptr + ": " + p.Message
 }
 
-// ValidationError holds every error found in a document, in document order.
+// ValidationError holds the errors found in a document, in document order: every one,
+// or when there are more than a hundred, the first hundred and a last problem at the
+// document root saying how many more there are.
 type ValidationError struct {
 	Problems []Problem
 }
@@ -75,7 +76,10 @@ var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
 
 // Load reads, schema-checks and semantically validates a provision.json. It returns the
 // spec and its warnings, or a *ValidationError carrying every error found (schema and
-// semantic alike, each with its JSON pointer). Warnings are returned even on failure.
+// semantic alike, each with its JSON pointer; past a hundred, the first hundred and
+// their count). Warnings are returned even on failure. A document beyond the bounds
+// (maxImages and the others) gets only that one error, found in one cheap pass over it,
+// and a key repeated in one object is an error at its pointer.
 func Load(r io.Reader) (*Spec, []Problem, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxDocument+1))
 	if err != nil {
@@ -87,6 +91,12 @@ func Load(r io.Reader) (*Spec, []Problem, error) {
 	sch, err := compiled()
 	if err != nil {
 		return nil, nil, err
+	}
+	// The bounds come first: beyond them nothing else runs, since the validator's cost
+	// grows with what it is given.
+	pre := prescan(data)
+	if pre.refusal != nil {
+		return nil, nil, &ValidationError{Problems: []Problem{*pre.refusal}}
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
@@ -116,56 +126,15 @@ func Load(r io.Reader) (*Spec, []Problem, error) {
 		if len(errs) == 0 {
 			errs = append(errs, Problem{"", "cannot decode: " + err.Error()})
 		}
-		return nil, nil, &ValidationError{Problems: errs}
+		return nil, nil, &ValidationError{Problems: report(collect(errs, pre.dups, nil), pre.moreDups, "errors")}
 	}
 	c := &checker{spec: &spec}
 	c.run()
-	errs = mergeProblems(errs, c.errs)
-	if len(errs) > 0 {
-		return nil, c.warns, &ValidationError{Problems: errs}
+	warns := report(c.warns, 0, "warnings")
+	if all := collect(errs, pre.dups, c.errs); len(all) > 0 {
+		return nil, warns, &ValidationError{Problems: report(all, pre.moreDups, "errors")}
 	}
-	return &spec, c.warns, nil
-}
-
-// mergeProblems adds the semantic findings to the schema's, dropping a semantic finding
-// at a pointer the schema already reported: the same fault seen twice (a size that fails
-// the schema's pattern and the size grammar) is reported once, the schema's way.
-func mergeProblems(schemaErrs, semantic []Problem) []Problem {
-	seen := make(map[string]bool, len(schemaErrs))
-	for _, s := range schemaErrs {
-		seen[s.Pointer] = true
-	}
-	out := append([]Problem(nil), schemaErrs...)
-	for _, p := range semantic {
-		if !seen[p.Pointer] {
-			out = append(out, p)
-		}
-	}
-	sortProblems(out)
-	return out
-}
-
-// sortProblems orders findings as they appear in the document (array indexes compared
-// as numbers), keeping the order of findings at the same pointer.
-func sortProblems(ps []Problem) {
-	sort.SliceStable(ps, func(i, j int) bool { return pointerLess(ps[i].Pointer, ps[j].Pointer) })
-}
-
-func pointerLess(a, b string) bool {
-	at, bt := strings.Split(a, "/"), strings.Split(b, "/")
-	for i := 0; i < len(at) && i < len(bt); i++ {
-		if at[i] == bt[i] {
-			continue
-		}
-		var ai, bi int
-		_, ea := fmt.Sscanf(at[i], "%d", &ai)
-		_, eb := fmt.Sscanf(bt[i], "%d", &bi)
-		if ea == nil && eb == nil && ai != bi {
-			return ai < bi
-		}
-		return at[i] < bt[i]
-	}
-	return len(at) < len(bt)
+	return &spec, warns, nil
 }
 
 // jsonError turns a decoder error into "line L, column C: msg".

@@ -411,6 +411,92 @@ func TestLoadCases(t *testing.T) {
 			errs: []want{is("/esp_size", `must be an absolute size, not "remaining"`)},
 		},
 
+		// Duplicate keys, in any object of the document, at the second one's pointer
+		// (lines as mutate writes the document: "name": "centos" is line 5).
+		{
+			name: "duplicate key in an image",
+			ops:  []op{text(`"name": "ubuntu",`, `"name": "ubuntu",`+"\n"+`"name": "ubuntu",`)},
+			errs: []want{is("/images/1/name", `duplicate key "name": first at line 11, again at line 12`)},
+		},
+		{
+			name: "duplicate key in a disk id, the last value checked",
+			ops:  []op{text(`"value": "vda"`, `"value": "vda",`+"\n"+`"value": 7`)},
+			errs: []want{
+				is("/partitions/0/id/value", `duplicate key "value": first at line 19, again at line 20`),
+				has("/partitions/0/id/value", "got number, want string"),
+			},
+		},
+		{
+			name: "duplicate top-level key",
+			ops:  []op{set("/boot_mode", `"bios"`), text(`"boot_mode": "bios",`, `"boot_mode": "bios", "boot_mode": "uefi",`)},
+			errs: []want{is("/boot_mode", `duplicate key "boot_mode": first at line 2, again at line 2`)},
+		},
+		{
+			name: "duplicate key written with an escape",
+			ops:  []op{text(`"name": "centos",`, `"name": "centos", "na\u006de": "centos",`)},
+			errs: []want{is("/images/0/name", `duplicate key "name": first at line 5, again at line 5`)},
+		},
+		{
+			name: "duplicate key in the value of an unknown key",
+			ops:  []op{set("/partitions/1/volumes/0/extra", `{}`), text(`"extra": {}`, `"extra": {"a~/b": [{"k": 1, "k": 2}]}`)},
+			errs: []want{
+				is("/partitions/1/volumes/0/extra", `unknown key "extra"`),
+				is("/partitions/1/volumes/0/extra/a~0~1b/0/k", `duplicate key "k": first at line 54, again at line 54`),
+			},
+		},
+
+		// Bounds: beyond one, that is the only error.
+		{
+			name: "more images than allowed",
+			ops:  []op{set("/images", jsonList(65, utilsImage))},
+			errs: []want{is("/images", "65 images; at most 64 are allowed")},
+		},
+		{
+			name: "more disks and vgs than allowed",
+			ops:  []op{set("/partitions", jsonList(65, diskWith("vda")))},
+			errs: []want{is("/partitions", "65 disks and volume groups; at most 64 are allowed")},
+		},
+		{
+			name: "more volumes in a disk than allowed",
+			ops:  []op{set("/partitions/0/volumes", jsonList(129, raid("/srv", "ext4")))},
+			errs: []want{is("/partitions/0/volumes", "129 volumes in this disk or volume group; at most 128 are allowed")},
+		},
+		{
+			name: "more volumes in a vg than allowed",
+			ops:  []op{set("/partitions/1/volumes", jsonList(200, `{"type": "lv"}`))},
+			errs: []want{is("/partitions/1/volumes", "200 volumes in this disk or volume group; at most 128 are allowed")},
+		},
+		{
+			name: "more volumes in all disks than allowed",
+			ops:  []op{set("/partitions", jsonList(9, diskWith("vda", slices.Repeat([]string{"{}"}, 128)...)))},
+			errs: []want{is("/partitions/8/volumes/0", "volume 1025 of the document: at most 1024 volumes are allowed in all disks and volume groups together")},
+		},
+		{
+			name: "more image names in a volume than allowed",
+			ops:  []op{set("/partitions/0/volumes/0/images", jsonList(65, `"centos"`))},
+			errs: []want{is("/partitions/0/volumes/0/images", "65 image names; at most 64 are allowed")},
+		},
+		{
+			name: "values nested deeper than allowed",
+			ops:  []op{set("/images/0/extra", strings.Repeat("[", 14)+strings.Repeat("]", 14))},
+			errs: []want{is("/images/0/extra"+strings.Repeat("/0", 13), "values nested more than 16 deep; a provision.json nests at most 6 deep")},
+		},
+		{
+			name: "more keys in one object than allowed",
+			ops:  []op{set("/partitions/0/volumes/1", jsonObject(65))},
+			errs: []want{is("/partitions/0/volumes/1", "more than 64 keys in one object; the largest object of a provision.json has 12")},
+		},
+		{
+			name: "key longer than allowed",
+			ops:  []op{set("/partitions/1/volumes/0/"+strings.Repeat("k", 257), `1`)},
+			errs: []want{is("/partitions/1/volumes/0", "a key of 257 bytes; keys are at most 256 bytes (the longest of a provision.json has 18)")},
+		},
+		{
+			name: "more values than allowed",
+			ops:  []op{set("/grub", `{"timeout": `+jsonList(1<<16, "0")+`}`)},
+			errs: []want{has("", "more than 65536 JSON values (the next one is at /grub/timeout/")},
+		},
+
 		// Warnings: the document loads.
 		{
 			name:  "no image has boot: true",

@@ -71,6 +71,11 @@ func del(ptr string) op { return op{"del", ptr, ""} }
 // move removes the value at from and adds it at to.
 func move(from, to string) op { return op{"move", from, to} }
 
+// text replaces the first occurrence of old in the document's JSON text (indented, keys
+// sorted, as mutate writes it) with new, after every other op: it writes what a decoded
+// tree cannot hold, such as a key twice in one object.
+func text(old, new string) op { return op{"text", old, new} }
+
 func tokens(ptr string) []string {
 	if ptr == "" {
 		return nil
@@ -240,6 +245,9 @@ func mutate(t *testing.T, ops ...op) []byte {
 		t.Fatalf("base document: %v", err)
 	}
 	for _, o := range ops {
+		if o.kind == "text" {
+			continue
+		}
 		var err error
 		if doc, err = applyOp(doc, o); err != nil {
 			t.Fatalf("%s %s %s: %v", o.kind, o.ptr, o.arg, err)
@@ -248,6 +256,15 @@ func mutate(t *testing.T, ops ...op) []byte {
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, o := range ops {
+		if o.kind != "text" {
+			continue
+		}
+		if !strings.Contains(string(out), o.ptr) {
+			t.Fatalf("text %q is not in the document:\n%s", o.ptr, out)
+		}
+		out = []byte(strings.Replace(string(out), o.ptr, o.arg, 1))
 	}
 	return out
 }

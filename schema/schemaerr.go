@@ -222,6 +222,7 @@ var knownKeys = sync.OnceValue(func() []string {
 // suggest returns the known key closest to name, if it is a plausible typo of it.
 func suggest(name string) string {
 	best, bestD := "", 3
+	lower := strings.ToLower(name)
 	for _, k := range knownKeys() {
 		limit := 2
 		if len(k) <= 4 {
@@ -230,11 +231,21 @@ func suggest(name string) string {
 		if k == name {
 			continue // a known key in the wrong place: no typo to suggest
 		}
-		if d := editDistance(strings.ToLower(name), k); d <= limit && d < bestD {
+		if abs(len(lower)-len(k)) > limit {
+			continue // too far apart to be a typo; also keeps a long key from costing len²
+		}
+		if d := editDistance(lower, k); d <= limit && d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 func editDistance(a, b string) int {

@@ -11,25 +11,46 @@ import (
 // sets, the size grammar, counts per disk. It also fills the derived fields of the spec.
 type checker struct {
 	spec  *Spec
-	errs  []Problem
-	warns []Problem
+	errs  []finding
+	warns []finding
 
-	imageIdx map[string]int // image name -> index
-	vgIdx    map[string]int // vg id -> index in partitions
-	pvCount  map[string]int // vg id -> number of pvs referring to it
+	imageIdx map[string]int  // image name -> index
+	vgIdx    map[string]int  // vg id -> index in partitions
+	diskIdx  map[diskKey]int // disk -> index in partitions of its first declaration
+	pvCount  map[string]int  // vg id -> number of pvs referring to it
 }
 
+// finding is a problem whose message is formatted only when it is reported. A document
+// within the bounds can still have tens of thousands of findings (every name of every
+// volume's images list unknown, say), of which only the first maxProblems are shown.
+type finding struct {
+	ptr    string
+	format string
+	args   []any
+}
+
+func (f finding) problem() Problem { return Problem{f.ptr, fmt.Sprintf(f.format, f.args...)} }
+
+// found wraps a problem whose message is already made.
+func found(p Problem) finding { return finding{p.Pointer, "%s", []any{p.Message}} }
+
+// later defers building part of a message (a list of names) until it is formatted.
+type later func() string
+
+func (l later) String() string { return l() }
+
 func (c *checker) errf(ptr, format string, args ...any) {
-	c.errs = append(c.errs, Problem{ptr, fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, finding{ptr, format, args})
 }
 
 func (c *checker) warnf(ptr, format string, args ...any) {
-	c.warns = append(c.warns, Problem{ptr, fmt.Sprintf(format, args...)})
+	c.warns = append(c.warns, finding{ptr, format, args})
 }
 
 func (c *checker) run() {
 	c.checkImages()
 	c.indexVGs()
+	c.diskIdx = map[diskKey]int{}
 	disks := 0
 	for i := range c.spec.Partitions {
 		st := &c.spec.Partitions[i]
@@ -37,7 +58,7 @@ func (c *checker) run() {
 		switch st.Type {
 		case KindDisk:
 			disks++
-			c.checkDisk(st, ptr)
+			c.checkDisk(st, i, ptr)
 		case KindVG:
 			c.checkVG(st, ptr)
 		case VolPartition, VolBoot, VolPV, VolRAID, VolLV, VolLVMMetaPool:
@@ -55,8 +76,8 @@ func (c *checker) run() {
 	c.checkRAIDGroups()
 	c.checkBindings()
 	c.checkTopLevel()
-	sortProblems(c.errs)
-	sortProblems(c.warns)
+	sortFindings(c.errs)
+	sortFindings(c.warns)
 }
 
 func (c *checker) checkImages() {
@@ -119,16 +140,14 @@ func (c *checker) indexVGs() {
 	}
 }
 
-func (c *checker) checkDisk(st *Storage, ptr string) {
+func (c *checker) checkDisk(st *Storage, i int, ptr string) {
 	var id DiskID
 	if json.Unmarshal(st.RawID, &id) == nil && id.Value != "" {
 		st.DiskID = id
-		for j := range c.spec.Partitions[:indexOf(c.spec.Partitions, st)] {
-			other := &c.spec.Partitions[j]
-			if other.Type == KindDisk && sameDisk(other.DiskID, id) {
-				c.errf(ptr+"/id", "disk %s is already declared at %s", id, Ptr("/partitions", j))
-				break
-			}
+		if j, dup := c.diskIdx[keyOf(id)]; dup {
+			c.errf(ptr+"/id", "disk %s is already declared at %s", id, Ptr("/partitions", j))
+		} else {
+			c.diskIdx[keyOf(id)] = i
 		}
 	}
 	if st.Size != nil {
@@ -160,7 +179,7 @@ func (c *checker) checkDisk(st *Storage, ptr string) {
 			if _, ok := c.vgIdx[v.VG]; ok {
 				c.pvCount[v.VG]++
 			} else if v.VG != "" {
-				c.errf(vptr+"/vg", "no volume group %q is declared%s", v.VG, listOf(" (declared: ", c.vgNames(), ")"))
+				c.errf(vptr+"/vg", "no volume group %q is declared%s", v.VG, later(func() string { return listOf(" (declared: ", c.vgNames(), ")") }))
 			}
 			if v.LVMMetaSize != nil {
 				if q, ok := c.size(v.LVMMetaSize, vptr+"/lvm_meta_size"); ok && q.Kind != Absolute {
@@ -310,16 +329,19 @@ func (c *checker) checkFS(v *Volume, ptr string) {
 	if v.Images == nil {
 		if len(c.spec.Images) > 0 {
 			v.Bound = []string{c.spec.Images[0].Name}
+			v.boundIdx = []int{0} // the first image is the first of its name
 		}
 		return
 	}
-	v.Bound = v.Bound[:0]
+	v.Bound, v.boundIdx = v.Bound[:0], nil
 	for k, name := range v.Images {
-		if _, ok := c.imageIdx[name]; !ok {
-			c.errf(Ptr(ptr, "images", k), "unknown image %q%s", name, listOf(" (images: ", c.imageNames(), ")"))
+		i, ok := c.imageIdx[name]
+		if !ok {
+			c.errf(Ptr(ptr, "images", k), "unknown image %q%s", name, later(func() string { return listOf(" (images: ", c.imageNames(), ")") }))
 			continue
 		}
 		v.Bound = append(v.Bound, name)
+		v.boundIdx = append(v.boundIdx, i)
 	}
 }
 

@@ -192,6 +192,9 @@ type Volume struct {
 	// Bound is the list of images the volume belongs to after Bareon's default (no
 	// "images" key: the first image) has been applied.
 	Bound []string `json:"-"`
+	// boundIdx holds the index in images of each name of Bound, so that grouping by
+	// image never hashes or copies the names again.
+	boundIdx []int
 }
 
 // MountPoint returns the normalised mount path, or "" for an unmounted volume

@@ -19,7 +19,10 @@ func newValidateCmd(s *streams) *cobra.Command {
 		Short: "Check a provision.json against the schema and the layout rules",
 		Long: `validate checks SPEC (a path, or - for standard input) against the JSON schema and the
 semantic rules (image bindings, mounts, sizes, LVM and RAID references). It reports every
-problem at once, one per line, each starting with its JSON pointer.
+problem at once, one per line, each starting with its JSON pointer; past 100, the first 100
+and a last line saying how many more. A key given twice in one object is an error, and a
+document beyond the bounds (64 images, 64 disks and vgs, 128 volumes in one, 1024 in all...)
+gets that one error.
 
 Exit 0 when valid (warnings go to standard error), 2 when not.`,
 		Example: `  provisioner validate examples/multiboot-two-images.json

@@ -154,6 +154,52 @@ func TestDeployRejectsBadSpecs(t *testing.T) {
 	}
 }
 
+// TestDeployRefusesHostileSpecs posts bodies of the largest size the agent takes, of
+// shapes whose validation once took a minute and gigabytes, and a spec with a key given
+// twice: each is answered 400 with its one problem, and no deploy starts.
+func TestDeployRefusesHostileSpecs(t *testing.T) {
+	f := newFakeDeploy()
+	ts := apiServer(t, &Server{Agent: &Agent{Deploy: f.deploy}})
+	const size = 4 << 20 // the default MaxBody, and what schema.Load reads
+	fill := func(prefix, elem, suffix string) string {
+		n := (size - len(prefix) - len(suffix) + 1) / (len(elem) + 1)
+		return prefix + strings.TrimSuffix(strings.Repeat(elem+",", n), ",") + suffix
+	}
+	for _, tc := range []struct {
+		name, body string
+		want       schema.Problem
+	}{
+		{"empty images", fill(`{"images": [`, `{}`, `]}`),
+			schema.Problem{Pointer: "/images", Message: "1398097 images; at most 64 are allowed"}},
+		{"volumes", fill(`{"partitions": [{"type": "disk", "volumes": [`, `{}`, `]}]}`),
+			schema.Problem{Pointer: "/partitions/0/volumes", Message: "1398085 volumes in this disk or volume group; at most 128 are allowed"}},
+		{"nested arrays", strings.Repeat("[", size/2) + strings.Repeat("]", size/2),
+			schema.Problem{Pointer: strings.Repeat("/0", 16), Message: "values nested more than 16 deep; a provision.json nests at most 6 deep"}},
+		{"duplicate key", strings.Replace(validSpec, `"name": "a",`, `"name": "a", "name": "a",`, 1),
+			schema.Problem{Pointer: "/images/0/name", Message: `duplicate key "name": first at line 1, again at line 1`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.body) > size {
+				t.Fatalf("test body is %d bytes, more than %d", len(tc.body), size)
+			}
+			ans := call(t, ts, "POST", "/v1/deploy", testToken, tc.body)
+			if ans.code != http.StatusBadRequest {
+				t.Fatalf("%d, want 400: %.300s", ans.code, ans.body)
+			}
+			var pa problemsAnswer
+			if err := json.Unmarshal(ans.body, &pa); err != nil {
+				t.Fatal(err)
+			}
+			if len(pa.Problems) != 1 || pa.Problems[0] != tc.want {
+				t.Errorf("problems %v, want only %v", pa.Problems, tc.want)
+			}
+		})
+	}
+	if n := f.count(); n != 0 {
+		t.Errorf("a hostile spec started %d deploys", n)
+	}
+}
+
 func status(t *testing.T, ans answer) Status {
 	t.Helper()
 	var s Status
