@@ -398,15 +398,8 @@ func TestExecOrphanHoldsPipes(t *testing.T) {
 		t.Cleanup(func() { killPidfile(t, pidfile) })
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go func() {
-			// Cancel once the orphan exists, so the kill really leaves it behind.
-			for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				if _, err := os.Stat(pidfile); err == nil {
-					break
-				}
-			}
-			cancel()
-		}()
+		// Cancel once the orphan exists, so the kill really leaves it behind.
+		go cancelOnceExists(pidfile, cancel)
 		_, err := runWithin(t, ctx, Exec{}, helper("orphan", pidfile, "sleep", "1m"))
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Run error = %v, want errors.Is context.Canceled", err)
@@ -484,14 +477,7 @@ func TestCancelKillsTheProcessGroup(t *testing.T) {
 			t.Cleanup(func() { killPidfile(t, pidfile) })
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go func() {
-				for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-					if _, err := os.Stat(pidfile); err == nil {
-						break
-					}
-				}
-				cancel()
-			}()
+			go cancelOnceExists(pidfile, cancel)
 			done := make(chan error, 1)
 			go func() { done <- tc.run(ctx, helper("orphan", pidfile, "sleep", "1m")) }()
 			var err error
@@ -512,4 +498,15 @@ func TestCancelKillsTheProcessGroup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cancelOnceExists calls cancel once path exists (the helper program wrote its pid file),
+// or after the safety bound.
+func cancelOnceExists(path string, cancel func()) {
+	for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+	}
+	cancel()
 }
