@@ -147,6 +147,7 @@ func TestDeployHostileTrees(t *testing.T) {
 		refused string
 	}{
 		{"device at fstab's old temporary name", []*tar.Header{dev("etc/.fstab.provisioner")}, ""},
+		{"FIFO at fstab's old temporary name", []*tar.Header{fifo("etc/.fstab.provisioner")}, ""},
 		{"device at etc/fstab", []*tar.Header{dev("etc/fstab")}, ""},
 		{"FIFO at etc/fstab", []*tar.Header{fifo("etc/fstab")}, ""},
 		{"symlink etc/fstab to a host file", []*tar.Header{link("etc/fstab", hostFile)}, ""},
