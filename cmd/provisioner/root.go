@@ -78,7 +78,7 @@ func exitCode(err error) int {
 		// A symlink, device node or FIFO where an image root or the boot files should hold
 		// a regular file or directory: only a hostile image or a tampered disk does that.
 		return exitImage
-	case errors.Is(err, engine.ErrWrite), errors.Is(err, deploy.ErrWrite):
+	case errors.Is(err, engine.ErrWrite):
 		return exitWrite
 	case errors.Is(err, engine.ErrEnvironment), errors.Is(err, partition.ErrMismatch):
 		return exitEnvironment

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
@@ -16,7 +17,9 @@ import (
 
 // ErrWrite is matched by errors that happened while changing a disk: the disk may hold
 // a partial layout.
-var ErrWrite = errors.New("write failure")
+// It is deploy's sentinel, so that an image's write failure (a full target filesystem)
+// and a partitioning failure are one kind for every caller.
+var ErrWrite = deploy.ErrWrite
 
 // PartitionOptions are the inputs of the partition command besides the spec.
 type PartitionOptions struct {
