@@ -222,7 +222,7 @@ func TestDeployTruncatedTarExitCode(t *testing.T) {
 			spec := strings.Replace(smallSpec, "http://x/a.tar", tc.url, 1)
 			img := filepath.Join(t.TempDir(), "new.img")
 			// The builtin prober: os-prober would run this test binary as its confined child.
-			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin")
+			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin", "--boot-info", "")
 			if r.code != exitImage || !strings.Contains(r.stderr, "the tar ends after 3 entries without its end-of-archive marker") {
 				t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 			}
@@ -260,7 +260,7 @@ func TestDeployFailureExitCodes(t *testing.T) {
 			}
 			spec := strings.Replace(strings.Replace(smallSpec, "http://x/a.tar", "file://"+p, 1), `"size": "remaining"`, `"size": "16 MiB"`, 1)
 			img := filepath.Join(tmp, "disk.img")
-			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin")
+			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin", "--boot-info", "")
 			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("exit %d (want %d), stderr:\n%s", r.code, tc.code, r.stderr)
 			}

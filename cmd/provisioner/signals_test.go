@@ -131,7 +131,7 @@ func TestInterruptedBeforeRunning(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(&signalError{syscall.SIGINT})
 	var out, errb bytes.Buffer
-	code := runContext(ctx, []string{"deploy", "-", "--device", "vda=" + img, "--size", "vda=64MiB", "--seed", "s"}, strings.NewReader(smallSpec), &out, &errb)
+	code := runContext(ctx, []string{"deploy", "-", "--device", "vda=" + img, "--size", "vda=64MiB", "--seed", "s", "--boot-info", ""}, strings.NewReader(smallSpec), &out, &errb)
 	if code != exitFailure || errb.String() != "provisioner: interrupted by SIGINT before anything was written\n" {
 		t.Errorf("exit %d, stderr:\n%s", code, errb.String())
 	}
