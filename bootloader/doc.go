@@ -1,5 +1,7 @@
-// Package bootloader will install grub once onto the multiboot partition (BIOS and UEFI),
-// discover each deployed image's kernels, render one grub.cfg, keep the default in
-// grubenv and write boot-info.json; switch-default rewrites them atomically. It reads
-// the partition package's plan types only (DESIGN.md §2).
+// Package bootloader installs grub once for every deployed image (BIOS and UEFI),
+// discovers each image's kernel, renders one grub.cfg, keeps the default in grubenv and
+// writes boot-info.json and the history; switch-default and list work on those files.
+// Every boot file is read and written inside its boot directory, which an image or a
+// tampered disk may have filled (internal/confine). It reads the partition package's plan
+// types only, never its apply code.
 package bootloader

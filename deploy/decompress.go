@@ -29,7 +29,8 @@ const (
 var ErrUnknownCompression = errors.New("unknown compression")
 
 // Decompressor opens decompressing readers. Zstd and gzip use github.com/klauspost/compress
-// (faster than the CLIs here: GO-LIBS §4; zstd with WithDecoderConcurrency(1)); xz runs
+// (faster than the zstd and gzip programs on the build machines; zstd with
+// WithDecoderConcurrency(1)); xz runs
 // "xz -dc -T0" through Run when it is a run.Streamer and the xz binary exists (2–3× faster than
 // the Go decoder), else github.com/ulikunitz/xz; bzip2 uses compress/bzip2.
 type Decompressor struct {
@@ -49,8 +50,8 @@ func (d Decompressor) Open(ctx context.Context, r io.Reader, compression string)
 	case "":
 		return io.NopCloser(r), nil
 	case compZstd:
-		// One goroutine: faster than the default here and leaves the other cores to
-		// hashing and writing (GO-LIBS §4). IgnoreChecksum stays false: the frame
+		// One goroutine: faster than the default on 2-core machines, and it leaves the
+		// other core to hashing and writing. IgnoreChecksum stays false: the frame
 		// checksum is what catches corruption.
 		dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {

@@ -192,7 +192,7 @@ func TestXzFallsBackWithoutProgram(t *testing.T) {
 }
 
 // TestDecompressDamaged: a cut or corrupted stream must end in an error, never in a
-// clean EOF after fewer bytes (DESIGN.md §9: a truncated download is not success).
+// clean EOF after fewer bytes: a truncated download is never a success.
 func TestDecompressDamaged(t *testing.T) {
 	data := sampleData(2<<20, 4)
 	for _, codec := range codecs {

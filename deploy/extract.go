@@ -66,7 +66,7 @@ const (
 // character and block devices and FIFOs (mknodat), and xattrs from PAX records SCHILY.xattr.*
 // (including security.capability and security.selinux). Order per file: write data, fchown,
 // fchmod, set xattrs (security.capability last), set times — chown clears capabilities and
-// setuid bits (GO-LIBS §5.2). Existing files in root are replaced (the image root is normally
+// setuid bits (the kernel does so on chown). Existing files in root are replaced (the image root is normally
 // empty, but a kept volume may have content): a regular file replaces a file or symlink, never
 // follows it. Sparse files from GNU/PAX sparse headers come expanded from archive/tar: with
 // Sparse set, zero blocks become holes.

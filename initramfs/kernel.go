@@ -26,7 +26,7 @@ type flavour struct {
 }
 
 // flavours are the kernels Options.Flavour may name. amd64 boots real machines;
-// cloud-amd64 boots 2× faster in QEMU TCG (LZ4 instead of XZ, MACHINE-NOTES §5).
+// cloud-amd64 boots 2× faster in QEMU TCG (its image is LZ4-compressed, the generic one XZ).
 var flavours = map[string]flavour{
 	"amd64":       {meta: "linux-image-amd64", hardware: true},
 	"cloud-amd64": {meta: "linux-image-cloud-amd64"},

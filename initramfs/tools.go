@@ -2,7 +2,7 @@
 
 // This file only pins dependencies: Build compiles u-root's init with `go build`
 // inside this module, so its packages must stay in go.mod and go.sum, and `go mod tidy`
-// keeps only what some file of the module imports (MACHINE-NOTES §7).
+// keeps only what some file of the module imports.
 
 package initramfs
 

@@ -55,7 +55,7 @@ func writeGPT(ctx context.Context, dev string, d *DiskLayout) error {
 		return fmt.Errorf("writing the partition table to %s: %w", dev, err)
 	}
 	// go-diskfs truncates the protective MBR's size field to 31 bits on disks of more
-	// than 2^32 sectors; the UEFI spec says 0xFFFFFFFF there (GO-LIBS.md §1.1).
+	// than 2^32 sectors; the UEFI spec says 0xFFFFFFFF there.
 	if d.Sectors-1 > 0xFFFFFFFF {
 		if _, err := rw.WriteAt([]byte{0xFF, 0xFF, 0xFF, 0xFF}, 446+12); err != nil {
 			return fmt.Errorf("fixing the protective MBR of %s: %w", dev, err)

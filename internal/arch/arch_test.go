@@ -14,7 +14,7 @@ const module = "github.com/provisioner/provisioner"
 
 // allowed lists, for each project package (prefix match), the project packages it may
 // import directly. Anything not listed may import nothing of ours. Third-party imports
-// are checked separately for the packages whose dependencies DESIGN.md pins.
+// are checked separately for the packages whose dependencies the design pins.
 var allowed = map[string][]string{
 	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run", "internal/confine"},
 	// QEMU runs and the conductor side, for the demo and the integration tests.
@@ -130,11 +130,11 @@ func TestImportDirection(t *testing.T) {
 			case strings.HasPrefix(imp, module+"/"):
 				dep := strings.TrimPrefix(imp, module+"/")
 				if !covers(prefix, dep) && !coveredBy(dep, allow) {
-					t.Errorf("%s imports %s: not allowed by DESIGN.md §2", rel, dep)
+					t.Errorf("%s imports %s: not allowed by the import rules", rel, dep)
 				}
 			case pinned && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				if !coveredBy(imp, tpAllow) {
-					t.Errorf("%s imports %s: DESIGN.md pins its dependencies to %v", rel, imp, tpAllow)
+					t.Errorf("%s imports %s: the design pins its dependencies to %v", rel, imp, tpAllow)
 				}
 			}
 		}

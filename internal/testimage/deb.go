@@ -19,7 +19,7 @@ import (
 // stage-1 modules and busybox are kept.
 
 // stage1Modules are the modules the stage-1 initramfs loads, in this order (each needs
-// the ones before it), so that /dev/vda exists: MACHINE-NOTES §5.
+// the ones before it), so that /dev/vda exists (the Debian 12 cloud kernel builds them as modules).
 var stage1Modules = []string{
 	"virtio_ring.ko", "virtio.ko", "virtio_pci_modern_dev.ko",
 	"virtio_pci_legacy_dev.ko", "virtio_pci.ko", "virtio_blk.ko",

@@ -24,7 +24,7 @@ var stage1Applets = []string{
 	"poweroff", "echo", "mkdir", "test", "[",
 }
 
-// stage1Init is /init of the stage-1 initramfs (MACHINE-NOTES §5). The kernel starts it
+// stage1Init is /init of the stage-1 initramfs. The kernel starts it
 // with no PATH, hence the export. Every failure prints why and powers off, because a
 // test watching the serial console must see a reason and QEMU (-no-reboot) must end,
 // not hang or panic-loop. A storage image's initramfs (Options.Storage) also has

@@ -2,7 +2,7 @@
 // a stage-1 initramfs that loads the virtio modules and mounts the root named by root=
 // (a storage image's also assembles md raid1 and activates LVM first),
 // and a busybox root filesystem whose /sbin/init prints a marker on the console and
-// powers off (MACHINE-NOTES §5). The loop-device tests of the bootloader deploy these
+// powers off. The loop-device tests of the bootloader deploy these
 // images; QEMU tests boot them and look for the marker.
 //
 // The kernel and busybox come from apt (apt-get download, no dpkg, no root needed once
@@ -48,7 +48,7 @@ type Kit struct {
 var ErrUnavailable = deb.ErrUnavailable
 
 // The cloud kernel boots in TCG twice as fast as the generic one (LZ4, not XZ) and has
-// ext4 built in: MACHINE-NOTES §5.
+// ext4 built in.
 const (
 	kernelMetaPkg = "linux-image-cloud-amd64"
 	busyboxPkg    = "busybox-static"

@@ -20,7 +20,7 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // TestPrepareReal downloads (first run on a machine) or reuses the real kit and checks
-// what a boot depends on. It logs the timings and sizes that MACHINE-NOTES quotes.
+// what a boot depends on. It logs the timings and sizes.
 func TestPrepareReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("downloads a kernel: not with -short")
@@ -70,7 +70,7 @@ func TestPrepareReal(t *testing.T) {
 	if !bytes.HasPrefix([]byte(content["bin/busybox"]), []byte("\x7fELF")) {
 		t.Error("the initrd's /bin/busybox is not an ELF binary")
 	}
-	// The Debian 12 cloud kernel builds all six as modules (MACHINE-NOTES §5).
+	// The Debian 12 cloud kernel builds all six as modules.
 	for _, m := range stage1Modules {
 		if !bytes.HasPrefix([]byte(content["lib/modules/"+m]), []byte("\x7fELF")) {
 			t.Errorf("the initrd lacks module %s", m)
