@@ -58,9 +58,9 @@ type target struct {
 	dev     string // the block device written to (the loop device for a file)
 	geo     partition.Disk
 	release []func(context.Context) error
-	// keep is set once the run begins writing: from then on an image file it created
+	// run says whether the run began writing: from then on an image file it created
 	// stays after a failure (erased tables, or what --preserve-on-error keeps).
-	keep bool
+	run *runState
 }
 
 // Partition validates nothing itself (the spec is already loaded): it resolves and
@@ -125,6 +125,7 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	devs := partition.Devices{}
 	files := map[string]bool{}
 	for _, t := range targets {
+		t.run = st
 		if err := t.open(ctx, opts.Env); err != nil {
 			return nil, err
 		}
@@ -160,9 +161,6 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 				st.setErased()
 			}
 		}()
-	}
-	for _, t := range targets {
-		t.keep = true
 	}
 	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
 	events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
@@ -312,7 +310,7 @@ func (t *target) open(ctx context.Context, env partition.Env) error {
 // removeCreated removes the image file this run created, unless the run began writing
 // to it: a run refused before that leaves nothing behind.
 func (t *target) removeCreated(context.Context) error {
-	if t.keep {
+	if t.run != nil && t.run.wasWritten() {
 		return nil
 	}
 	if err := os.Remove(t.path); err != nil && !errors.Is(err, os.ErrNotExist) {
