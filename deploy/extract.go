@@ -65,10 +65,10 @@ const (
 // directories, fixed up at the end since creating children changes them), hard links, symlinks,
 // character and block devices and FIFOs (mknodat), and xattrs from PAX records SCHILY.xattr.*
 // (including security.capability and security.selinux). Order per file: write data, fchown,
-// fchmod, set xattrs (security.capability last), set times — chown clears capabilities and
-// setuid bits (the kernel does so on chown). Existing files in root are replaced (the image root is normally
-// empty, but a kept volume may have content): a regular file replaces a file or symlink, never
-// follows it. Sparse files from GNU/PAX sparse headers come expanded from archive/tar: with
+// fchmod, set xattrs (security.capability last), set times — the kernel clears
+// capabilities and setuid bits on chown. Existing files in root are replaced (the image
+// root is normally empty, but a kept volume may have content): a regular file replaces a
+// file or symlink, never follows it. Sparse files from GNU/PAX sparse headers come expanded from archive/tar: with
 // Sparse set, zero blocks become holes.
 //
 // Beyond that contract: an entry whose directory is reached through a symlink whose target
