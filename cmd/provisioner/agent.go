@@ -1,49 +1,15 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/provisioner/provisioner/bootloader"
-	"github.com/provisioner/provisioner/deploy"
-	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/bootflow"
 	"github.com/provisioner/provisioner/internal/engine"
-	prun "github.com/provisioner/provisioner/internal/run"
-	"github.com/provisioner/provisioner/partition"
-	"github.com/provisioner/provisioner/schema"
 	"github.com/spf13/cobra"
 )
-
-// machineAgent is an agent that deploys onto this machine's disks (found by their spec
-// ids), with one seed for the process so that GET /v1/plan shows the UUIDs the deploy
-// will use.
-func machineAgent(log *slog.Logger, node, prober, bootInfo string, progress io.Writer) (*agent.Agent, error) {
-	seed, err := randomSeed()
-	if err != nil {
-		return nil, err
-	}
-	env := engine.HostEnv(log)
-	return &agent.Agent{
-		Node: node,
-		Log:  log,
-		Deploy: func(ctx context.Context, spec *schema.Spec, events func(engine.Event)) (*engine.DeployResult, error) {
-			return engine.Deploy(ctx, spec, engine.DeployOptions{
-				PartitionOptions: engine.PartitionOptions{Seed: seed, Env: env, Out: progress, Events: events},
-				Log:              log,
-				Boot:             engine.BootOptions{BootInfoPath: bootInfo, Prober: prober, Self: []string{"/proc/self/exe"}},
-			})
-		},
-		Plan: func(ctx context.Context, spec *schema.Spec) (*partition.Layout, error) {
-			return engine.Partition(ctx, spec, engine.PartitionOptions{Seed: seed, Env: env, DryRun: true, Out: io.Discard})
-		},
-	}, nil
-}
 
 // readToken returns --token, or the content of --token-file.
 func readToken(token, file string) (string, error) {
@@ -59,10 +25,6 @@ func readToken(token, file string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
-
-// agentFlushTimeout bounds how long a stopping agent waits for its last events to be
-// delivered.
-const agentFlushTimeout = 10 * time.Second
 
 func newAgentCmd(s *streams) *cobra.Command {
 	var (
@@ -107,37 +69,11 @@ delivers the last events (at most 10 s) and exits 0; a second signal exits at on
 			if tok == "" && !insecure {
 				return engine.Usagef("a token is required (--token or --token-file); --insecure serves without one")
 			}
-			log := slog.New(slog.NewTextHandler(s.err, nil))
-			ag, err := machineAgent(log, node, prober, bootInfo, s.err)
-			if err != nil {
-				return err
-			}
-			if callback != "" {
-				ag.Callback = &agent.Callback{URL: callback, Token: tok, Log: log}
-			}
-			if power {
-				ag.Power = func(ctx context.Context, action string) error {
-					return bootflow.Power(ctx, prun.Exec{Logger: log}, action, ag.BootInfo())
-				}
-			}
-			ctx := cmd.Context()
-			if heartbeat > 0 && ag.Callback != nil {
-				go ag.Heartbeat(ctx, heartbeat, bootflowAgentURL(listen, cert))
-			}
-			srv := &agent.Server{Agent: ag, Token: tok, Insecure: insecure, Log: log}
-			fmt.Fprintf(s.err, "agent API on %s\n", listen)
-			err = srv.Serve(ctx, listen, cert, key)
-			// Serve returns when ctx ends (a signal): it accepts nothing more, and a
-			// deploy it started, which runs under ctx, is failing and cleaning up now.
-			// The process must outlive that cleanup, and give the final event a moment
-			// to reach the conductor.
-			ag.Wait()
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentFlushTimeout)
-			defer cancel()
-			if ferr := ag.Flush(fctx); ferr != nil {
-				log.Warn("events not all delivered", "err", ferr)
-			}
-			return err
+			return bootflow.ServeAgent(cmd.Context(), bootflow.AgentOptions{
+				Listen: listen, Token: tok, Insecure: insecure, TLSCert: cert, TLSKey: key,
+				Callback: callback, Heartbeat: heartbeat, Node: node, Prober: prober, BootInfo: bootInfo,
+				Power: power, Log: slog.New(slog.NewTextHandler(s.err, nil)), Progress: s.err,
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -156,11 +92,6 @@ delivers the last events (at most 10 s) and exits 0; a second signal exits at on
 	return cmd
 }
 
-// bootflowAgentURL is the URL a heartbeat advertises for the agent's listen address.
-func bootflowAgentURL(listen, cert string) string {
-	return bootflow.AgentURL(bootflow.Config{AgentAddr: listen, TLSCert: cert})
-}
-
 // newRamdiskBootCmd is the deploy ramdisk's boot program (u-root's init runs it as
 // /bin/uinit with this subcommand): it follows the kernel command line.
 func newRamdiskBootCmd(s *streams) *cobra.Command {
@@ -171,49 +102,14 @@ func newRamdiskBootCmd(s *streams) *cobra.Command {
 		Hidden: true,
 		Args:   exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			// JSON lines on the console: readable enough for a person, parseable by a
-			// harness reading the serial log.
-			log := slog.New(slog.NewJSONHandler(s.err, nil))
 			raw, err := os.ReadFile(cmdlinePath)
 			if err != nil {
 				return engine.Environmentf("reading the kernel command line: %w", err)
 			}
-			cfg, cfgErr := bootflow.ParseCmdline(string(raw))
-			if err := bootflow.Prepare(ctx); err != nil {
-				log.Error("preparing the ramdisk", "err", err)
-			}
-			runner := prun.Exec{Logger: log}
-			ag, err := machineAgent(log, cfg.Node, cfg.Prober, engine.DefaultBootInfoPath, s.err)
-			if err != nil {
-				return err
-			}
-			if cfg.Callback != "" {
-				ag.Callback = &agent.Callback{URL: cfg.Callback, Token: cfg.Token, Log: log}
-			}
-			ag.Power = func(ctx context.Context, action string) error {
-				return bootflow.Power(ctx, runner, action, ag.BootInfo())
-			}
-			srv := &agent.Server{Agent: ag, Token: cfg.Token, Log: log}
-			flow := &bootflow.Flow{
-				Config: cfg, Agent: ag, Fetcher: &deploy.Fetcher{Log: log}, Log: log, Console: s.out,
-				Network: func(ctx context.Context) error { return bootflow.Network(ctx, cfg.BootIF, log) },
-				Serve:   func(ctx context.Context) error { return srv.Serve(ctx, cfg.AgentAddr, cfg.TLSCert, cfg.TLSKey) },
-				Power: func(ctx context.Context, action string, bi *bootloader.BootInfo) error {
-					return bootflow.Power(ctx, runner, action, bi)
-				},
-				Shell: func(ctx context.Context) error {
-					fmt.Fprintln(s.out, "provisioner ramdisk: starting a shell on the console (exit to get a new one)")
-					return prun.Interactive(ctx, []string{"/bin/sh"}, os.Stdin, os.Stdout, os.Stderr)
-				},
-			}
-			if cfgErr != nil {
-				// A bad parameter must not make the machine reboot into the old OS:
-				// stay up and say why.
-				flow.Config = bootflow.Config{}
-				return flow.StayUp(ctx, fmt.Errorf("kernel command line: %w", cfgErr))
-			}
-			return flow.Run(ctx)
+			return bootflow.Ramdisk(cmd.Context(), bootflow.RamdiskOptions{
+				Cmdline: string(raw), Console: s.out, Log: s.err,
+				Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+			})
 		},
 	}
 	cmd.Flags().StringVar(&cmdlinePath, "cmdline", "/proc/cmdline", "read the kernel command line from this file")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 // bootDir writes the boot files of a two-image deploy into a fresh directory.
@@ -76,7 +77,7 @@ func TestListSwitchHistory(t *testing.T) {
 
 	before, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath))
 	r = runCLI(t, "", "switch-default", "fedora", "--boot-dir", dir)
-	if r.code != exitFailure || !strings.Contains(r.stderr, `boot entry "fedora"`) || !strings.Contains(r.stderr, "0 (ubuntu, ubuntu-image); 1 (centos, centos-image)") {
+	if r.code != engine.ExitFailure || !strings.Contains(r.stderr, `boot entry "fedora"`) || !strings.Contains(r.stderr, "0 (ubuntu, ubuntu-image); 1 (centos, centos-image)") {
 		t.Errorf("unknown entry: exit %d\n%s", r.code, r.stderr)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath)); string(after) != string(before) {
@@ -109,10 +110,10 @@ func TestBootDirErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"list", "--boot-dir", empty}, exitEnvironment, "no boot-info.json there"},
-		{[]string{"list", "--boot-dir", empty, "--device", "/dev/null"}, exitFailure, "exclude each other"},
-		{[]string{"switch-default", "--boot-dir", empty}, exitFailure, "accepts 1 arg"},
-		{[]string{"history", "--device", filepath.Join(empty, "nope.img")}, exitEnvironment, "nope.img"},
+		{[]string{"list", "--boot-dir", empty}, engine.ExitEnvironment, "no boot-info.json there"},
+		{[]string{"list", "--boot-dir", empty, "--device", "/dev/null"}, engine.ExitFailure, "exclude each other"},
+		{[]string{"switch-default", "--boot-dir", empty}, engine.ExitFailure, "accepts 1 arg"},
+		{[]string{"history", "--device", filepath.Join(empty, "nope.img")}, engine.ExitEnvironment, "nope.img"},
 	} {
 		r := runCLI(t, "", tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
@@ -141,8 +142,8 @@ func TestSwitchTamperedBootInfo(t *testing.T) {
 		{"list", "--boot-dir", dir},
 	} {
 		r := runCLI(t, "", args...)
-		if r.code != exitImage || !strings.Contains(r.stderr, `grub_dir "../`) {
-			t.Errorf("%v: exit %d, want %d naming grub_dir\n%s", args, r.code, exitImage, r.stderr)
+		if r.code != engine.ExitImage || !strings.Contains(r.stderr, `grub_dir "../`) {
+			t.Errorf("%v: exit %d, want %d naming grub_dir\n%s", args, r.code, engine.ExitImage, r.stderr)
 		}
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {

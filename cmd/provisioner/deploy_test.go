@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 func TestDeployHelp(t *testing.T) {
@@ -52,7 +53,7 @@ func TestDeployImageErrorExitCode(t *testing.T) {
 	spec := strings.Replace(smallSpec, "http://x/a.tar", "file://"+missing, 1)
 	img := filepath.Join(t.TempDir(), "new.img")
 	r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s")
-	if r.code != exitImage || !strings.Contains(r.stderr, "provisioner: image a: ") || !strings.Contains(r.stderr, missing) {
+	if r.code != engine.ExitImage || !strings.Contains(r.stderr, "provisioner: image a: ") || !strings.Contains(r.stderr, missing) {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
@@ -128,7 +129,7 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "switch-default", "green", "--device", img)
-	if r.code != exitFailure || !strings.Contains(r.stderr, "valid: 0 (red); 1 (blue, Blue OS)") {
+	if r.code != engine.ExitFailure || !strings.Contains(r.stderr, "valid: 0 (red); 1 (blue, Blue OS)") {
 		t.Errorf("unknown entry: exit %d\n%s", r.code, r.stderr)
 	}
 }
@@ -223,7 +224,7 @@ func TestDeployTruncatedTarExitCode(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "new.img")
 			// The builtin prober: os-prober would run this test binary as its confined child.
 			r := runCLI(t, spec, "deploy", "-", "--device", "vda="+img, "--size", "vda=64MiB", "--seed", "s", "--prober", "builtin", "--boot-info", "")
-			if r.code != exitImage || !strings.Contains(r.stderr, "the tar ends after 3 entries without its end-of-archive marker") {
+			if r.code != engine.ExitImage || !strings.Contains(r.stderr, "the tar ends after 3 entries without its end-of-archive marker") {
 				t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 			}
 		})
@@ -246,11 +247,11 @@ func TestDeployFailureExitCodes(t *testing.T) {
 		want    string
 	}{
 		{"symlink loop", tarBytes(t, true, link("a", "b"), link("b", "a"), file("a/x", "x")),
-			exitImage, `extracting "a/x": `},
+			engine.ExitImage, `extracting "a/x": `},
 		{"non-empty directory in the way", tarBytes(t, true, dir("d/"), file("d/f", "f"), file("d", "d")),
-			exitImage, `extracting "d": a non-empty directory is in the way`},
+			engine.ExitImage, `extracting "d": a non-empty directory is in the way`},
 		{"full target filesystem", tarBytes(t, true, file("big", string(big))),
-			exitWrite, "no space left on device"},
+			engine.ExitWrite, "no space left on device"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()

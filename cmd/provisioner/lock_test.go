@@ -19,6 +19,7 @@ import (
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
 	"golang.org/x/sys/unix"
 )
@@ -177,7 +178,7 @@ func runSwitches(t *testing.T, bin string, n int, names [2]string, where ...stri
 		switch c {
 		case 0:
 			ok++
-		case exitEnvironment:
+		case engine.ExitEnvironment:
 			if !strings.Contains(outs[i], "locked") {
 				t.Errorf("switch %d: exit 3 without a lock: %s", i, outs[i])
 			}
@@ -284,7 +285,7 @@ func TestSwitchWaitsForLock(t *testing.T) {
 		start := time.Now()
 		r := runCLI(t, "", "switch-default", "red", "--device", img, "--lock-wait", "1s")
 		d := time.Since(start)
-		if r.code != exitEnvironment || !strings.Contains(r.stderr, img+" is locked by another run") || !strings.Contains(r.stderr, "waited 1s") {
+		if r.code != engine.ExitEnvironment || !strings.Contains(r.stderr, img+" is locked by another run") || !strings.Contains(r.stderr, "waited 1s") {
 			t.Errorf("switch-default: exit %d\n%s", r.code, r.stderr)
 		}
 		if d < time.Second || d > 5*time.Second {
@@ -303,7 +304,7 @@ func TestSwitchWaitsForLock(t *testing.T) {
 		release := lockFile(t, dir, unix.LOCK_SH)
 		defer release()
 		r := runCLI(t, "", "switch-default", "centos", "--boot-dir", dir, "--lock-wait", "0")
-		if r.code != exitEnvironment || !strings.Contains(r.stderr, dir+" is locked by another run") {
+		if r.code != engine.ExitEnvironment || !strings.Contains(r.stderr, dir+" is locked by another run") {
 			t.Errorf("switch-default: exit %d\n%s", r.code, r.stderr)
 		}
 	})
@@ -327,7 +328,7 @@ func TestDeployRefusesBusyImageFile(t *testing.T) {
 		{"partition", "-", "--device", "vda=" + img, "--seed", "t"},
 	} {
 		r := runCLI(t, spec, args...)
-		if r.code != exitEnvironment || !strings.Contains(r.stderr, img+" is busy") || !strings.Contains(r.stderr, "is mounted at "+mnt) {
+		if r.code != engine.ExitEnvironment || !strings.Contains(r.stderr, img+" is busy") || !strings.Contains(r.stderr, "is mounted at "+mnt) {
 			t.Errorf("%s onto a busy image file: exit %d\n%s%s", args[0], r.code, r.stdout, r.stderr)
 		}
 	}
@@ -336,7 +337,7 @@ func TestDeployRefusesBusyImageFile(t *testing.T) {
 	}
 	for _, args := range [][]string{{"list"}, {"switch-default", "blue"}} {
 		r := runCLI(t, "", append(args, "--device", img)...)
-		if r.code != exitEnvironment || !strings.Contains(r.stderr, "is mounted at "+mnt) || !strings.Contains(r.stderr, "--boot-dir") {
+		if r.code != engine.ExitEnvironment || !strings.Contains(r.stderr, "is mounted at "+mnt) || !strings.Contains(r.stderr, "--boot-dir") {
 			t.Errorf("%s on a busy image file: exit %d\n%s", args[0], r.code, r.stderr)
 		}
 	}
@@ -386,7 +387,7 @@ func TestTwoDeploysOfOneFile(t *testing.T) {
 		openGate.Do(func() { close(gate) })
 		r2 = <-second
 	}
-	if r2.code != exitEnvironment || !strings.Contains(r2.stderr, img+" is locked by another run") || strings.Contains(r2.stdout+r2.stderr, "applying partitions_policy") {
+	if r2.code != engine.ExitEnvironment || !strings.Contains(r2.stderr, img+" is locked by another run") || strings.Contains(r2.stdout+r2.stderr, "applying partitions_policy") {
 		t.Errorf("second deploy: exit %d\n%s%s", r2.code, r2.stdout, r2.stderr)
 	}
 	openGate.Do(func() { close(gate) })
@@ -430,7 +431,7 @@ func TestListReadOnlyImage(t *testing.T) {
 		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "switch-default", "blue", "--device", img)
-	if r.code != exitEnvironment || !strings.Contains(r.stderr, img) || !strings.Contains(r.stderr, "cannot be written") {
+	if r.code != engine.ExitEnvironment || !strings.Contains(r.stderr, img) || !strings.Contains(r.stderr, "cannot be written") {
 		t.Errorf("switch-default: exit %d\n%s", r.code, r.stderr)
 	}
 	if fileHash(t, img) != before {
@@ -455,8 +456,8 @@ func TestRefusedSizeLeavesNoFile(t *testing.T) {
 		ext4             bool
 	}{
 		// ext4 files end at 16 TiB; the temporary directory must be on ext4 to refuse it.
-		{"larger than the filesystem allows", smallSpec, "20TiB", exitEnvironment, "file too large", true},
-		{"too small for the plan", smallSpec, "1MiB", exitInvalidSpec, "too small", false},
+		{"larger than the filesystem allows", smallSpec, "20TiB", engine.ExitEnvironment, "file too large", true},
+		{"too small for the plan", smallSpec, "1MiB", engine.ExitInvalidSpec, "too small", false},
 		// Any failure will do (code 0): what matters is the file.
 		{"verify on a new file", verify, "64MiB", 0, "no GPT", false},
 	} {

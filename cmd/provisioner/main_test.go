@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
 )
 
@@ -45,8 +46,8 @@ func TestValidateGood(t *testing.T) {
 
 func TestValidateBadListsEveryErrorWithPointer(t *testing.T) {
 	r := runCLI(t, badSpec, "validate", "-")
-	if r.code != exitInvalidSpec {
-		t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, exitInvalidSpec, r.stderr)
+	if r.code != engine.ExitInvalidSpec {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, engine.ExitInvalidSpec, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 	want := []string{
@@ -69,7 +70,7 @@ func TestValidateBadListsEveryErrorWithPointer(t *testing.T) {
 
 func TestValidateJSON(t *testing.T) {
 	r := runCLI(t, badSpec, "validate", "--json", "-")
-	if r.code != exitInvalidSpec {
+	if r.code != engine.ExitInvalidSpec {
 		t.Fatalf("exit %d", r.code)
 	}
 	var ps []jsonProblem
@@ -170,14 +171,14 @@ func TestPlanErrorsAndExitCodes(t *testing.T) {
 		code       int
 		stderrHead string
 	}{
-		{"does not fit", []string{"plan", example, "--device", "vda=5GiB"}, exitInvalidSpec, "/partitions/0: disk vda: the partitions need"},
-		{"invalid spec", []string{"plan", "-", "--device", "vda=5GiB"}, exitInvalidSpec, "/images/0/bogus"},
-		{"unknown disk", []string{"plan", example, "--device", "sdz=5GiB"}, exitFailure, `provisioner: --device sdz: the spec has no disk with id "sdz"`},
-		{"missing device", []string{"plan", example, "--device", "vda=/nonexistent/disk"}, exitEnvironment, "provisioner: --device vda=/nonexistent/disk: probing"},
-		{"bad sector size", []string{"plan", example, "--device", "vda=10GiB:1000"}, exitFailure, "provisioner: --device"},
-		{"missing spec file", []string{"validate", "/nonexistent/spec.json"}, exitFailure, "provisioner: reading spec"},
-		{"no argument", []string{"validate"}, exitFailure, "provisioner: accepts 1 arg(s)"},
-		{"unknown flag", []string{"plan", example, "--bogus"}, exitFailure, "provisioner: unknown flag: --bogus"},
+		{"does not fit", []string{"plan", example, "--device", "vda=5GiB"}, engine.ExitInvalidSpec, "/partitions/0: disk vda: the partitions need"},
+		{"invalid spec", []string{"plan", "-", "--device", "vda=5GiB"}, engine.ExitInvalidSpec, "/images/0/bogus"},
+		{"unknown disk", []string{"plan", example, "--device", "sdz=5GiB"}, engine.ExitFailure, `provisioner: --device sdz: the spec has no disk with id "sdz"`},
+		{"missing device", []string{"plan", example, "--device", "vda=/nonexistent/disk"}, engine.ExitEnvironment, "provisioner: --device vda=/nonexistent/disk: probing"},
+		{"bad sector size", []string{"plan", example, "--device", "vda=10GiB:1000"}, engine.ExitFailure, "provisioner: --device"},
+		{"missing spec file", []string{"validate", "/nonexistent/spec.json"}, engine.ExitFailure, "provisioner: reading spec"},
+		{"no argument", []string{"validate"}, engine.ExitFailure, "provisioner: accepts 1 arg(s)"},
+		{"unknown flag", []string{"plan", example, "--bogus"}, engine.ExitFailure, "provisioner: unknown flag: --bogus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCLI(t, badSpec, tc.args...)

@@ -43,7 +43,7 @@ func (f *diskFlags) options(s *streams) (engine.PartitionOptions, error) {
 	}
 	if opts.Seed == "" {
 		var err error
-		if opts.Seed, err = randomSeed(); err != nil {
+		if opts.Seed, err = engine.NewSeed(); err != nil {
 			return opts, err
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 // smallSpec fits a 64 MiB disk: BIOS boot and one root partition.
@@ -54,15 +56,15 @@ func TestPartitionFailuresWriteNothing(t *testing.T) {
 		code  int
 		head  string
 	}{
-		{"bad spec", badSpec, []string{"partition", "-", "--device", "vda=" + img}, exitInvalidSpec, "/images/0/bogus"},
-		{"does not fit", "", []string{"partition", example, "--device", "vda=" + img}, exitInvalidSpec, "/partitions/0: disk vda: the partitions need"},
+		{"bad spec", badSpec, []string{"partition", "-", "--device", "vda=" + img}, engine.ExitInvalidSpec, "/images/0/bogus"},
+		{"does not fit", "", []string{"partition", example, "--device", "vda=" + img}, engine.ExitInvalidSpec, "/partitions/0: disk vda: the partitions need"},
 		// vda is also this machine's own disk on some hosts: the usage error must come
 		// before any disk of the spec is looked for.
-		{"unknown disk", smallSpec, []string{"partition", "-", "--device", "vdz=" + img}, exitFailure, "provisioner: --device vdz: the spec has no disk"},
-		{"unknown --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img, "--size", "vdz=1GiB"}, exitFailure, "provisioner: --size vdz"},
-		{"size instead of a path", smallSpec, []string{"partition", "-", "--device", "vda=10GiB"}, exitFailure, "provisioner: --device vda: partition needs a device"},
-		{"missing file, no --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img + ".new"}, exitEnvironment, "provisioner: disk vda: " + img + ".new does not exist (give --size vda=SIZE"},
-		{"bad --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img, "--size", "vda"}, exitFailure, "provisioner: --size"},
+		{"unknown disk", smallSpec, []string{"partition", "-", "--device", "vdz=" + img}, engine.ExitFailure, "provisioner: --device vdz: the spec has no disk"},
+		{"unknown --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img, "--size", "vdz=1GiB"}, engine.ExitFailure, "provisioner: --size vdz"},
+		{"size instead of a path", smallSpec, []string{"partition", "-", "--device", "vda=10GiB"}, engine.ExitFailure, "provisioner: --device vda: partition needs a device"},
+		{"missing file, no --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img + ".new"}, engine.ExitEnvironment, "provisioner: disk vda: " + img + ".new does not exist (give --size vda=SIZE"},
+		{"bad --size", smallSpec, []string{"partition", "-", "--device", "vda=" + img, "--size", "vda"}, engine.ExitFailure, "provisioner: --size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCLI(t, tc.stdin, tc.args...)

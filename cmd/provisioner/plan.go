@@ -45,7 +45,7 @@ printed.`,
 				targets = append(targets, t)
 			}
 			if seed == "" {
-				if seed, err = randomSeed(); err != nil {
+				if seed, err = engine.NewSeed(); err != nil {
 					return err
 				}
 			}

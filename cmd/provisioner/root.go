@@ -2,29 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/provisioner/provisioner/deploy"
-	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/internal/engine"
-	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
 	"github.com/spf13/cobra"
-)
-
-// Exit codes are part of the interface: a conductor branches on them.
-const (
-	exitOK          = 0
-	exitFailure     = 1 // usage errors and anything unclassified
-	exitInvalidSpec = 2 // the spec is invalid or its layout does not fit
-	exitEnvironment = 3 // a device, file or tool is missing, or the disks do not match (verify)
-	exitImage       = 4 // an image could not be fetched, verified, read or extracted
-	exitWrite       = 5 // writing a disk failed part-way, or a target filesystem filled up
 )
 
 // streams are the process's standard streams, injected so tests run the CLI in-process.
@@ -45,7 +30,7 @@ func runContext(ctx context.Context, args []string, in io.Reader, out, errw io.W
 	root := newRoot(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	code := exitCode(err)
+	code := engine.ExitCode(err)
 	var reported *reportedError
 	if err != nil && !errors.As(err, &reported) {
 		fmt.Fprintf(errw, "provisioner: %v\n", err)
@@ -59,32 +44,6 @@ type reportedError struct{ err error }
 
 func (r *reportedError) Error() string { return r.err.Error() }
 func (r *reportedError) Unwrap() error { return r.err }
-
-// exitCode maps the class of err (the sentinel it matches) to the process's exit code.
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, engine.ErrInterrupted):
-		// Whatever the interrupted step reported (a cut download is no image error):
-		// 5 once the disks were written, else 1.
-		if errors.Is(err, engine.ErrWrite) {
-			return exitWrite
-		}
-		return exitFailure
-	case errors.Is(err, schema.ErrInvalid), errors.Is(err, partition.ErrLayout):
-		return exitInvalidSpec
-	case errors.Is(err, deploy.ErrImage), errors.Is(err, confine.ErrUnsafe):
-		// A symlink, device node or FIFO where an image root or the boot files should hold
-		// a regular file or directory: only a hostile image or a tampered disk does that.
-		return exitImage
-	case errors.Is(err, engine.ErrWrite):
-		return exitWrite
-	case errors.Is(err, engine.ErrEnvironment), errors.Is(err, partition.ErrMismatch):
-		return exitEnvironment
-	}
-	return exitFailure
-}
 
 func newRoot(s *streams) *cobra.Command {
 	root := &cobra.Command{
@@ -131,13 +90,4 @@ func readSpec(s *streams, path string) (*schema.Spec, []schema.Problem, error) {
 		r = f
 	}
 	return schema.Load(r)
-}
-
-// randomSeed picks a seed when the user gives none, so two machines never share UUIDs.
-func randomSeed() (string, error) {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("choosing a seed: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/provisioner/provisioner/internal/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ func signalExitCode(sig os.Signal) int {
 	if s, ok := sig.(syscall.Signal); ok {
 		return 128 + int(s)
 	}
-	return exitFailure
+	return engine.ExitFailure
 }
 
 // handleSignals returns a context that the first stop signal cancels, so that the run

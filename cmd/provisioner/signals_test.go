@@ -100,18 +100,18 @@ func TestExitCodeOfInterruptedRuns(t *testing.T) {
 		text string
 	}{
 		{"before anything was written", &engine.InterruptedError{Cause: cause, Step: engine.PhasePlan, Err: errors.New("fetching checksum")},
-			exitFailure, "interrupted by SIGTERM before anything was written"},
+			engine.ExitFailure, "interrupted by SIGTERM before anything was written"},
 		{"checksum fetch cut, not an image error", &engine.InterruptedError{Cause: cause, Step: engine.PhasePlan, Err: imageErr},
-			exitFailure, "interrupted by SIGTERM before anything was written"},
+			engine.ExitFailure, "interrupted by SIGTERM before anything was written"},
 		{"download cut after the write, not an image error", &engine.InterruptedError{Cause: cause, Step: engine.PhaseImages, Written: true, Erased: true, Err: imageErr},
-			exitWrite, "interrupted by SIGTERM during step images (image a: reading http://x/a.tar: image error); the disks were left part-written and their partition tables erased"},
+			engine.ExitWrite, "interrupted by SIGTERM during step images (image a: reading http://x/a.tar: image error); the disks were left part-written and their partition tables erased"},
 		{"mkfs killed, tables kept", &engine.InterruptedError{Cause: cause, Step: engine.PhasePartition, Written: true, Err: errors.New("mkfs.ext4: signal: killed")},
-			exitWrite, "interrupted by SIGTERM during step partition (mkfs.ext4: signal: killed); the disks are left part-written"},
+			engine.ExitWrite, "interrupted by SIGTERM during step partition (mkfs.ext4: signal: killed); the disks are left part-written"},
 		{"wrapped", fmt.Errorf("deploy: %w", &engine.InterruptedError{Cause: cause, Step: engine.PhaseBootloader, Written: true, Err: errors.New("grub-install: killed")}),
-			exitWrite, "deploy: interrupted by SIGTERM during step bootloader"},
+			engine.ExitWrite, "deploy: interrupted by SIGTERM during step bootloader"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := exitCode(tc.err); got != tc.code {
+			if got := engine.ExitCode(tc.err); got != tc.code {
 				t.Errorf("exitCode = %d, want %d", got, tc.code)
 			}
 			if !strings.HasPrefix(tc.err.Error(), tc.text) {
@@ -132,7 +132,7 @@ func TestInterruptedBeforeRunning(t *testing.T) {
 	cancel(&signalError{syscall.SIGINT})
 	var out, errb bytes.Buffer
 	code := runContext(ctx, []string{"deploy", "-", "--device", "vda=" + img, "--size", "vda=64MiB", "--seed", "s", "--boot-info", ""}, strings.NewReader(smallSpec), &out, &errb)
-	if code != exitFailure || errb.String() != "provisioner: interrupted by SIGINT before anything was written\n" {
+	if code != engine.ExitFailure || errb.String() != "provisioner: interrupted by SIGINT before anything was written\n" {
 		t.Errorf("exit %d, stderr:\n%s", code, errb.String())
 	}
 	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {
@@ -366,8 +366,8 @@ func TestSignalDuringDeploy(t *testing.T) {
 			code, _ := r.exit(t)
 			stderr := r.stderr.String()
 			name := signalName(tc.sig)
-			if code != exitWrite {
-				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitWrite, stderr)
+			if code != engine.ExitWrite {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, engine.ExitWrite, stderr)
 			}
 			for _, want := range []string{
 				"provisioner: " + name + ": stopping; cleaning up (a second signal exits at once)\n",
@@ -464,7 +464,7 @@ func TestSignalBeforeWriting(t *testing.T) {
 				t.Fatal(err)
 			}
 			code, _ := r.exit(t)
-			if code != exitFailure || !strings.HasSuffix(r.stderr.String(), "provisioner: interrupted by SIGTERM before anything was written\n") {
+			if code != engine.ExitFailure || !strings.HasSuffix(r.stderr.String(), "provisioner: interrupted by SIGTERM before anything was written\n") {
 				t.Errorf("exit %d, stderr:\n%s", code, r.stderr)
 			}
 			got, err := os.ReadFile(r.img)
