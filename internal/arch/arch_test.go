@@ -14,7 +14,7 @@ const module = "github.com/provisioner/provisioner"
 
 // allowed lists, for each project package (prefix match), the project packages it may
 // import directly. Anything not listed may import nothing of ours. Third-party imports
-// are checked separately for the packages whose dependencies the design pins.
+// are checked separately for the packages whose third-party dependencies are fixed.
 var allowed = map[string][]string{
 	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run", "internal/confine"},
 	// QEMU runs and the conductor side, for the demo and the integration tests.
@@ -52,7 +52,8 @@ var allowed = map[string][]string{
 	"internal/deb/debtest": {},
 }
 
-// thirdParty restricts non-project, non-stdlib imports where the design fixes them.
+// thirdParty restricts non-project, non-stdlib imports where the choice is fixed: the
+// schema package uses one JSON Schema validator, and internal/run only the standard library.
 var thirdParty = map[string][]string{
 	"schema":       {"github.com/santhosh-tekuri/jsonschema/v6", "golang.org/x/text"},
 	"internal/run": {},
@@ -134,7 +135,7 @@ func TestImportDirection(t *testing.T) {
 				}
 			case pinned && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				if !coveredBy(imp, tpAllow) {
-					t.Errorf("%s imports %s: the design pins its dependencies to %v", rel, imp, tpAllow)
+					t.Errorf("%s imports %s: its third-party dependencies are limited to %v", rel, imp, tpAllow)
 				}
 			}
 		}

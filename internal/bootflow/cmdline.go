@@ -2,7 +2,8 @@
 // line, brings up the network, and then deploys the spec it is given (provisioner.spec),
 // serves the agent API and waits for one (provisioner.agent), or both; it reports to a
 // callback and ends with the requested power action. After a failure it keeps the agent
-// API and a console shell up for diagnosis instead of rebooting.
+// API and a console shell up for diagnosis instead of rebooting. It also wires this
+// machine's agent (disks, callback, power actions) for the agent command.
 package bootflow
 
 import (

@@ -1,6 +1,7 @@
-// Package disk holds block-device facts and lifecycle: sizes and sector sizes now; locking,
-// busy checks and partition re-reads as the applier needs them. It reads devices; it
-// never writes partition tables or filesystems.
+// Package disk holds block-device facts and lifecycle: sizes and sector sizes, finding a
+// disk by its spec id, loop devices for image files, locks and busy checks, partition
+// re-reads, and mounts. It reads devices; it never writes partition tables or
+// filesystems.
 package disk
 
 import (

@@ -1,5 +1,6 @@
 // Package engine orchestrates the provisioner's steps: it resolves the disks a spec
-// names, plans the layout, and (in later work) applies it, keeping the command line thin.
+// names, plans the layout, applies it, deploys the images and installs the bootloader,
+// and classifies every failure for the exit code, keeping the command line thin.
 package engine
 
 import (
