@@ -5,12 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -241,23 +238,4 @@ func formatETA(s int64) string {
 		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
 	}
 	return fmt.Sprintf("%d:%02d", s/60, s%60)
-}
-
-// IsTerminal reports whether f is a terminal, by asking for its termios (a check for a
-// character device would also say yes for /dev/null).
-func IsTerminal(f *os.File) bool {
-	if f == nil {
-		return false
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok := false
-	// SyscallConn rather than Fd, which would switch the file to blocking mode.
-	rc.Control(func(fd uintptr) {
-		_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		ok = err == nil
-	})
-	return ok
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -209,33 +208,5 @@ func TestFormatting(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
-	}
-}
-
-func TestIsTerminal(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if IsTerminal(f) {
-		t.Error("a regular file is a terminal")
-	}
-	if IsTerminal(nil) {
-		t.Error("nil is a terminal")
-	}
-	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
-		defer null.Close()
-		if IsTerminal(null) {
-			t.Error("/dev/null (a character device) is a terminal")
-		}
-	}
-	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal to test with: %v", err)
-	}
-	defer ptm.Close()
-	if !IsTerminal(ptm) {
-		t.Error("a pseudo-terminal is not a terminal")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/spf13/cobra"
@@ -65,7 +64,7 @@ write, 5 after; a second signal exits at once.`,
 			}
 			tty := false
 			if f, ok := s.err.(*os.File); ok {
-				tty = deploy.IsTerminal(f)
+				tty = isTerminal(f)
 			}
 			opts := engine.DeployOptions{
 				PartitionOptions: popts,

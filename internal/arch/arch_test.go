@@ -16,7 +16,10 @@ const module = "github.com/provisioner/provisioner"
 // import directly. Anything not listed may import nothing of ours. Third-party imports
 // are checked separately for the packages whose third-party dependencies are fixed.
 var allowed = map[string][]string{
-	"cmd/": {"internal/engine", "schema", "partition", "deploy", "bootloader", "internal/agent", "internal/bootflow", "internal/run", "internal/confine"},
+	// The CLI parses flags and prints: the engine does the work and classifies errors,
+	// bootflow wires the ramdisk and the agent; schema, partition and bootloader provide
+	// the documents it prints (problems, layouts, boot entries).
+	"cmd/provisioner": {"internal/engine", "internal/bootflow", "schema", "partition", "bootloader"},
 	// QEMU runs and the conductor side, for the demo and the integration tests.
 	"internal/vmrun": {"internal/run", "internal/agent"},
 	// The ramdisk's boot program: the agent, the engine's events, power actions.
