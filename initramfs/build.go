@@ -124,25 +124,72 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 
-	// The Go builds (seconds warm, a minute cold) run while apt and the kernel are
-	// prepared. On an early return the deferred cancel stops them and the deferred
-	// Wait lets them end before work is removed.
+	// On an early return the deferred cancel stops the Go builds and the deferred wait
+	// lets them end before work is removed.
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	progs := startGoBuilds(ctx, o, work)
+	defer progs.wait()
 	defer cancel()
-	initBin, provBin := filepath.Join(work, "init"), filepath.Join(work, "provisioner")
-	var goErr error
-	wg.Add(1)
+
+	in, err := gatherInputs(ctx, o, fl, work)
+	if err != nil {
+		return nil, err
+	}
+	if err := progs.wait(); err != nil {
+		return nil, err
+	}
+	in.contents.init, in.contents.provisioner, in.contents.tools = progs.init, progs.provisioner, tools
+	tr := newTree()
+	if err := assemble(tr, newHostAdder(tr, &elfdeps.Resolver{Dirs: elfdeps.DefaultLibDirs}), in.contents); err != nil {
+		return nil, err
+	}
+	res, err := writeOutputs(o, tr, in.kernel, in.comp)
+	if err != nil {
+		return res, err
+	}
+	o.Log.Info("ramdisk built", "kernel", res.Kernel, "initramfs", res.Initramfs, "took", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// goBuilds are u-root's init and the provisioner, built in the background while the
+// rest of the ramdisk's inputs are prepared: they take seconds warm, a minute cold.
+type goBuilds struct {
+	init, provisioner string // where they are written
+	wg                sync.WaitGroup
+	err               error
+}
+
+// startGoBuilds starts building init and the provisioner into work; ctx stops them.
+func startGoBuilds(ctx context.Context, o Options, work string) *goBuilds {
+	g := &goBuilds{init: filepath.Join(work, "init"), provisioner: filepath.Join(work, "provisioner")}
+	g.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer g.wg.Done()
 		t := time.Now()
-		if goErr = goBuild(ctx, o, initPkg, initBin); goErr == nil {
-			goErr = goBuild(ctx, o, provisionerPkg, provBin)
+		if g.err = goBuild(ctx, o, initPkg, g.init); g.err == nil {
+			g.err = goBuild(ctx, o, provisionerPkg, g.provisioner)
 		}
 		o.Log.Info("built init and provisioner", "took", time.Since(t).Round(time.Millisecond))
 	}()
+	return g
+}
 
+// wait waits for the builds to end and returns their error.
+func (g *goBuilds) wait() error {
+	g.wg.Wait()
+	return g.err
+}
+
+// inputs are the ramdisk's inputs other than the Go programs and the host tools.
+type inputs struct {
+	kernel   *kernel
+	comp     string   // the archive's compression, one the kernel unpacks
+	contents contents // without init, provisioner and tools
+}
+
+// gatherInputs prepares the kernel of the flavour and its modules, and busybox with
+// its applets, in work, and picks the compression.
+func gatherInputs(ctx context.Context, o Options, fl flavour, work string) (*inputs, error) {
 	a := &deb.Apt{Run: o.Run, Dir: o.CacheDir, MayUpdate: os.Geteuid() == 0}
 	t := time.Now()
 	k, err := prepareKernel(ctx, a, o.Run, o.Flavour, fl, o.Log)
@@ -150,15 +197,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	o.Log.Info("kernel ready", "version", k.Version, "took", time.Since(t).Round(time.Millisecond))
-	bbDebs, err := a.Fetch(ctx, busyboxPkg)
-	if err != nil {
-		return nil, err
-	}
-	busybox := filepath.Join(work, "busybox")
-	if err := deb.ExtractFile(ctx, bbDebs[0], "bin/busybox", busybox, 0o755); err != nil {
-		return nil, err
-	}
-	applets, err := listApplets(ctx, o.Run, busybox)
+	busybox, applets, err := prepareBusybox(ctx, a, o.Run, work)
 	if err != nil {
 		return nil, err
 	}
@@ -180,18 +219,32 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	wg.Wait()
-	if goErr != nil {
-		return nil, goErr
-	}
+	return &inputs{kernel: k, comp: comp, contents: contents{
+		busybox: busybox, applets: applets, modTree: modTree, kernelVersion: k.Version, load: choice.load,
+	}}, nil
+}
 
-	tr := newTree()
-	if err := assemble(tr, newHostAdder(tr, &elfdeps.Resolver{Dirs: elfdeps.DefaultLibDirs}), contents{
-		init: initBin, provisioner: provBin, busybox: busybox, applets: applets, tools: tools,
-		modTree: modTree, kernelVersion: k.Version, load: choice.load,
-	}); err != nil {
-		return nil, err
+// prepareBusybox fetches the busybox package, writes its binary into work and lists
+// its applets.
+func prepareBusybox(ctx context.Context, a *deb.Apt, r run.Runner, work string) (string, []string, error) {
+	debs, err := a.Fetch(ctx, busyboxPkg)
+	if err != nil {
+		return "", nil, err
 	}
+	busybox := filepath.Join(work, "busybox")
+	if err := deb.ExtractFile(ctx, debs[0], "bin/busybox", busybox, 0o755); err != nil {
+		return "", nil, err
+	}
+	applets, err := listApplets(ctx, r, busybox)
+	if err != nil {
+		return "", nil, err
+	}
+	return busybox, applets, nil
+}
+
+// writeOutputs writes the archive of t and the kernel k into o.OutDir. An archive over
+// MaxSize is written, and returned with an error.
+func writeOutputs(o Options, t *tree, k *kernel, comp string) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
@@ -201,12 +254,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		KernelVersion: k.Version,
 		Compression:   comp,
 	}
-	t = time.Now()
-	if res.Records, res.Size, err = writeArchive(tr, res.Initramfs, comp); err != nil {
+	start := time.Now()
+	var err error
+	if res.Records, res.Size, err = writeArchive(t, res.Initramfs, comp); err != nil {
 		return nil, err
 	}
 	o.Log.Info("archive written", "path", res.Initramfs, "bytes", res.Size, "records", res.Records,
-		"took", time.Since(t).Round(time.Millisecond))
+		"took", time.Since(start).Round(time.Millisecond))
 	// A file of the other compression would be a stale ramdisk someone might boot.
 	for _, c := range []string{compZstd, compGzip} {
 		if c != comp {
@@ -219,7 +273,6 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if res.Size > MaxSize {
 		return res, fmt.Errorf("initramfs: %s is %.1f MiB, over the %d MiB limit", res.Initramfs, float64(res.Size)/(1<<20), MaxSize>>20)
 	}
-	o.Log.Info("ramdisk built", "kernel", res.Kernel, "initramfs", res.Initramfs, "took", time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
 

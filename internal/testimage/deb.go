@@ -43,86 +43,113 @@ type kernelFiles struct {
 // (when it ships one): otherwise the kernel could not reach its root disk, and a boot
 // that waits 10 s for /dev/vda is a far more confusing failure than this error.
 func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, error) {
-	var kf kernelFiles
-	all := append(slices.Clone(stage1Modules), storageModules...)
-	wanted := make(map[string]bool, len(all))
-	for _, m := range all {
-		wanted[m] = true
+	x := newKernelExtraction(ver, dir)
+	if err := os.MkdirAll(x.modDir, 0o755); err != nil {
+		return x.kf, fmt.Errorf("testimage: %w", err)
 	}
-	found := map[string]string{}
-	var builtin []byte
-	sawBuiltin := false
-	modRoot := "lib/modules/" + ver + "/"
-	modDir := filepath.Join(dir, kitModules)
-	if err := os.MkdirAll(modDir, 0o755); err != nil {
-		return kf, fmt.Errorf("testimage: %w", err)
-	}
-	// Once the kernel and every module are out, the rest (modules.builtin included,
-	// which matters only for a missing module) need not be decompressed.
-	stopWhenAll := func() error {
-		if kf.Vmlinuz != "" && len(found) == len(all) {
-			return deb.ErrStop
-		}
-		return nil
-	}
-	err := deb.Walk(ctx, debPath, func(name string, hdr *tar.Header, tr io.Reader) error {
-		// Merged-/usr packages (Debian 13 on) put the modules under usr/lib/modules.
-		name = strings.TrimPrefix(name, "usr/")
-		switch {
-		case name == "boot/vmlinuz-"+ver && hdr.Typeflag == tar.TypeReg:
-			kf.Vmlinuz = filepath.Join(dir, kitVmlinuz)
-			if err := deb.WriteFile(kf.Vmlinuz, tr, 0o644); err != nil {
-				return err
-			}
-			return stopWhenAll()
-		case name == modRoot+"modules.builtin" && hdr.Typeflag == tar.TypeReg:
-			b, err := io.ReadAll(tr)
-			builtin, sawBuiltin = b, true
-			return err
-		case !strings.HasPrefix(name, modRoot+"kernel/"):
-			return nil
-		}
-		base := path.Base(name)
-		if wanted[base] && hdr.Typeflag == tar.TypeReg {
-			dst := filepath.Join(modDir, base)
-			found[base] = dst
-			if err := deb.WriteFile(dst, tr, 0o644); err != nil {
-				return err
-			}
-			return stopWhenAll()
-		}
-		for _, ext := range []string{".xz", ".zst", ".gz"} {
-			if wanted[strings.TrimSuffix(base, ext)] && strings.HasSuffix(base, ext) {
-				return fmt.Errorf("module %s is compressed (%s); the stage-1 "+
-					"insmod needs plain .ko files as Debian 12 ships them", name, ext)
-			}
-		}
-		return nil
-	})
+	err := deb.Walk(ctx, debPath, x.visit)
 	if err != nil {
-		return kf, err
+		return x.kf, err
 	}
-	if kf.Vmlinuz == "" {
-		return kf, fmt.Errorf("testimage: %s has no boot/vmlinuz-%s", debPath, ver)
+	if x.kf.Vmlinuz == "" {
+		return x.kf, fmt.Errorf("testimage: %s has no boot/vmlinuz-%s", debPath, ver)
 	}
-	pick := func(mods []string) ([]string, error) {
-		var out []string
-		for _, m := range mods {
-			if p, ok := found[m]; ok {
-				out = append(out, p)
-				continue
-			}
-			if sawBuiltin && !listsBuiltin(builtin, m) {
-				return nil, fmt.Errorf("testimage: %s: %s is neither a module under %skernel nor built in", debPath, m, modRoot)
-			}
+	if x.kf.Modules, err = x.pick(debPath, stage1Modules); err != nil {
+		return x.kf, err
+	}
+	x.kf.StorageModules, err = x.pick(debPath, storageModules)
+	return x.kf, err
+}
+
+// kernelExtraction is extractKernel's progress through the package.
+type kernelExtraction struct {
+	kf         kernelFiles
+	dir        string            // where the kernel goes
+	modDir     string            // where the modules go
+	modRoot    string            // "lib/modules/<ver>/", the package's module tree
+	vmlinuz    string            // the kernel image's name in the package
+	wanted     map[string]bool   // base names of the modules to keep
+	found      map[string]string // base name -> path of each module written
+	builtin    []byte            // the package's modules.builtin
+	sawBuiltin bool              // whether it ships one
+}
+
+// newKernelExtraction starts the extraction of kernel version ver into dir.
+func newKernelExtraction(ver, dir string) *kernelExtraction {
+	x := &kernelExtraction{
+		dir:     dir,
+		modDir:  filepath.Join(dir, kitModules),
+		modRoot: "lib/modules/" + ver + "/",
+		vmlinuz: "boot/vmlinuz-" + ver,
+		wanted:  map[string]bool{},
+		found:   map[string]string{},
+	}
+	for _, m := range slices.Concat(stage1Modules, storageModules) {
+		x.wanted[m] = true
+	}
+	return x
+}
+
+// visit handles one entry of the package (deb.Walk's callback).
+func (x *kernelExtraction) visit(name string, hdr *tar.Header, tr io.Reader) error {
+	// Merged-/usr packages (Debian 13 on) put the modules under usr/lib/modules.
+	name = strings.TrimPrefix(name, "usr/")
+	switch {
+	case name == x.vmlinuz && hdr.Typeflag == tar.TypeReg:
+		x.kf.Vmlinuz = filepath.Join(x.dir, kitVmlinuz)
+		if err := deb.WriteFile(x.kf.Vmlinuz, tr, 0o644); err != nil {
+			return err
 		}
-		return out, nil
+		return x.stopWhenAll()
+	case name == x.modRoot+"modules.builtin" && hdr.Typeflag == tar.TypeReg:
+		b, err := io.ReadAll(tr)
+		x.builtin, x.sawBuiltin = b, true
+		return err
+	case !strings.HasPrefix(name, x.modRoot+"kernel/"):
+		return nil
 	}
-	if kf.Modules, err = pick(stage1Modules); err != nil {
-		return kf, err
+	base := path.Base(name)
+	if x.wanted[base] && hdr.Typeflag == tar.TypeReg {
+		dst := filepath.Join(x.modDir, base)
+		x.found[base] = dst
+		if err := deb.WriteFile(dst, tr, 0o644); err != nil {
+			return err
+		}
+		return x.stopWhenAll()
 	}
-	kf.StorageModules, err = pick(storageModules)
-	return kf, err
+	for _, ext := range []string{".xz", ".zst", ".gz"} {
+		if x.wanted[strings.TrimSuffix(base, ext)] && strings.HasSuffix(base, ext) {
+			return fmt.Errorf("module %s is compressed (%s); the stage-1 "+
+				"insmod needs plain .ko files as Debian 12 ships them", name, ext)
+		}
+	}
+	return nil
+}
+
+// stopWhenAll ends the walk once the kernel and every module are out: the rest
+// (modules.builtin included, which matters only for a missing module) need not be
+// decompressed.
+func (x *kernelExtraction) stopWhenAll() error {
+	if x.kf.Vmlinuz != "" && len(x.found) == len(x.wanted) {
+		return deb.ErrStop
+	}
+	return nil
+}
+
+// pick returns the paths of the written modules among mods, in mods' order. A module
+// not written must be built in, when the package of debPath says what is.
+func (x *kernelExtraction) pick(debPath string, mods []string) ([]string, error) {
+	var out []string
+	for _, m := range mods {
+		if p, ok := x.found[m]; ok {
+			out = append(out, p)
+			continue
+		}
+		if x.sawBuiltin && !listsBuiltin(x.builtin, m) {
+			return nil, fmt.Errorf("testimage: %s: %s is neither a module under %skernel nor built in", debPath, m, x.modRoot)
+		}
+	}
+	return out, nil
 }
 
 // listsBuiltin reports whether modules.builtin (lines like

@@ -119,9 +119,23 @@ const loadOrderFile = "lib/modules/load-order"
 // are added). The bytes depend only on the inputs: mtimes and owners are zero, entries
 // sorted, inode numbers counted.
 func writeInitrd(w io.Writer, busybox string, modules []string, extra map[string]File) error {
+	recs, err := stage1Records(busybox, modules)
+	if err != nil {
+		return err
+	}
+	if recs, err = addExtra(recs, extra); err != nil {
+		return err
+	}
+	return writeNewc(w, recs)
+}
+
+// stage1Records are the records every stage-1 initramfs has: its directories, the
+// console node, busybox (the file at busybox) with its applet links, /init, and the
+// modules with the order in which /init loads them.
+func stage1Records(busybox string, modules []string) ([]cpio.Record, error) {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
-		return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+		return nil, fmt.Errorf("testimage: stage-1 initramfs: %w", err)
 	}
 	recs := []cpio.Record{
 		cpio.Directory("bin", 0o755),
@@ -144,20 +158,25 @@ func writeInitrd(w io.Writer, busybox string, modules []string, extra map[string
 	for _, m := range modules {
 		data, err := os.ReadFile(m)
 		if err != nil {
-			return fmt.Errorf("testimage: stage-1 initramfs: %w", err)
+			return nil, fmt.Errorf("testimage: stage-1 initramfs: %w", err)
 		}
 		base := filepath.Base(m)
 		order.WriteString(base + "\n")
 		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: "lib/modules/" + base, Mode: cpio.S_IFREG | 0o644}))
 	}
-	recs = append(recs, cpio.StaticFile(loadOrderFile, order.String(), 0o644))
+	return append(recs, cpio.StaticFile(loadOrderFile, order.String(), 0o644)), nil
+}
+
+// addExtra appends the extra files to recs, by name, with the parent directories recs
+// lacks; an extra file may not replace a record already there.
+func addExtra(recs []cpio.Record, extra map[string]File) ([]cpio.Record, error) {
 	have := map[string]bool{}
 	for _, r := range recs {
 		have[r.Name] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(extra)) {
 		if !fs.ValidPath(name) || name == "." || have[name] {
-			return fmt.Errorf("testimage: stage-1 initramfs: extra file %q: not a clean path of its own", name)
+			return nil, fmt.Errorf("testimage: stage-1 initramfs: extra file %q: not a clean path of its own", name)
 		}
 		for d := path.Dir(name); d != "." && !have[d]; d = path.Dir(d) {
 			have[d] = true
@@ -175,10 +194,14 @@ func writeInitrd(w io.Writer, busybox string, modules []string, extra map[string
 			}
 			recs = append(recs, cpio.StaticRecord(f.Data, cpio.Info{Name: name, Mode: cpio.S_IFREG | uint64(perm)}))
 		default:
-			return fmt.Errorf("testimage: stage-1 initramfs: extra file %s: unsupported mode %v", name, f.Mode)
+			return nil, fmt.Errorf("testimage: stage-1 initramfs: extra file %s: unsupported mode %v", name, f.Mode)
 		}
 	}
+	return recs, nil
+}
 
+// writeNewc writes recs sorted by name as a gzip'ed newc cpio archive to w.
+func writeNewc(w io.Writer, recs []cpio.Record) error {
 	// Sorted names put every directory before its content, which the kernel's unpacker
 	// needs (it creates no missing parents).
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })

@@ -1,0 +1,106 @@
+package bootloader
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
+)
+
+// ConfinedProberMain is the child's body: called by cmd/provisioner (and test binaries'
+// TestMain) when os.Args[1] == ConfinedProberArg, with args = os.Args[2:] (the disks).
+// It must run in a mount namespace of its own (OSProber.Probe starts it so) and refuses
+// to run in its parent's: it mounts over /sys/block, which in the machine's namespace
+// would hide every disk from everyone. It makes / recursively private so that nothing it
+// mounts propagates out, mounts a tmpfs over /sys/block holding symlinks to the given
+// disks and the devices stacked on them (dm, md: /sys/block/X/slaves), a tmpfs over
+// /var/lib/os-prober (os-prober's state and FUSE mount point stay private, and parallel
+// runs do not share them) and a /proc/partitions listing only those devices (for
+// blkid). Then it runs os-prober and, for each Linux partition on those disks,
+// linux-boot-prober through r, and writes one JSON document to stdout. A failing
+// linux-boot-prober is recorded for its partition; the others are still probed.
+//
+// It has no time limit of its own: ctx, and the parent's ctx that kills this process,
+// bound it.
+func ConfinedProberMain(ctx context.Context, r run.Runner, disks []string, stdout io.Writer) error {
+	if len(disks) == 0 {
+		return errors.New("confined os-prober: no disks given")
+	}
+	if err := checkOwnMountNamespace(); err != nil {
+		return err
+	}
+	c, env, err := confineToDisks(disks)
+	if err != nil {
+		return fmt.Errorf("confined os-prober: %w", err)
+	}
+	// The namespace goes with us, but a grub-mount daemon left by a killed os-prober
+	// would keep it alive: detaching its mount point lets it exit.
+	defer disk.DetachMount(proberState)
+
+	rep, err := probeConfined(ctx, r, env, c.allows)
+	if err != nil {
+		return fmt.Errorf("confined os-prober: %w", err)
+	}
+	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+		return fmt.Errorf("confined os-prober: writing the report: %w", err)
+	}
+	return nil
+}
+
+// checkOwnMountNamespace fails unless this process's mount namespace differs from its
+// parent's. Making / private succeeds in any namespace, so it proves nothing, and PID 1
+// is not a reference either (a container's PID 1 may sit in another namespace than the
+// container's processes). The parent is: Probe starts us in a new namespace, and a
+// person starting us by hand from a shell shares the shell's.
+func checkOwnMountNamespace() error {
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("confined os-prober: reading its mount namespace: %w", err)
+	}
+	parentLink := fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid())
+	parent, err := os.Readlink(parentLink)
+	if err != nil {
+		return fmt.Errorf("confined os-prober: reading its parent's mount namespace: %w", err)
+	}
+	if own == parent {
+		return fmt.Errorf("confined os-prober: refusing to run in its parent's mount namespace (%s): it would hide the machine's disks; it is started by OSProber.Probe", own)
+	}
+	return nil
+}
+
+// probeConfined runs os-prober, then linux-boot-prober on each Linux partition that
+// allowed accepts. allowed is the last line of defence should os-prober list a device
+// outside the namespace's /sys/block (it asks lvs for LVM volumes, for one).
+func probeConfined(ctx context.Context, r run.Runner, env []string, allowed func(partition string) bool) (proberReport, error) {
+	rep := proberReport{Format: proberFormat, Roots: []proberRoot{}}
+	res, err := r.Run(ctx, run.Cmd{Argv: []string{"os-prober"}, Env: env})
+	if err != nil {
+		return rep, err
+	}
+	for _, found := range parseOSProber(res.Stdout) {
+		if found.Type != "linux" || !allowed(found.Partition) {
+			continue
+		}
+		root := proberRoot{Partition: found.Partition, Name: found.Long}
+		res, err := r.Run(ctx, run.Cmd{Argv: []string{"linux-boot-prober", found.Partition}, Env: env})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// Out of time: the remaining partitions would fail the same way.
+			return rep, fmt.Errorf("linux-boot-prober %s: %w", found.Partition, err)
+		case err != nil:
+			root.Error = err.Error()
+		default:
+			root.Entries = parseBootProber(res.Stdout)
+			if len(root.Entries) == 0 {
+				root.Error = "linux-boot-prober found no kernel"
+			}
+		}
+		rep.Roots = append(rep.Roots, root)
+	}
+	return rep, nil
+}
