@@ -16,17 +16,6 @@ import (
 	"github.com/provisioner/provisioner/partition"
 )
 
-// ErrImage is matched by errors about an image itself: it cannot be fetched, fails its
-// checksum, has an unknown format, does not decompress, is truncated, or holds an entry
-// that is hostile or that the tree cannot take.
-var ErrImage = errors.New("image error")
-
-// imageError tags err as an image error (exit code 4) without changing its text.
-type imageError struct{ err error }
-
-func (e *imageError) Error() string   { return e.err.Error() }
-func (e *imageError) Unwrap() []error { return []error{e.err, ErrImage} }
-
 // Deployer puts images into their roots on disks that the partition step prepared.
 type Deployer struct {
 	Fetcher      *Fetcher
@@ -61,7 +50,7 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 	for _, im := range images {
 		digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
 		if err != nil {
-			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+			return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 		found[im.Name] = digest
 	}
@@ -95,7 +84,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	digest, ok := d.digests[im.Name]
 	if !ok {
 		if digest, err = d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL); err != nil {
-			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+			return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 	}
 	// The transfer has its own context: on any failure it is cancelled first, so the
@@ -104,7 +93,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	defer cancelStream()
 	stream, err := d.Fetcher.Open(streamCtx, im.URL)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	defer stream.Close()
 	prog := NewProgress(d.out(), log, im.Name, stream.Size(), d.TTY, d.ProgressInterval)
@@ -115,14 +104,14 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	verified := Verify(prog.Reader(stream), digest, im.URL)
 	format, sniffed, err := Sniff(streamCtx, verified, d.Decompressor)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err))
 	}
 	if im.Format != "" && im.Format != format.String() {
-		return &imageError{fmt.Errorf("image %s: the spec says format %s, the data is %s", im.Name, im.Format, format)}
+		return blame(ErrImage, fmt.Errorf("image %s: the spec says format %s, the data is %s", im.Name, im.Format, format))
 	}
 	decoded, err := d.Decompressor.Open(streamCtx, sniffed, format.Compression)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	defer decoded.Close()
 	// 8 × 1 MiB in flight: fetch and decompression run ahead of the disk writes.
@@ -159,7 +148,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		unmounted := true
 		for i := len(mounted) - 1; i >= 0; i-- {
 			if serr := disk.SyncFS(mounted[i]); serr != nil && err == nil {
-				err = classifyDevice(ctx, fmt.Errorf("image %s: %w", im.Name, serr))
+				err = classify(ctx, deviceFault, fmt.Errorf("image %s: %w", im.Name, serr))
 			}
 			if uerr := disk.Unmount(context.WithoutCancel(ctx), mounted[i]); uerr != nil {
 				unmounted = false
@@ -179,7 +168,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 		// earlier deploy: a symlink there (boot -> /) would make the mount land on the host.
 		dir, err := confine.MakeDir(root, m.Path)
 		if err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
+			return classify(ctx, treeFault, fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
 		}
 		if err := disk.Mount(ctx, byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
 			return fmt.Errorf("image %s: %w", im.Name, err)
@@ -195,7 +184,7 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	if format.Payload == "tar" {
 		dest, err := confine.MakeDir(root, im.Target)
 		if err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+			return classify(ctx, treeFault, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 		stats, err := ExtractTar(ctx, payload, dest, ExtractOptions{Sparse: true, Log: log})
 		if err != nil {
@@ -207,17 +196,17 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 	// the compressed stream): only at the very end are the byte count and the checksum
 	// known good.
 	if _, err := io.Copy(io.Discard, payload); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if err := decoded.Close(); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if _, err := io.Copy(io.Discard, verified); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, fmt.Errorf("image %s: %w", im.Name, err))
 	}
 	if im.Target == "/" {
 		if err := writeFstab(root, im.Fstab); err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+			return classify(ctx, treeFault, fmt.Errorf("image %s: %w", im.Name, err))
 		}
 	}
 	if d.Inspect != nil {
