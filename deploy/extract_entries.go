@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file makes each kind of entry; extract_unix.go resolves where, and sets metadata.
+// This file makes each kind of entry; extractor.go resolves where, and sets metadata.
 
 // file extracts a regular file: data, then owner, mode, xattrs and times, in that order.
 func (x *extractor) file(ctx context.Context, hdr *tar.Header, r io.Reader, pfd int, base string) error {
