@@ -1,5 +1,6 @@
-// Package deploy puts each image into its own root: fetch (http, https, file; retries
-// and Range resume), verify the checksum while streaming, extract tars safely or write
-// raw filesystem images, and write the image's fstab from the plan. It reads the
-// partition package's plan types and never imports its apply code.
+// Package deploy puts each image into its own root: it fetches the image (http, https,
+// file; retries and Range resume), verifies its checksum while streaming, extracts a tar
+// safely or writes a raw filesystem image, and writes the image's fstab from the plan.
+// Its errors say whose fault a failure is: ErrImage the image's, ErrWrite the target's.
+// It reads the partition package's plan types and never imports its apply code.
 package deploy

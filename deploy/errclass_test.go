@@ -224,17 +224,17 @@ func TestClassifyErrno(t *testing.T) {
 		{unix.EACCES, classNone, classNone}, {unix.ENOENT, classNone, classNone}, {unix.EBUSY, classNone, classNone},
 	} {
 		err := fmt.Errorf("extracting %q: %w", "x", tt.errno)
-		if got := classifyTree(context.Background(), err); classOf(got) != tt.tree || !errors.Is(got, tt.errno) {
+		if got := classify(context.Background(), treeFault, err); classOf(got) != tt.tree || !errors.Is(got, tt.errno) {
 			t.Errorf("tree, %v: %v (%v), want %v", tt.errno, got, classOf(got), tt.tree)
 		}
-		if got := classifyDevice(context.Background(), err); classOf(got) != tt.device || !errors.Is(got, tt.errno) {
+		if got := classify(context.Background(), deviceFault, err); classOf(got) != tt.device || !errors.Is(got, tt.errno) {
 			t.Errorf("device, %v: %v (%v), want %v", tt.errno, got, classOf(got), tt.device)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	for _, classify := range []func(context.Context, error) error{classifyTree, classifyDevice} {
-		if err := classify(ctx, unix.ENOSPC); classOf(err) != classNone {
+	for _, judge := range []func(error) error{treeFault, deviceFault} {
+		if err := classify(ctx, judge, unix.ENOSPC); classOf(err) != classNone {
 			t.Errorf("cancelled: %v is %v, want unclassified", err, classOf(err))
 		}
 	}

@@ -9,16 +9,63 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrImage is matched by errors about an image itself: it cannot be fetched, fails its
+// checksum, has an unknown format, does not decompress, is truncated, or holds an entry
+// that is hostile or that the tree cannot take.
+var ErrImage = errors.New("image error")
+
 // ErrWrite is matched by errors of writing an image onto its target that the target
 // caused: the filesystem or device is full, read-only or failing. The target then holds
 // part of the image; the image itself may be fine.
 var ErrWrite = errors.New("write failure")
 
-// writeError tags err as a write failure (exit code 5) without changing its text.
-type writeError struct{ err error }
+// faultError tags err with whose fault it is, ErrImage (exit code 4) or ErrWrite (exit
+// code 5), without changing its text.
+type faultError struct{ err, fault error }
 
-func (e *writeError) Error() string   { return e.err.Error() }
-func (e *writeError) Unwrap() []error { return []error{e.err, ErrWrite} }
+func (e *faultError) Error() string   { return e.err.Error() }
+func (e *faultError) Unwrap() []error { return []error{e.err, e.fault} }
+
+// blame tags err with fault, ErrImage or ErrWrite, whatever the state of the run: for
+// what the deploy itself finds wrong with the image's data.
+func blame(fault, err error) error { return &faultError{err: err, fault: fault} }
+
+// classify tags the error of an operation with the fault that judge finds in it (ErrImage,
+// ErrWrite, or nil for neither). It leaves err as it is when it already says whose fault
+// it is, and while ctx is done: the cancellation is the cause then, whatever the
+// operation made of it, and whoever cancelled reports it.
+func classify(ctx context.Context, judge func(error) error, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, ErrImage) || errors.Is(err, ErrWrite) {
+		return err
+	}
+	if fault := judge(err); fault != nil {
+		return blame(fault, err)
+	}
+	return err
+}
+
+// streamFault judges an error of reading the image (fetch, checksum, decompressor, tar
+// format): it is the image's.
+func streamFault(error) error { return ErrImage }
+
+// deviceFault judges an error of writing a device or syncing a filesystem: the target's
+// when its errno says the target failed; the image's shape has no part in it.
+func deviceFault(err error) error {
+	if hasErrno(err, targetErrnos) {
+		return ErrWrite
+	}
+	return nil
+}
+
+// treeFault judges an error of an operation on the tree an image is extracted into: the
+// image's when the archive asked for something impossible there, or put a symlink,
+// device node or FIFO where a directory or regular file must be; otherwise as deviceFault.
+func treeFault(err error) error {
+	if hasErrno(err, shapeErrnos) || errors.Is(err, confine.ErrUnsafe) {
+		return ErrImage
+	}
+	return deviceFault(err)
+}
 
 // targetErrnos are the errors of a filesystem or device operation that the target
 // causes, whatever the image: it is full (blocks, inodes, quota), read-only, failing or
@@ -39,46 +86,8 @@ var shapeErrnos = []unix.Errno{
 	unix.EOPNOTSUPP, unix.E2BIG,
 }
 
-// classified reports whether err already says whose fault it is.
-func classified(err error) bool { return errors.Is(err, ErrImage) || errors.Is(err, ErrWrite) }
-
-// classifyTree tags the error of an operation on the tree an image is extracted into
-// by its errno: a write failure when the target filesystem failed, an image error when
-// the archive asked for something impossible there. Anything else, and every error of a
-// run whose ctx is done (the cancellation is the cause; whoever cancelled reports it),
-// stays as it is.
-func classifyTree(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || classified(err) {
-		return err
-	}
+// hasErrno reports whether err carries one of errnos.
+func hasErrno(err error, errnos []unix.Errno) bool {
 	var errno unix.Errno
-	if errors.As(err, &errno) && slices.Contains(shapeErrnos, errno) || errors.Is(err, confine.ErrUnsafe) {
-		// A symlink, device node or FIFO where a directory or regular file must be is
-		// the image's doing too.
-		return &imageError{err}
-	}
-	return classifyDevice(ctx, err)
-}
-
-// classifyDevice tags the error of writing a device or syncing a filesystem as a write
-// failure when its errno says the target failed; the image's shape has no part in it.
-func classifyDevice(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || classified(err) {
-		return err
-	}
-	var errno unix.Errno
-	if errors.As(err, &errno) && slices.Contains(targetErrnos, errno) {
-		return &writeError{err}
-	}
-	return err
-}
-
-// streamErr tags an error of reading the image (fetch, checksum, decompressor, tar
-// format) as an image error, unless ctx is done: then the cancellation is the cause,
-// whatever the reader made of it.
-func streamErr(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || classified(err) {
-		return err
-	}
-	return &imageError{err}
+	return errors.As(err, &errno) && slices.Contains(errnos, errno)
 }

@@ -96,7 +96,7 @@ func ExtractTar(ctx context.Context, r io.Reader, root string, opts ExtractOptio
 	}
 	defer x.close()
 	if err := x.extract(ctx, r); err != nil {
-		return x.stats, classifyTree(ctx, err)
+		return x.stats, classify(ctx, treeFault, err)
 	}
 	x.log.DebugContext(ctx, "tar extracted", "root", root, "files", x.stats.Files, "dirs", x.stats.Dirs,
 		"symlinks", x.stats.Symlinks, "hardlinks", x.stats.Hardlinks, "devices", x.stats.Devices, "bytes", x.stats.Bytes)
@@ -117,13 +117,13 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) error {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			if end.emptyEOF {
-				return streamErr(ctx, fmt.Errorf("the tar ends after %d entries without its end-of-archive marker: truncated image", n))
+				return classify(ctx, streamFault, fmt.Errorf("the tar ends after %d entries without its end-of-archive marker: truncated image", n))
 			}
 			break
 		}
 		// With GODEBUG tarinsecurepath=0 archive/tar flags names we judge ourselves.
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			return streamErr(ctx, fmt.Errorf("reading the tar after %d entries: %w", n, err))
+			return classify(ctx, streamFault, fmt.Errorf("reading the tar after %d entries: %w", n, err))
 		}
 		if err := x.entry(ctx, hdr, tr); err != nil {
 			return err
@@ -133,7 +133,7 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) error {
 		return err
 	}
 	if _, err := io.CopyBuffer(io.Discard, br, x.buf); err != nil {
-		return streamErr(ctx, fmt.Errorf("reading past the end of the tar: %w", err))
+		return classify(ctx, streamFault, fmt.Errorf("reading past the end of the tar: %w", err))
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, tr *tar.Reader) 
 	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse, tar.TypeDir, tar.TypeSymlink, tar.TypeLink,
 		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
-		return &imageError{fmt.Errorf("extracting %q: unsupported tar entry type %q", hdr.Name, hdr.Typeflag)}
+		return blame(ErrImage, fmt.Errorf("extracting %q: unsupported tar entry type %q", hdr.Name, hdr.Typeflag))
 	}
 	p, reason := cleanName(hdr.Name)
 	if reason != "" {
@@ -210,7 +210,7 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, tr *tar.Reader) 
 		}
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > math.MaxUint32-1 || hdr.Gid > math.MaxUint32-1 {
-		return &imageError{fmt.Errorf("extracting %q: invalid owner %d:%d", hdr.Name, hdr.Uid, hdr.Gid)}
+		return blame(ErrImage, fmt.Errorf("extracting %q: invalid owner %d:%d", hdr.Name, hdr.Uid, hdr.Gid))
 	}
 	var target string
 	if hdr.Typeflag == tar.TypeLink {

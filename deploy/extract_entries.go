@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file makes each kind of entry; extract_unix.go resolves where, and sets metadata.
+// This file makes each kind of entry; extractor.go resolves where, and sets metadata.
 
 // file extracts a regular file: data, then owner, mode, xattrs and times, in that order.
 func (x *extractor) file(ctx context.Context, hdr *tar.Header, r io.Reader, pfd int, base string) error {
@@ -66,7 +66,7 @@ func (x *extractor) writeData(ctx context.Context, fd int, r io.Reader) (int64, 
 			break
 		}
 		if rerr != nil {
-			return off, streamErr(ctx, fmt.Errorf("reading its data: %w", rerr))
+			return off, classify(ctx, streamFault, fmt.Errorf("reading its data: %w", rerr))
 		}
 		if err := ctx.Err(); err != nil {
 			return off, err
@@ -187,7 +187,7 @@ func (x *extractor) node(hdr *tar.Header, pfd int, base string) error {
 		mode |= unix.S_IFIFO
 	}
 	if hdr.Devmajor < 0 || hdr.Devminor < 0 || hdr.Devmajor > math.MaxUint32 || hdr.Devminor > math.MaxUint32 {
-		return &imageError{fmt.Errorf("extracting %q: invalid device number %d:%d", hdr.Name, hdr.Devmajor, hdr.Devminor)}
+		return blame(ErrImage, fmt.Errorf("extracting %q: invalid device number %d:%d", hdr.Name, hdr.Devmajor, hdr.Devminor))
 	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 	if _, err := x.create(hdr.Name, pfd, base, false, func() (int, error) {

@@ -127,8 +127,8 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "server answered " + e.status }
 
-// retryable tells transient failures (server overload, network) from ones that will not
-// change by asking again (a missing image, a certificate the machine does not trust).
+// retryable tells transient failures (server overload, network) from ones that asking
+// again does not change (a missing image, a certificate the machine does not trust).
 func retryable(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
@@ -384,7 +384,7 @@ func (s *Stream) connect(cause error) error {
 	}
 }
 
-// permanentError is a response that asking again will not fix: the server does not
+// permanentError is a response that asking again does not fix: the server does not
 // serve the byte range we need.
 type permanentError struct{ err error }
 

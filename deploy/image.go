@@ -16,17 +16,6 @@ import (
 	"github.com/provisioner/provisioner/partition"
 )
 
-// ErrImage is matched by errors about an image itself: it cannot be fetched, fails its
-// checksum, has an unknown format, does not decompress, is truncated, or holds an entry
-// that is hostile or that the tree cannot take.
-var ErrImage = errors.New("image error")
-
-// imageError tags err as an image error (exit code 4) without changing its text.
-type imageError struct{ err error }
-
-func (e *imageError) Error() string   { return e.err.Error() }
-func (e *imageError) Unwrap() []error { return []error{e.err, ErrImage} }
-
 // Deployer puts images into their roots on disks that the partition step prepared.
 type Deployer struct {
 	Fetcher      *Fetcher
@@ -46,7 +35,8 @@ type Deployer struct {
 	OnProgress func(image string, done, total int64)
 	// Inspect, when set, is called once an image is in place and verified, with its tree
 	// still mounted at root: the bootloader step reads the image's kernels there, so the
-	// volumes need not be mounted twice. Its error fails the image.
+	// volumes need not be mounted twice. Its error fails the image as it is, so it names
+	// the image itself.
 	Inspect func(ctx context.Context, im *partition.Image, root string) error
 
 	// digests holds what ResolveDigests found, by image name.
@@ -61,7 +51,7 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 	for _, im := range images {
 		digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
 		if err != nil {
-			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+			return nameImage(im, classify(ctx, streamFault, err))
 		}
 		found[im.Name] = digest
 	}
@@ -73,159 +63,264 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 // temporary root (shallowest first), streams the image into its target (tar extracted,
 // raw written block-wise before mounting), verifies its checksum while streaming, writes
 // the image's /etc/fstab from the plan, and unmounts in reverse order, also on failure.
-// Its errors match ErrImage when the image is at fault (fetch, checksum, format,
-// decompression, truncation, an entry the tree cannot take) and ErrWrite when a target
-// filesystem or device failed, filled up or is read-only; while ctx is done they match
-// neither.
+// Its errors name the image, or the mount point a failed unmount leaves held. They match
+// ErrImage when the image is at fault (fetch, checksum, format, decompression,
+// truncation, an entry the tree cannot take) and ErrWrite when a target filesystem or
+// device failed, filled up or is read-only; while ctx is done they match neither.
 func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partition.Image, devs partition.Devices) (err error) {
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	dp := &deployment{d: d, im: im, layout: l, devs: devs, log: d.Log}
+	if dp.log == nil {
+		dp.log = slog.New(slog.DiscardHandler)
 	}
-	byUUID := map[string]partition.FSDevice{}
-	for _, t := range partition.FilesystemDevices(l, devs) {
-		byUUID[t.FS.UUID] = t
+	// Deferred first, so run last: the transfer's progress report ends with the deploy's
+	// final error, a failure to unmount included.
+	defer func() { dp.endTransfer(err) }()
+	defer func() {
+		syncErr, unmountErr := dp.unmount(ctx)
+		switch {
+		case err != nil:
+		case syncErr != nil:
+			err = nameImage(im, syncErr)
+		default:
+			err = unmountErr // it names the mount point
+		}
+	}()
+	for _, step := range []func(context.Context) error{dp.open, dp.writeRaw, dp.mount, dp.extract, dp.finish} {
+		if err := step(ctx); err != nil {
+			return nameImage(im, err)
+		}
+	}
+	if d.Inspect != nil {
+		// Inspect names the image in its errors itself.
+		return d.Inspect(ctx, im, dp.root)
+	}
+	return nil
+}
+
+// nameImage says which image an error of deploying it is about: "image NAME: ...", or
+// "image NAME (URL): ..." for a *formatError, since the format sniffer sees only bytes,
+// not where they came from.
+func nameImage(im *partition.Image, err error) error {
+	if fe, ok := err.(*formatError); ok {
+		return fmt.Errorf("image %s (%s): %w", im.Name, im.URL, fe.err)
+	}
+	return fmt.Errorf("image %s: %w", im.Name, err)
+}
+
+// formatError is an error of recognising an image's format, for nameImage to add its URL.
+type formatError struct{ err error }
+
+func (e *formatError) Error() string { return e.err.Error() }
+func (e *formatError) Unwrap() error { return e.err }
+
+// deployment is one Deploy: its steps run in order, each on what the ones before set up,
+// and the cleanup releases whatever they got to.
+type deployment struct {
+	d      *Deployer
+	im     *partition.Image
+	layout *partition.Layout
+	devs   partition.Devices
+	log    *slog.Logger
+	byUUID map[string]partition.FSDevice // the device of each planned filesystem
+
+	// The transfer, from the source to the payload that the raw writer or the extractor
+	// reads; nil until opened. It has its own context: on a failure it is cancelled
+	// before the read-ahead is closed, so that the read-ahead goroutine is never left
+	// waiting on the network.
+	cancel   context.CancelFunc
+	stream   *Stream
+	prog     *Progress
+	verified io.Reader // the stream as fetched, checksummed
+	format   Format
+	decoded  io.ReadCloser
+	payload  *readAhead
+
+	growAfterMount bool     // the raw image's filesystem grows once mounted (xfs)
+	root           string   // the private mount root; "" until made
+	mounted        []string // the mount points under root, shallowest first
+}
+
+// open checks that every volume of the image has its device and opens the transfer:
+// the checksum (unless ResolveDigests found it), the stream with its progress, the
+// format, sniffed and held against the spec, and the decompressor.
+func (dp *deployment) open(ctx context.Context) error {
+	im := dp.im
+	dp.byUUID = map[string]partition.FSDevice{}
+	for _, t := range partition.FilesystemDevices(dp.layout, dp.devs) {
+		dp.byUUID[t.FS.UUID] = t
 	}
 	for _, m := range im.Mounts {
-		if _, ok := byUUID[m.FSUUID]; !ok {
-			return fmt.Errorf("image %s: no device for the filesystem mounted at %s", im.Name, m.Path)
+		if _, ok := dp.byUUID[m.FSUUID]; !ok {
+			return fmt.Errorf("no device for the filesystem mounted at %s", m.Path)
 		}
 	}
-
-	digest, ok := d.digests[im.Name]
+	digest, ok := dp.d.digests[im.Name]
 	if !ok {
-		if digest, err = d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL); err != nil {
-			return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		var err error
+		if digest, err = dp.d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL); err != nil {
+			return classify(ctx, streamFault, err)
 		}
 	}
-	// The transfer has its own context: on any failure it is cancelled first, so the
-	// read-ahead goroutine is never left waiting on the network while we clean up.
-	streamCtx, cancelStream := context.WithCancel(ctx)
-	defer cancelStream()
-	stream, err := d.Fetcher.Open(streamCtx, im.URL)
+	streamCtx, cancel := context.WithCancel(ctx)
+	dp.cancel = cancel
+	stream, err := dp.d.Fetcher.Open(streamCtx, im.URL)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, err)
 	}
-	defer stream.Close()
-	prog := NewProgress(d.out(), log, im.Name, stream.Size(), d.TTY, d.ProgressInterval)
-	if d.OnProgress != nil {
-		prog.Notify(func(done, total int64) { d.OnProgress(im.Name, done, total) })
+	dp.stream = stream
+	dp.prog = NewProgress(dp.d.out(), dp.log, im.Name, stream.Size(), dp.d.TTY, dp.d.ProgressInterval)
+	if dp.d.OnProgress != nil {
+		dp.prog.Notify(func(done, total int64) { dp.d.OnProgress(im.Name, done, total) })
 	}
-	defer func() { prog.Done(err) }()
-	verified := Verify(prog.Reader(stream), digest, im.URL)
-	format, sniffed, err := Sniff(streamCtx, verified, d.Decompressor)
+	dp.verified = Verify(dp.prog.Reader(stream), digest, im.URL)
+	format, sniffed, err := Sniff(streamCtx, dp.verified, dp.d.Decompressor)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s (%s): %w", im.Name, im.URL, err))
+		return &formatError{classify(ctx, streamFault, err)}
 	}
 	if im.Format != "" && im.Format != format.String() {
-		return &imageError{fmt.Errorf("image %s: the spec says format %s, the data is %s", im.Name, im.Format, format)}
+		return blame(ErrImage, fmt.Errorf("the spec says format %s, the data is %s", im.Format, format))
 	}
-	decoded, err := d.Decompressor.Open(streamCtx, sniffed, format.Compression)
+	dp.format = format
+	decoded, err := dp.d.Decompressor.Open(streamCtx, sniffed, format.Compression)
 	if err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+		return classify(ctx, streamFault, err)
 	}
-	defer decoded.Close()
+	dp.decoded = decoded
 	// 8 × 1 MiB in flight: fetch and decompression run ahead of the disk writes.
-	ahead := newReadAhead(decoded, 1<<20, 8)
-	defer func() {
-		if err != nil {
-			cancelStream()
-		}
-		ahead.Close()
-	}()
-	var payload io.Reader = ahead
+	dp.payload = newReadAhead(dp.decoded, 1<<20, 8)
+	return nil
+}
 
-	var raw RawResult
-	if format.Payload == "raw" {
-		target := im.MountAt(im.Target)
-		if target == nil {
-			return fmt.Errorf("image %s: raw image, but no filesystem is mounted at its target %s", im.Name, im.Target)
-		}
-		t := byUUID[target.FSUUID]
-		if raw, err = WriteRaw(ctx, d.Run, d.Sys, payload, t.Dev, t.FS); err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		log.Info("raw image written", "image", im.Name, "device", t.Dev, "written", raw.Written, "skipped_zero", raw.Skipped)
+// writeRaw writes a raw image onto the device of the filesystem at its target, which is
+// mounted only afterwards.
+func (dp *deployment) writeRaw(ctx context.Context) error {
+	if dp.format.Payload != "raw" {
+		return nil
 	}
-
-	root, err := os.MkdirTemp(d.TmpDir, "provisioner-"+im.Name+"-")
+	target := dp.im.MountAt(dp.im.Target)
+	if target == nil {
+		return fmt.Errorf("raw image, but no filesystem is mounted at its target %s", dp.im.Target)
+	}
+	t := dp.byUUID[target.FSUUID]
+	raw, err := WriteRaw(ctx, dp.d.Run, dp.d.Sys, dp.payload, t.Dev, t.FS)
 	if err != nil {
-		return fmt.Errorf("image %s: %w", im.Name, err)
+		return err
 	}
-	var mounted []string
-	defer func() {
-		// Unmount in reverse, whatever happened; a failure to unmount is reported, since
-		// it leaves the disk held.
-		unmounted := true
-		for i := len(mounted) - 1; i >= 0; i-- {
-			if serr := disk.SyncFS(mounted[i]); serr != nil && err == nil {
-				err = classifyDevice(ctx, fmt.Errorf("image %s: %w", im.Name, serr))
-			}
-			if uerr := disk.Unmount(context.WithoutCancel(ctx), mounted[i]); uerr != nil {
-				unmounted = false
-				if err == nil {
-					err = uerr
-				}
-			}
-		}
-		// Once everything is unmounted the root is an empty directory. Never RemoveAll:
-		// with a mount left behind it would delete the deployed files.
-		if unmounted {
-			os.Remove(root)
-		}
-	}()
-	for _, m := range im.Mounts {
+	dp.growAfterMount = raw.GrowAfterMount
+	dp.log.Info("raw image written", "image", dp.im.Name, "device", t.Dev, "written", raw.Written, "skipped_zero", raw.Skipped)
+	return nil
+}
+
+// mount makes the private root and mounts every volume of the image in it, shallowest
+// first; the filesystem a raw xfs image was written to grows once mounted.
+func (dp *deployment) mount(ctx context.Context) error {
+	root, err := os.MkdirTemp(dp.d.TmpDir, "provisioner-"+dp.im.Name+"-")
+	if err != nil {
+		return err
+	}
+	dp.root = root
+	for _, m := range dp.im.Mounts {
 		// The tree may already hold a filesystem written from a raw image or kept from an
 		// earlier deploy: a symlink there (boot -> /) would make the mount land on the host.
 		dir, err := confine.MakeDir(root, m.Path)
 		if err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: creating mount point %s: %w", im.Name, m.Path, err))
+			return classify(ctx, treeFault, fmt.Errorf("creating mount point %s: %w", m.Path, err))
 		}
-		if err := disk.Mount(ctx, byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
+		if err := disk.Mount(ctx, dp.byUUID[m.FSUUID].Dev, dir, m.FSType, ""); err != nil {
+			return err
 		}
-		mounted = append(mounted, dir)
-		if raw.GrowAfterMount && m.Path == im.Target {
-			if _, err := d.Run.Run(ctx, run.Cmd{Argv: []string{"xfs_growfs", dir}}); err != nil {
-				return fmt.Errorf("image %s: growing %s: %w", im.Name, m.Path, err)
+		dp.mounted = append(dp.mounted, dir)
+		if dp.growAfterMount && m.Path == dp.im.Target {
+			if _, err := dp.d.Run.Run(ctx, run.Cmd{Argv: []string{"xfs_growfs", dir}}); err != nil {
+				return fmt.Errorf("growing %s: %w", m.Path, err)
 			}
 		}
 	}
+	return nil
+}
 
-	if format.Payload == "tar" {
-		dest, err := confine.MakeDir(root, im.Target)
-		if err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
-		}
-		stats, err := ExtractTar(ctx, payload, dest, ExtractOptions{Sparse: true, Log: log})
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		log.Info("image extracted", "image", im.Name, "files", stats.Files, "dirs", stats.Dirs, "bytes", stats.Bytes)
+// extract extracts a tar image into its target in the mounted tree.
+func (dp *deployment) extract(ctx context.Context) error {
+	if dp.format.Payload != "tar" {
+		return nil
 	}
-	// Read what the payload and the transfer have left (tar padding, trailing bytes of
-	// the compressed stream): only at the very end are the byte count and the checksum
-	// known good.
-	if _, err := io.Copy(io.Discard, payload); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+	dest, err := confine.MakeDir(dp.root, dp.im.Target)
+	if err != nil {
+		return classify(ctx, treeFault, err)
 	}
-	if err := decoded.Close(); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+	stats, err := ExtractTar(ctx, dp.payload, dest, ExtractOptions{Sparse: true, Log: dp.log})
+	if err != nil {
+		return err
 	}
-	if _, err := io.Copy(io.Discard, verified); err != nil {
-		return streamErr(ctx, fmt.Errorf("image %s: %w", im.Name, err))
+	dp.log.Info("image extracted", "image", dp.im.Name, "files", stats.Files, "dirs", stats.Dirs, "bytes", stats.Bytes)
+	return nil
+}
+
+// finish reads what the payload and the transfer have left (tar padding, trailing bytes
+// of the compressed stream): only at the very end are the byte count and the checksum
+// known good. Then it writes the image's fstab.
+func (dp *deployment) finish(ctx context.Context) error {
+	if _, err := io.Copy(io.Discard, dp.payload); err != nil {
+		return classify(ctx, streamFault, err)
 	}
-	if im.Target == "/" {
-		if err := writeFstab(root, im.Fstab); err != nil {
-			return classifyTree(ctx, fmt.Errorf("image %s: %w", im.Name, err))
-		}
+	if err := dp.decoded.Close(); err != nil {
+		return classify(ctx, streamFault, err)
 	}
-	if d.Inspect != nil {
-		if err := d.Inspect(ctx, im, root); err != nil {
-			return err
+	if _, err := io.Copy(io.Discard, dp.verified); err != nil {
+		return classify(ctx, streamFault, err)
+	}
+	if dp.im.Target == "/" {
+		if err := writeFstab(dp.root, dp.im.Fstab); err != nil {
+			return classify(ctx, treeFault, err)
 		}
 	}
 	return nil
+}
+
+// unmount syncs and unmounts the volumes in reverse order, whatever happened, and removes
+// the root once nothing is mounted there. It returns the first failure, either of a sync
+// (the target did not store what was written) or of an unmount (it leaves the disk held).
+func (dp *deployment) unmount(ctx context.Context) (syncErr, unmountErr error) {
+	unmounted := true
+	for i := len(dp.mounted) - 1; i >= 0; i-- {
+		if err := disk.SyncFS(dp.mounted[i]); err != nil && syncErr == nil && unmountErr == nil {
+			syncErr = classify(ctx, deviceFault, err)
+		}
+		if err := disk.Unmount(context.WithoutCancel(ctx), dp.mounted[i]); err != nil {
+			unmounted = false
+			if syncErr == nil && unmountErr == nil {
+				unmountErr = err
+			}
+		}
+	}
+	// Never RemoveAll: with a mount left behind it would delete the deployed files.
+	if unmounted && dp.root != "" {
+		os.Remove(dp.root)
+	}
+	return syncErr, unmountErr
+}
+
+// endTransfer closes what open opened, in reverse, and reports the end of the transfer,
+// with err, to its progress.
+func (dp *deployment) endTransfer(err error) {
+	if dp.payload != nil {
+		if err != nil {
+			dp.cancel()
+		}
+		dp.payload.Close()
+	}
+	if dp.decoded != nil {
+		dp.decoded.Close()
+	}
+	if dp.prog != nil {
+		dp.prog.Done(err)
+	}
+	if dp.stream != nil {
+		dp.stream.Close()
+	}
+	if dp.cancel != nil {
+		dp.cancel()
+	}
 }
 
 func (d *Deployer) out() io.Writer {

@@ -34,7 +34,7 @@ type RawResult struct {
 func WriteRaw(ctx context.Context, r run.Runner, sys disk.Sys, src io.Reader, dev string, fs *partition.Filesystem) (RawResult, error) {
 	res, err := copyRaw(ctx, sys, src, dev, fs)
 	if err != nil {
-		return res, classifyDevice(ctx, err)
+		return res, classify(ctx, deviceFault, err)
 	}
 	return res, adoptIdentity(ctx, r, dev, fs, &res)
 }
@@ -76,11 +76,11 @@ func copyRaw(ctx context.Context, sys disk.Sys, src io.Reader, dev string, fs *p
 		if n > 0 {
 			if off == 0 {
 				if err := checkRawMagic(buf[:n], fs.Type); err != nil {
-					return res, &imageError{fmt.Errorf("raw image for %s: %w", dev, err)}
+					return res, blame(ErrImage, fmt.Errorf("raw image for %s: %w", dev, err))
 				}
 			}
 			if off+int64(n) > size {
-				return res, &imageError{fmt.Errorf("raw image for %s is larger than the device (%d bytes)", dev, size)}
+				return res, blame(ErrImage, fmt.Errorf("raw image for %s is larger than the device (%d bytes)", dev, size))
 			}
 			if skipZero && allZero(buf[:n]) {
 				res.Skipped += int64(n)
@@ -96,11 +96,11 @@ func copyRaw(ctx context.Context, sys disk.Sys, src io.Reader, dev string, fs *p
 			break
 		}
 		if rerr != nil {
-			return res, streamErr(ctx, fmt.Errorf("reading the raw image for %s: %w", dev, rerr))
+			return res, classify(ctx, streamFault, fmt.Errorf("reading the raw image for %s: %w", dev, rerr))
 		}
 	}
 	if off == 0 {
-		return res, &imageError{fmt.Errorf("raw image for %s is empty", dev)}
+		return res, blame(ErrImage, fmt.Errorf("raw image for %s is empty", dev))
 	}
 	if err := f.Sync(); err != nil {
 		return res, fmt.Errorf("syncing %s: %w", dev, err)

@@ -380,21 +380,12 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm fs.FileMode, hook f
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	where := d.Path(name)
-	step := func(s string) error {
-		if hook == nil {
-			return nil
-		}
-		if err := hook(s); err != nil {
-			return fmt.Errorf("writing %s: %s: %w", where, s, err)
-		}
-		return nil
-	}
+	w := &atomicWrite{d: d, where: d.Path(name), hook: hook}
 	if c == "." {
-		return fmt.Errorf("writing %s: not a file name", where)
+		return fmt.Errorf("writing %s: not a file name", w.where)
 	}
 	if err := d.checkDirs(c, true, 0); err != nil {
-		return fmt.Errorf("writing %s: %w", where, err)
+		return w.fail(err)
 	}
 	dir, base := path.Split(c)
 	dir = strings.TrimSuffix(dir, "/")
@@ -404,23 +395,54 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm fs.FileMode, hook f
 	prefix := "." + base + TempMarker
 	d.removeStrayTemps(dir, prefix)
 
-	if err := step("create"); err != nil {
-		return err
-	}
-	tmp, f, err := d.createTemp(dir, prefix)
+	tmp, err := w.writeTemp(dir, prefix, data, perm)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", where, err)
-	}
-	// A real failure removes the temporary file; a hook abort stands for a power cut and
-	// leaves it, exactly as a crash would.
-	fail := func(err error) error {
-		f.Close()
-		d.root.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", where, err)
-	}
-	if err := step("write"); err != nil {
-		f.Close()
 		return err
+	}
+	return w.commit(tmp, c, dir)
+}
+
+// atomicWrite is one WriteFileAtomic of the file where (its path as the host sees it).
+type atomicWrite struct {
+	d     *Dir
+	where string
+	hook  func(step string) error
+}
+
+// step calls the hook before the step s. Its error stands for a power cut there: the
+// caller returns it at once and cleans nothing up, exactly as a crash would.
+func (w *atomicWrite) step(s string) error {
+	if w.hook == nil {
+		return nil
+	}
+	if err := w.hook(s); err != nil {
+		return fmt.Errorf("writing %s: %s: %w", w.where, s, err)
+	}
+	return nil
+}
+
+// fail names the file in a real failure.
+func (w *atomicWrite) fail(err error) error { return fmt.Errorf("writing %s: %w", w.where, err) }
+
+// writeTemp creates a new temporary file prefix+random in dir holding data with mode perm,
+// synced to the disk, and returns its name (steps "create", "write" and "fsync"). A real
+// failure removes the temporary file.
+func (w *atomicWrite) writeTemp(dir, prefix string, data []byte, perm fs.FileMode) (string, error) {
+	if err := w.step("create"); err != nil {
+		return "", err
+	}
+	tmp, f, err := w.d.createTemp(dir, prefix)
+	if err != nil {
+		return "", w.fail(err)
+	}
+	fail := func(err error) (string, error) {
+		f.Close()
+		w.d.root.Remove(tmp)
+		return "", w.fail(err)
+	}
+	if err := w.step("write"); err != nil {
+		f.Close()
+		return "", err
 	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
@@ -430,9 +452,9 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm fs.FileMode, hook f
 	if err := f.Chmod(perm); err != nil {
 		return fail(err)
 	}
-	if err := step("fsync"); err != nil {
+	if err := w.step("fsync"); err != nil {
 		f.Close()
-		return err
+		return "", err
 	}
 	// Without this fsync the rename can reach the disk before the data, and a power cut
 	// then leaves an empty or partial file under the final name.
@@ -440,23 +462,29 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm fs.FileMode, hook f
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		d.root.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", where, err)
+		w.d.root.Remove(tmp)
+		return "", w.fail(err)
 	}
-	if err := step("rename"); err != nil {
+	return tmp, nil
+}
+
+// commit renames tmp over name, both in dir, and syncs dir (steps "rename" and
+// "fsync-dir"), so that the new content is durable under its name.
+func (w *atomicWrite) commit(tmp, name, dir string) error {
+	if err := w.step("rename"); err != nil {
 		return err
 	}
-	if err := d.root.Rename(tmp, c); err != nil {
-		d.root.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", where, err)
+	if err := w.d.root.Rename(tmp, name); err != nil {
+		w.d.root.Remove(tmp)
+		return w.fail(err)
 	}
-	if err := step("fsync-dir"); err != nil {
+	if err := w.step("fsync-dir"); err != nil {
 		return err
 	}
 	// The rename lives in the directory; until the directory is synced a power cut may
 	// bring back the old name, and the caller would think the new content was durable.
-	if err := d.syncDir(dir); err != nil {
-		return fmt.Errorf("writing %s: %w", where, err)
+	if err := w.d.syncDir(dir); err != nil {
+		return w.fail(err)
 	}
 	return nil
 }

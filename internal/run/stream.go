@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -40,8 +41,40 @@ func (e Exec) Stream(ctx context.Context, cmd Cmd) (io.ReadCloser, error) {
 	if len(cmd.Argv) == 0 {
 		return nil, errEmptyArgv
 	}
-	argv := slices.Clone(cmd.Argv)
-	s := &stream{argv: argv, done: make(chan struct{})}
+	s := &stream{argv: slices.Clone(cmd.Argv), done: make(chan struct{})}
+	s.cmd = s.command(ctx, cmd)
+	opened, inW, err := s.pipes(cmd.Stdin)
+	start := time.Now()
+	if err == nil {
+		err = checkDir(cmd.Dir)
+	}
+	if err == nil {
+		err = s.cmd.Start()
+	}
+	if err != nil {
+		for _, f := range opened {
+			f.Close()
+		}
+		err = &Error{Argv: s.argv, ExitCode: -1, Err: err}
+		if e.Logger != nil {
+			e.Logger.DebugContext(ctx, "stream", "argv", String(s.argv), "exit", -1, "err", err)
+		}
+		return nil, err
+	}
+	// The child has its own copies; ours of the far ends would keep EOF from coming.
+	s.cmd.Stdout.(*os.File).Close()
+	if inW != nil {
+		s.cmd.Stdin.(*os.File).Close()
+		s.fed = make(chan error, 1)
+		go feed(inW, cmd.Stdin, s.fed)
+	}
+	go s.reap(ctx, e.Logger, start)
+	return s, nil
+}
+
+// command builds the program's exec.Cmd as Run does, with stderr captured into s; stdin
+// and stdout are left to pipes.
+func (s *stream) command(ctx context.Context, cmd Cmd) *exec.Cmd {
 	c := exec.CommandContext(ctx, cmd.Argv[0], cmd.Argv[1:]...)
 	c.Dir = cmd.Dir
 	if len(cmd.Env) > 0 {
@@ -51,72 +84,53 @@ func (e Exec) Stream(ctx context.Context, cmd Cmd) (io.ReadCloser, error) {
 	s.killed = groupKill(c)
 	c.Stderr = &s.stderr
 	c.WaitDelay = waitDelay
-	s.cmd = c
+	return c
+}
 
-	// Our own pipes rather than os/exec's: their far ends are *os.Files handed to the
-	// child as they are, so Wait waits neither for stdout (it runs while the caller
-	// reads) nor for a Read of cmd.Stdin that may block (os/exec cannot interrupt one).
-	var closeOnFail []*os.File
-	fail := func(err error) (io.ReadCloser, error) {
-		for _, f := range closeOnFail {
-			f.Close()
-		}
-		err = &Error{Argv: argv, ExitCode: -1, Err: err}
-		if e.Logger != nil {
-			e.Logger.DebugContext(ctx, "stream", "argv", String(argv), "exit", -1, "err", err)
-		}
-		return nil, err
-	}
+// pipes connects the program's stdout, and its stdin unless that is nil or a file, to
+// pipes of our own rather than os/exec's: their far ends are *os.Files handed to the
+// child as they are, so Wait waits neither for stdout (it runs while the caller reads)
+// nor for a Read of stdin that may block (os/exec cannot interrupt one). It returns every
+// file it opened, also on failure, for a failed start to close, and the write end of the
+// stdin pipe (nil when there is none).
+func (s *stream) pipes(stdin io.Reader) (opened []*os.File, inW *os.File, err error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return fail(fmt.Errorf("creating the output pipe: %w", err))
+		return nil, nil, fmt.Errorf("creating the output pipe: %w", err)
 	}
 	s.r = pr
-	c.Stdout = pw
-	closeOnFail = append(closeOnFail, pr, pw)
-	var inW *os.File
-	switch in := cmd.Stdin.(type) {
+	s.cmd.Stdout = pw
+	opened = append(opened, pr, pw)
+	switch in := stdin.(type) {
 	case nil:
 	case *os.File:
-		c.Stdin = in
+		s.cmd.Stdin = in
 	default:
 		inR, w, err := os.Pipe()
 		if err != nil {
-			return fail(fmt.Errorf("creating the input pipe: %w", err))
+			return opened, nil, fmt.Errorf("creating the input pipe: %w", err)
 		}
-		c.Stdin, inW = inR, w
-		closeOnFail = append(closeOnFail, inR, inW)
+		s.cmd.Stdin, inW = inR, w
+		opened = append(opened, inR, inW)
 	}
+	return opened, inW, nil
+}
 
-	start := time.Now()
-	if err := checkDir(cmd.Dir); err != nil {
-		return fail(err)
-	}
-	if err := c.Start(); err != nil {
-		return fail(err)
-	}
-	// The child has its own copies; ours of the far ends would keep EOF from coming.
-	pw.Close()
-	if inW != nil {
-		c.Stdin.(*os.File).Close()
-		s.fed = make(chan error, 1)
-		go feed(inW, cmd.Stdin, s.fed)
-	}
-	go func() {
-		s.waitErr = s.wait(ctx)
-		if e.Logger != nil {
-			attrs := []any{"argv", String(argv), "duration", time.Since(start), "exit", s.code}
-			if s.waitErr != nil {
-				attrs = append(attrs, "err", s.waitErr)
-			}
-			e.Logger.DebugContext(ctx, "stream", attrs...)
+// reap waits for the program, logs how it ended (with the time since start) when log is
+// set, and then lets Read and Close see the outcome.
+func (s *stream) reap(ctx context.Context, log *slog.Logger, start time.Time) {
+	s.waitErr = s.wait(ctx)
+	if log != nil {
+		attrs := []any{"argv", String(s.argv), "duration", time.Since(start), "exit", s.code}
+		if s.waitErr != nil {
+			attrs = append(attrs, "err", s.waitErr)
 		}
-		// A Read blocked right now must not wait forever for a child the program left
-		// holding stdout; Read pushes this further on while bytes keep coming.
-		s.r.SetReadDeadline(time.Now().Add(waitDelay))
-		close(s.done)
-	}()
-	return s, nil
+		log.DebugContext(ctx, "stream", attrs...)
+	}
+	// A Read blocked right now must not wait forever for a child the program left
+	// holding stdout; Read pushes this further on while bytes keep coming.
+	s.r.SetReadDeadline(time.Now().Add(waitDelay))
+	close(s.done)
 }
 
 // feed copies src into the program's stdin, reports on fed a failure to read src, and
