@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"strconv"
 	"strings"
 
@@ -211,7 +210,7 @@ func (f *bootFiles) status(bootedRootUUID string) Status {
 // fallback returns the entry grub.cfg boots when grubenv names none, nil when grub.cfg cannot
 // be read or names no entry of boot-info.json.
 func (f *bootFiles) fallback() *Element {
-	cfg, err := f.d.ReadFile(path.Join(f.bi.grubDirName(), "grub.cfg"), maxGrubCfg)
+	cfg, err := f.d.ReadFile(f.bi.grubCfgName(), maxGrubCfg)
 	if err != nil {
 		return nil
 	}
