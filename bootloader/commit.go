@@ -187,9 +187,9 @@ func (c *commit) perm(name string) fs.FileMode {
 // any pending one-shot entry), and the deploy's history record.
 //
 // The grubenv to build on is the one d holds, when it parses: a redeploy over a kept
-// multiboot filesystem keeps its other variables. It is read before grub-install runs,
-// which reads the same: grub-install creates an empty grubenv where there is none and
-// leaves an existing regular file alone.
+// multiboot filesystem keeps its other variables. DeployState runs before grub-install,
+// and reads what it would read after: grub-install creates an empty grubenv only where
+// there is none, and leaves an existing regular file alone.
 func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	def := elementByID(info, info.CurrentElement)
 	if def == nil || def.MenuentryID == "" {

@@ -63,19 +63,21 @@ type SwitchOptions struct {
 // boot-info.json, current_element unchanged). The files are committed with Commit: grubenv
 // first, then boot-info.json (after a crash between the two, grub already boots the new
 // entry and List reports the disagreement), then the history record. An unknown entry: an
-// error listing the valid ones (matching ErrUnknownEntry), nothing written, not even to the
-// history. Already the default: Unchanged, nothing written but the history record.
+// error listing the valid ones (matching ErrUnknownEntry), nothing written. Already the
+// default: Unchanged, nothing written but the history record.
+//
+// Every switch but one naming an unknown entry is recorded in the history, failures
+// included: operation "switch-default" (or "switch-default --once"), the entries before and
+// after, and the result: "ok", "unchanged: already the default", "ok; grubenv rewritten:
+// <why>" or the error.
 //
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
-// boot next, and a leftover next_entry would boot something else first. Every other outcome,
-// failures included, is recorded in the history (operation "switch-default", or
-// "switch-default --once"; the result "ok", "unchanged: already the default", "ok; grubenv
-// rewritten: <why>" or the error).
+// boot next, and a leftover next_entry would boot something else first.
 //
 // A grubenv that does not parse (corrupted, or not a grub environment block) is replaced by a
 // valid one (EnvRewritten says why): grub cannot read it either, so nothing it held still
 // takes effect. One that is not a regular file, or a grub_dir leading out of dir, is refused
-// (matching confine.ErrUnsafe) and nothing is written.
+// (matching confine.ErrUnsafe) and nothing is written. ctx is passed to Commit.
 func SwitchDefault(ctx context.Context, dir string, o SwitchOptions) (SwitchResult, error) {
 	res, recorded, err := switchDefault(ctx, dir, o)
 	if recorded || errors.Is(err, ErrUnknownEntry) {
@@ -140,7 +142,7 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 	return res, recorded, switchError(dir, err)
 }
 
-// switchError says what a failed commit of a switch had done.
+// switchError wraps the error of a switch's commit, saying what it had already written.
 func switchError(dir string, err error) error {
 	var ce *commitError
 	switch {
