@@ -51,6 +51,11 @@ func (b *BootInfo) grubDirName() string {
 	return path.Clean(b.GrubDir)
 }
 
+// grubCfgName is grub.cfg's path relative to the directory holding boot-info.json.
+func (b *BootInfo) grubCfgName() string {
+	return path.Join(b.grubDirName(), "grub.cfg")
+}
+
 // Element is one deployed image's boot entry. The first six keys are Bareon's; the rest
 // are ours and let list and switch-default work without mounting the images.
 type Element struct {

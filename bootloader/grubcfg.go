@@ -75,19 +75,7 @@ var grubFSModule = map[string]string{
 // "/boot" prefix), else on its root; root=UUID comes from Image.RootUUID and the rest
 // of the command line is kernelParams (the spec's deploy_data.kernel_params).
 func Entries(l *partition.Layout, kernels map[string]Kernel, kernelParams string) ([]MenuEntry, error) {
-	onLVM, onMD := map[string]bool{}, map[string]bool{}
-	for _, vg := range l.VGs {
-		for _, lv := range vg.LVs {
-			if lv.FS != nil {
-				onLVM[lv.FS.UUID] = true
-			}
-		}
-	}
-	for _, r := range l.RAIDs {
-		if r.FS != nil {
-			onMD[r.FS.UUID] = true
-		}
-	}
+	vols := newVolumeKinds(l)
 	params := strings.Join(strings.Fields(kernelParams), " ")
 	var out []MenuEntry
 	ids := map[string]string{}
@@ -95,15 +83,9 @@ func Entries(l *partition.Layout, kernels map[string]Kernel, kernelParams string
 		if im.Target != "/" {
 			continue
 		}
-		k, ok := kernels[im.Name]
-		if !ok {
-			return nil, fmt.Errorf("image %s: no kernel probed", im.Name)
-		}
-		if k.Path == "" {
-			return nil, fmt.Errorf("image %s: kernel has no path", im.Name)
-		}
-		if im.RootUUID == "" {
-			return nil, fmt.Errorf("image %s: no root filesystem uuid in the plan", im.Name)
+		k, err := rootKernel(im, kernels)
+		if err != nil {
+			return nil, err
 		}
 		id := menuEntryID(im.Name)
 		if other, dup := ids[id]; dup {
@@ -111,57 +93,120 @@ func Entries(l *partition.Layout, kernels map[string]Kernel, kernelParams string
 			return nil, fmt.Errorf("images %s and %s: both give the menu entry id %s", other, im.Name, id)
 		}
 		ids[id] = im.Name
-
-		root, boot := im.MountAt("/"), im.MountAt("/boot")
-		kfs := root
-		kernelPath, initrdPath := k.Path, k.Initrd
-		if boot != nil {
-			kfs = boot
-			var err error
-			if kernelPath, err = onBootFS(k.Path); err != nil {
-				return nil, fmt.Errorf("image %s: kernel: %w", im.Name, err)
-			}
-			if initrdPath != "" {
-				if initrdPath, err = onBootFS(k.Initrd); err != nil {
-					return nil, fmt.Errorf("image %s: initrd: %w", im.Name, err)
-				}
-			}
+		e, err := menuEntry(im, k, id, params, vols)
+		if err != nil {
+			return nil, err
 		}
-		if kfs == nil {
-			return nil, fmt.Errorf("image %s: nothing is mounted at /", im.Name)
-		}
-		fsMod, ok := grubFSModule[kfs.FSType]
-		if !ok {
-			return nil, fmt.Errorf("image %s: grub cannot read the %s filesystem holding the kernel", im.Name, kfs.FSType)
-		}
-		mods := []string{"part_gpt"}
-		switch {
-		case onLVM[kfs.FSUUID]:
-			mods = append(mods, "lvm")
-		case onMD[kfs.FSUUID]:
-			mods = append(mods, "mdraid1x")
-		}
-		mods = append(mods, fsMod)
-
-		osName := k.OSName
-		if osName == "" {
-			osName = "Linux"
-		}
-		cmdline := "root=UUID=" + im.RootUUID + " ro"
-		if params != "" {
-			cmdline += " " + params
-		}
-		out = append(out, MenuEntry{
-			ID:       id,
-			Title:    osName + " (" + im.Name + ")",
-			BootUUID: kfs.FSUUID,
-			Kernel:   kernelPath,
-			Initrd:   initrdPath,
-			Cmdline:  cmdline,
-			Modules:  mods,
-		})
+		out = append(out, e)
 	}
 	return out, nil
+}
+
+// rootKernel returns the kernel probed for the root image im, once it is known that a menu
+// entry can boot it.
+func rootKernel(im *partition.Image, kernels map[string]Kernel) (Kernel, error) {
+	k, ok := kernels[im.Name]
+	if !ok {
+		return Kernel{}, fmt.Errorf("image %s: no kernel probed", im.Name)
+	}
+	if k.Path == "" {
+		return Kernel{}, fmt.Errorf("image %s: kernel has no path", im.Name)
+	}
+	if im.RootUUID == "" {
+		return Kernel{}, fmt.Errorf("image %s: no root filesystem uuid in the plan", im.Name)
+	}
+	return k, nil
+}
+
+// menuEntry builds the entry with id that boots the root image im with its kernel k;
+// params are the kernel parameters after root= and ro.
+func menuEntry(im *partition.Image, k Kernel, id, params string, vols volumeKinds) (MenuEntry, error) {
+	kfs, kernelPath, initrdPath, err := kernelLocation(im, k)
+	if err != nil {
+		return MenuEntry{}, err
+	}
+	mods, err := vols.modules(kfs)
+	if err != nil {
+		return MenuEntry{}, fmt.Errorf("image %s: %w", im.Name, err)
+	}
+	osName := k.OSName
+	if osName == "" {
+		osName = "Linux"
+	}
+	cmdline := "root=UUID=" + im.RootUUID + " ro"
+	if params != "" {
+		cmdline += " " + params
+	}
+	return MenuEntry{
+		ID:       id,
+		Title:    osName + " (" + im.Name + ")",
+		BootUUID: kfs.FSUUID,
+		Kernel:   kernelPath,
+		Initrd:   initrdPath,
+		Cmdline:  cmdline,
+		Modules:  mods,
+	}, nil
+}
+
+// kernelLocation returns the filesystem holding im's kernel (its /boot volume when it
+// mounts one, else its root) and the kernel's and initrd's paths there.
+func kernelLocation(im *partition.Image, k Kernel) (kfs *partition.Mount, kernel, initrd string, err error) {
+	root, boot := im.MountAt("/"), im.MountAt("/boot")
+	if boot == nil {
+		if root == nil {
+			return nil, "", "", fmt.Errorf("image %s: nothing is mounted at /", im.Name)
+		}
+		return root, k.Path, k.Initrd, nil
+	}
+	if kernel, err = onBootFS(k.Path); err != nil {
+		return nil, "", "", fmt.Errorf("image %s: kernel: %w", im.Name, err)
+	}
+	if k.Initrd != "" {
+		if initrd, err = onBootFS(k.Initrd); err != nil {
+			return nil, "", "", fmt.Errorf("image %s: initrd: %w", im.Name, err)
+		}
+	}
+	return boot, kernel, initrd, nil
+}
+
+// volumeKinds says which filesystems, by UUID, are on an LVM logical volume or an md
+// array: grub needs a module to reach those.
+type volumeKinds struct {
+	onLVM, onMD map[string]bool
+}
+
+func newVolumeKinds(l *partition.Layout) volumeKinds {
+	v := volumeKinds{onLVM: map[string]bool{}, onMD: map[string]bool{}}
+	for _, vg := range l.VGs {
+		for _, lv := range vg.LVs {
+			if lv.FS != nil {
+				v.onLVM[lv.FS.UUID] = true
+			}
+		}
+	}
+	for _, r := range l.RAIDs {
+		if r.FS != nil {
+			v.onMD[r.FS.UUID] = true
+		}
+	}
+	return v
+}
+
+// modules returns the grub modules to insmod before searching for the kernel's filesystem
+// kfs: part_gpt, lvm or mdraid1x when kfs is on one, and kfs's filesystem module.
+func (v volumeKinds) modules(kfs *partition.Mount) ([]string, error) {
+	fsMod, ok := grubFSModule[kfs.FSType]
+	if !ok {
+		return nil, fmt.Errorf("grub cannot read the %s filesystem holding the kernel", kfs.FSType)
+	}
+	mods := []string{"part_gpt"}
+	switch {
+	case v.onLVM[kfs.FSUUID]:
+		mods = append(mods, "lvm")
+	case v.onMD[kfs.FSUUID]:
+		mods = append(mods, "mdraid1x")
+	}
+	return append(mods, fsMod), nil
 }
 
 // onBootFS turns a path seen from the image's root into one on its separate /boot

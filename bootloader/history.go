@@ -35,7 +35,17 @@ type HistoryEntry struct {
 // it, the new record would be glued onto the fragment and lost with it. The fragment holds
 // no complete record, so nothing ReadHistory would return is removed.
 func AppendHistory(dir string, e HistoryEntry) error {
-	path := filepath.Join(dir, HistoryPath)
+	d, err := confine.Open(dir)
+	if err != nil {
+		return fmt.Errorf("appending to history: %w", err)
+	}
+	defer d.Close()
+	return appendHistory(d, e)
+}
+
+// appendHistory appends e to history.jsonl in the boot directory d, as AppendHistory.
+func appendHistory(d *confine.Dir, e HistoryEntry) error {
+	path := d.Path(HistoryPath)
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
@@ -44,12 +54,7 @@ func AppendHistory(dir string, e HistoryEntry) error {
 		return fmt.Errorf("appending to history %s: %w", path, err)
 	}
 	line = append(line, '\n')
-	d, err := confine.Open(dir)
-	if err != nil {
-		return fmt.Errorf("appending to history: %w", err)
-	}
-	defer d.Close()
-	// Opened inside dir, never through a symlink, and only when it is a regular file: a
+	// Opened inside d, never through a symlink, and only when it is a regular file: a
 	// history.jsonl that an image planted as a device node or a link to a host file must not
 	// receive the line.
 	f, err := d.OpenAppend(HistoryPath, bootFilePerm)

@@ -1,10 +1,10 @@
 package bootloader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"strconv"
 	"strings"
 
@@ -29,8 +29,8 @@ const (
 	envNextEntry  = "next_entry"
 )
 
-// bootFilePerm is the mode of a grubenv or boot-info.json we create; an existing file keeps
-// its own mode, so an administrator's choice survives a switch.
+// bootFilePerm is the mode of a boot file the provisioner creates, and of every file a commit
+// with a new menu replaces; otherwise an existing file keeps its own mode (see Commit).
 const bootFilePerm = 0o644
 
 // SwitchResult says what SwitchDefault did.
@@ -39,35 +39,63 @@ type SwitchResult struct {
 	From, To Element
 	// Once is set for a one-shot switch (next_entry).
 	Once bool
-	// Unchanged means the entry was already the default (not --once): nothing written.
+	// Unchanged means the entry was already the default (not --once): nothing written but
+	// the history record.
 	Unchanged bool
 	// EnvRewritten, when set, says why grubenv could not be read: the switch replaced it
 	// with a valid block holding only the switch's variables.
 	EnvRewritten string
 }
 
-// SwitchDefault makes the entry named by idOrName (a grub_id, an os_id or an image_name, as
-// BootInfo.Find) boot next: permanently (saved_entry in grubenv and current_element in
-// boot-info.json), or once (next_entry in grubenv, pending_once in boot-info.json,
-// current_element unchanged). Each file is replaced with WriteFileAtomic; grubenv first, then
-// boot-info.json (after a crash between the two, grub already boots the new entry and List
-// reports the disagreement). An unknown entry: an error listing the valid ones (matching
-// ErrUnknownEntry), nothing written. Already the default: Unchanged, nothing written. hook is
-// passed to WriteFileAtomic (tests): it sees grubenv's five steps, then boot-info.json's.
+// SwitchOptions say which entry SwitchDefault makes boot next, and how.
+type SwitchOptions struct {
+	// Entry is a grub_id, an os_id or an image_name, as BootInfo.Find takes.
+	Entry string
+	// Once boots the entry at the next boot only (grub's next_entry), then the default
+	// again; otherwise it becomes the default.
+	Once bool
+	// hook is passed to Commit (tests): it sees grubenv's five steps, then boot-info.json's.
+	hook func(step string) error
+}
+
+// SwitchDefault makes o.Entry boot next: permanently (saved_entry in grubenv and
+// current_element in boot-info.json), or once (next_entry in grubenv, pending_once in
+// boot-info.json, current_element unchanged). The files are committed with Commit: grubenv
+// first, then boot-info.json (after a crash between the two, grub already boots the new
+// entry and List reports the disagreement), then the history record. An unknown entry: an
+// error listing the valid ones (matching ErrUnknownEntry), nothing written. Already the
+// default: Unchanged, nothing written but the history record.
+//
+// Every switch but one naming an unknown entry is recorded in the history, failures
+// included: operation "switch-default" (or "switch-default --once"), the entries before and
+// after, and the result: "ok", "unchanged: already the default", "ok; grubenv rewritten:
+// <why>" or the error.
 //
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
-// boot next, and a leftover next_entry would boot something else first. SwitchDefault does
-// not append to the history; the caller records the outcome, failures included.
+// boot next, and a leftover next_entry would boot something else first.
 //
 // A grubenv that does not parse (corrupted, or not a grub environment block) is replaced by a
 // valid one (EnvRewritten says why): grub cannot read it either, so nothing it held still
 // takes effect. One that is not a regular file, or a grub_dir leading out of dir, is refused
-// (matching confine.ErrUnsafe) and nothing is written.
-func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error) (SwitchResult, error) {
-	res := SwitchResult{Once: once}
+// (matching confine.ErrUnsafe) and nothing is written. ctx is passed to Commit.
+func SwitchDefault(ctx context.Context, dir string, o SwitchOptions) (SwitchResult, error) {
+	res, recorded, err := switchDefault(ctx, dir, o)
+	if recorded || errors.Is(err, ErrUnknownEntry) {
+		return res, err
+	}
+	if herr := AppendHistory(dir, switchRecord(o, res, err)); herr != nil && err == nil {
+		err = herr
+	}
+	return res, err
+}
+
+// switchDefault does SwitchDefault's work; recorded says whether its commit appended the
+// history record or failed doing so.
+func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res SwitchResult, recorded bool, err error) {
+	res = SwitchResult{Once: o.Once}
 	files, err := readBootFiles(dir)
 	if err != nil {
-		return res, err
+		return res, false, err
 	}
 	defer files.close()
 	bi, env := files.bi, files.env
@@ -75,14 +103,14 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 		res.EnvRewritten = files.envErr.Error()
 		env = &Env{}
 	}
-	target, err := bi.Find(idOrName)
+	target, err := bi.Find(o.Entry)
 	if err != nil {
-		return res, fmt.Errorf("switching default in %s: %w", dir, err)
+		return res, false, fmt.Errorf("switching default in %s: %w", dir, err)
 	}
 	res.To = *target
 	if target.MenuentryID == "" {
 		// grub selects entries by --id only; an index would silently follow reordering.
-		return res, fmt.Errorf("switching default in %s: boot entry %d has no menuentry_id in %s", dir, target.GrubID, BootInfoPath)
+		return res, false, fmt.Errorf("switching default in %s: boot entry %d has no menuentry_id in %s", dir, target.GrubID, BootInfoPath)
 	}
 	st := files.status("")
 	if from := elementByID(bi, st.Default); from != nil {
@@ -91,14 +119,14 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 
 	saved, _ := env.Get(envSavedEntry)
 	next, _ := env.Get(envNextEntry)
-	if !once && files.envErr == nil && saved == target.MenuentryID && next == "" &&
+	if !o.Once && files.envErr == nil && saved == target.MenuentryID && next == "" &&
 		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil {
 		res.Unchanged = true
-		return res, nil
+		return res, false, nil
 	}
 
 	id := target.GrubID
-	if once {
+	if o.Once {
 		env.Set(envNextEntry, target.MenuentryID)
 		bi.PendingOnce = &id
 	} else {
@@ -107,30 +135,49 @@ func SwitchDefault(dir, idOrName string, once bool, hook func(step string) error
 		bi.CurrentElement = id
 		bi.PendingOnce = nil
 	}
-	// Every file the switch writes or appends to (the caller records it in the history)
-	// must be one it can write, before the first is written.
-	for _, name := range []string{bi.GrubEnvName(), BootInfoPath, HistoryPath} {
-		if err := files.d.CheckFile(name); err != nil {
-			return res, fmt.Errorf("switching default: %w", err)
-		}
+	rec := switchRecord(o, res, nil)
+	err = Commit(ctx, files.d, State{Info: bi, Env: env, History: &rec}, CommitOptions{hook: o.hook})
+	var ce *commitError
+	recorded = err == nil || (errors.As(err, &ce) && ce.op == opWrite && ce.file == HistoryPath)
+	return res, recorded, switchError(dir, err)
+}
+
+// switchError wraps the error of a switch's commit, saying what it had already written.
+func switchError(dir string, err error) error {
+	var ce *commitError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ce):
+		return fmt.Errorf("switching default: %w", err)
+	case ce.op == opEncode:
+		return fmt.Errorf("switching default in %s: %w", dir, err)
+	case ce.op == opWrite && ce.file == HistoryPath:
+		// The switch is done; only its record is missing.
+		return err
+	case ce.op == opWrite && ce.file == BootInfoPath:
+		// grubenv, written first, was the only file before it.
+		return fmt.Errorf("switching default: grubenv already updated, boot info not: %w", err)
 	}
-	// Encode both before writing either, so that an encoding error changes nothing.
-	envData, err := env.Encode()
-	if err != nil {
-		return res, fmt.Errorf("switching default in %s: %w", dir, err)
+	return fmt.Errorf("switching default: %w", err)
+}
+
+// switchRecord is the history record of a switch that ended with res and err.
+func switchRecord(o SwitchOptions, res SwitchResult, err error) HistoryEntry {
+	op := "switch-default"
+	if o.Once {
+		op += " --once"
 	}
-	biData, err := bi.Encode()
-	if err != nil {
-		return res, fmt.Errorf("switching default in %s: %w", dir, err)
+	h := HistoryEntry{Operation: op, From: res.From.OSID, To: res.To.OSID, Result: "ok"}
+	switch {
+	case err != nil:
+		h.Result = err.Error()
+	case res.Unchanged:
+		h.Result = "unchanged: already the default"
+	case res.EnvRewritten != "":
+		h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
 	}
-	envName := bi.GrubEnvName()
-	if err := files.d.WriteFileAtomic(envName, envData, files.d.Mode(envName, bootFilePerm), hook); err != nil {
-		return res, fmt.Errorf("switching default: %w", err)
-	}
-	if err := files.d.WriteFileAtomic(BootInfoPath, biData, files.d.Mode(BootInfoPath, bootFilePerm), hook); err != nil {
-		return res, fmt.Errorf("switching default: grubenv already updated, boot info not: %w", err)
-	}
-	return res, nil
+	return h
 }
 
 // bootFiles are boot-info.json and grubenv as read from a boot directory.
@@ -211,7 +258,7 @@ func (f *bootFiles) status(bootedRootUUID string) Status {
 // fallback returns the entry grub.cfg boots when grubenv names none, nil when grub.cfg cannot
 // be read or names no entry of boot-info.json.
 func (f *bootFiles) fallback() *Element {
-	cfg, err := f.d.ReadFile(path.Join(f.bi.grubDirName(), "grub.cfg"), maxGrubCfg)
+	cfg, err := f.d.ReadFile(f.bi.grubCfgName(), maxGrubCfg)
 	if err != nil {
 		return nil
 	}

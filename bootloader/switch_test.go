@@ -2,6 +2,7 @@ package bootloader
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -145,7 +146,7 @@ func TestSwitchDefaultPermanent(t *testing.T) {
 	} {
 		t.Run(tc.arg, func(t *testing.T) {
 			dir := writeBootDir(t, switchBootInfo(), defaultEnv())
-			res, err := SwitchDefault(dir, tc.arg, false, nil)
+			res, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: tc.arg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +174,7 @@ func TestSwitchDefaultPermanent(t *testing.T) {
 
 func TestSwitchDefaultOnce(t *testing.T) {
 	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
-	res, err := SwitchDefault(dir, "utility", true, nil)
+	res, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "utility", Once: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestSwitchDefaultOnce(t *testing.T) {
 	}
 
 	// A permanent switch afterwards cancels the one-shot entry: it must boot next.
-	if _, err := SwitchDefault(dir, "ubuntu", false, nil); err != nil {
+	if _, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu"}); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := readEnv(t, dir).Get("next_entry"); ok {
@@ -215,10 +216,10 @@ func TestSwitchDefaultUnchanged(t *testing.T) {
 	for _, arg := range []string{"0", "centos", "centos-9"} {
 		dir := writeBootDir(t, switchBootInfo(), defaultEnv())
 		before := snapshot(t, dir)
-		res, err := SwitchDefault(dir, arg, false, func(step string) error {
+		res, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: arg, hook: func(step string) error {
 			t.Errorf("%s: hook called (%s): something is being written", arg, step)
 			return nil
-		})
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +234,7 @@ func TestSwitchDefaultUnknown(t *testing.T) {
 	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
 	before := snapshot(t, dir)
 	for _, once := range []bool{false, true} {
-		_, err := SwitchDefault(dir, "fedora", once, nil)
+		_, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "fedora", Once: once})
 		if !errors.Is(err, ErrUnknownEntry) {
 			t.Fatalf("err = %v, want ErrUnknownEntry", err)
 		}
@@ -257,10 +258,10 @@ func TestSwitchDefaultGrubEditenv(t *testing.T) {
 	env := defaultEnv()
 	env.Set("other", "kept")
 	dir := writeBootDir(t, switchBootInfo(), env)
-	if _, err := SwitchDefault(dir, "ubuntu", false, nil); err != nil {
+	if _, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := SwitchDefault(dir, "utility", true, nil); err != nil {
+	if _, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "utility", Once: true}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, filepath.Join(dir, GrubEnvPath), "list").CombinedOutput()
@@ -365,7 +366,7 @@ func TestSwitchDefaultPowerCut(t *testing.T) {
 			dir := writeBootDir(t, switchBootInfo(), defaultEnv())
 			oldInfo := snapshot(t, dir)[BootInfoPath].data
 			calls := 0
-			_, err := SwitchDefault(dir, "ubuntu", once, func(s string) error {
+			_, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu", Once: once, hook: func(s string) error {
 				calls++
 				if calls == len(steps)+i+1 {
 					if s != step {
@@ -374,7 +375,7 @@ func TestSwitchDefaultPowerCut(t *testing.T) {
 					return errCut
 				}
 				return nil
-			})
+			}})
 			if !errors.Is(err, errCut) {
 				t.Fatalf("once=%v %s: err = %v", once, step, err)
 			}
@@ -416,7 +417,7 @@ func TestSwitchDefaultPowerCut(t *testing.T) {
 				t.Errorf("once=%v %s: List reports no mismatch", once, step)
 			}
 			// The next switch recovers: it removes the stray temporary file and makes both agree.
-			if _, err := SwitchDefault(dir, "ubuntu", once, nil); err != nil {
+			if _, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu", Once: once}); err != nil {
 				t.Fatal(err)
 			}
 			if st, err := List(dir, ""); err != nil || st.Mismatch != "" || st.Default != 1 {
@@ -450,7 +451,7 @@ func TestSwitchDefaultGrubDirOutside(t *testing.T) {
 			os.MkdirAll(outside, 0o755)
 			before := snapshot(t, dir)
 			for _, once := range []bool{false, true} {
-				_, err := SwitchDefault(dir, "ubuntu", once, nil)
+				_, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu", Once: once})
 				if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), "grub_dir") {
 					t.Errorf("once=%v: err = %v, want a refusal of grub_dir", once, err)
 				}
@@ -480,7 +481,7 @@ func TestSwitchDefaultSymlinkedBootFiles(t *testing.T) {
 			if err := os.Symlink(host, p); err != nil {
 				t.Fatal(err)
 			}
-			_, err := SwitchDefault(dir, "ubuntu", false, nil)
+			_, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu"})
 			switch file {
 			case BootInfoPath:
 				// Read inside the boot directory, the absolute link leads to nothing.
@@ -535,7 +536,7 @@ func TestCorruptGrubEnv(t *testing.T) {
 			if len(st.Elements) != 3 || !strings.Contains(st.EnvError, "unreadable") || st.Default != 2 {
 				t.Errorf("List = %+v, want the menu, the grubenv error and default 2", st)
 			}
-			res, err := SwitchDefault(dir, "centos", false, nil)
+			res, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "centos"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -578,7 +579,7 @@ func TestSwitchDefaultRefusesPlantedHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := snapshot(t, dir)
-			_, err := SwitchDefault(dir, "ubuntu", false, nil)
+			_, err := SwitchDefault(context.Background(), dir, SwitchOptions{Entry: "ubuntu"})
 			if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), HistoryPath) {
 				t.Errorf("err = %v, want a refusal naming %s", err, HistoryPath)
 			}
@@ -587,5 +588,56 @@ func TestSwitchDefaultRefusesPlantedHistory(t *testing.T) {
 				t.Errorf("AppendHistory: err = %v, want a refusal", err)
 			}
 		})
+	}
+}
+
+// TestSwitchDefaultHistory: every switch is recorded, with its outcome, except one naming
+// an unknown entry.
+func TestSwitchDefaultHistory(t *testing.T) {
+	ctx := context.Background()
+	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
+	errCut := errors.New("power cut")
+	calls := 0
+	cutBootInfo := func(string) error {
+		if calls++; calls == len(atomicSteps)+1 {
+			return errCut
+		}
+		return nil
+	}
+	for _, o := range []SwitchOptions{
+		{Entry: "ubuntu"},
+		{Entry: "1"},
+		{Entry: "utility", Once: true},
+		{Entry: "fedora"},
+		{Entry: "centos", hook: cutBootInfo},
+	} {
+		SwitchDefault(ctx, dir, o)
+	}
+	os.WriteFile(filepath.Join(dir, GrubEnvPath), []byte("garbage"), 0o644)
+	if _, err := SwitchDefault(ctx, dir, SwitchOptions{Entry: "ubuntu"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHistory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []HistoryEntry{
+		{Operation: "switch-default", From: "centos", To: "ubuntu", Result: "ok"},
+		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "unchanged: already the default"},
+		{Operation: "switch-default --once", From: "ubuntu", To: "utility", Result: "ok"},
+		{Operation: "switch-default", From: "utility", To: "centos", Result: "switching default: grubenv already updated, boot info not: "},
+		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "ok; grubenv rewritten: grub environment " + filepath.Join(dir, GrubEnvPath) + " is unreadable: "},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("history: %+v", got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Time.IsZero() || g.Operation != w.Operation || g.From != w.From || g.To != w.To || !strings.HasPrefix(g.Result, w.Result) {
+			t.Errorf("record %d: %+v, want %+v", i, g, w)
+		}
+	}
+	if !strings.Contains(got[3].Result, "power cut") {
+		t.Errorf("the failure's record does not say why: %q", got[3].Result)
 	}
 }

@@ -181,25 +181,9 @@ history (provisioner history).
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return flags.withBootDir(ctx, true, func(bd *engine.BootDir) error {
-				res, err := bootloader.SwitchDefault(bd.Path, args[0], once, nil)
+				res, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: args[0], Once: once})
 				if errors.Is(err, bootloader.ErrUnknownEntry) {
 					return engine.Usagef("%w", err)
-				}
-				op := "switch-default"
-				if once {
-					op += " --once"
-				}
-				h := bootloader.HistoryEntry{Operation: op, From: res.From.OSID, To: res.To.OSID, Result: "ok"}
-				switch {
-				case err != nil:
-					h.Result = err.Error()
-				case res.Unchanged:
-					h.Result = "unchanged: already the default"
-				case res.EnvRewritten != "":
-					h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
-				}
-				if herr := bootloader.AppendHistory(bd.Path, h); herr != nil && err == nil {
-					err = herr
 				}
 				if err != nil {
 					return classifyBootErr(err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -119,9 +118,8 @@ func rootImages(l *partition.Layout) []*partition.Image {
 	return out
 }
 
-// run renders and installs the bootloader and returns the boot info it wrote. The
-// order is the crash-safe one: grub.cfg, boot code, boot-info.json and history first,
-// grubenv's saved_entry last; until then grub.cfg's own fallback boots the boot image.
+// run renders and installs the bootloader and returns the boot info it wrote. The boot
+// files and grub's boot code are committed by bootloader.Commit, in its crash-safe order.
 func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.BootInfo, err error) {
 	roots := rootImages(b.l)
 	if len(roots) == 0 {
@@ -136,17 +134,10 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 	if err != nil {
 		return nil, err
 	}
-	entries, err := bootloader.Entries(b.l, kernels, b.spec.KernelParams())
+	cfg, err := b.menu(roots, kernels)
 	if err != nil {
-		return nil, fmt.Errorf("boot menu: %w", err)
+		return nil, err
 	}
-	def := 0
-	for i, im := range roots {
-		if im.Name == b.l.BootImage {
-			def = i
-		}
-	}
-	cfg := bootloader.Config{Timeout: b.spec.GrubTimeout(), Entries: entries, Default: def, Serial: true}
 
 	loc, release, err := b.mountBootFS(ctx, roots)
 	if err != nil {
@@ -157,90 +148,103 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 			err = rerr
 		}
 	}()
-	fmt.Fprintf(b.out, "installing grub (%s) with %d menu entries, default %s\n", b.l.BootMode, len(entries), entries[def].ID)
+	fmt.Fprintf(b.out, "installing grub (%s) with %d menu entries, default %s\n", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)
+	bi = b.bootInfo(roots, cfg.Entries, kernels, cfg.Default, loc)
+	if err := b.commit(ctx, loc, cfg, bi); err != nil {
+		return nil, err
+	}
+	if err := b.copyBootInfo(bi); err != nil {
+		return nil, err
+	}
+	b.nvram(ctx)
+	return bi, nil
+}
+
+// menu builds the boot menu: one entry per root image, in spec order, the boot image's
+// the default.
+func (b *bootStep) menu(roots []*partition.Image, kernels map[string]bootloader.Kernel) (bootloader.Config, error) {
+	entries, err := bootloader.Entries(b.l, kernels, b.spec.KernelParams())
+	if err != nil {
+		return bootloader.Config{}, fmt.Errorf("boot menu: %w", err)
+	}
+	def := 0
+	for i, im := range roots {
+		if im.Name == b.l.BootImage {
+			def = i
+		}
+	}
+	return bootloader.Config{Timeout: b.spec.GrubTimeout(), Entries: entries, Default: def, Serial: true}, nil
+}
+
+// commit installs grub's boot code and writes the boot files (grub.cfg, boot-info.json,
+// the history record, grubenv) into the mounted boot filesystem at loc.
+func (b *bootStep) commit(ctx context.Context, loc bootloader.Location, cfg bootloader.Config, bi *bootloader.BootInfo) error {
 	dir, err := confine.Open(loc.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("bootloader: %w", err)
+		return fmt.Errorf("bootloader: %w", err)
 	}
 	defer dir.Close()
 	// On a single-image deploy grub's directory is in the image's /boot, which the image
 	// filled: grub-install writes its modules there and follows whatever it finds, so the
 	// directory must hold nothing but directories and regular files.
 	if err := dir.MkdirAll(loc.GrubDir, 0o755); err != nil {
-		return nil, treeErr(fmt.Errorf("creating grub's directory: %w", err))
+		return treeErr(fmt.Errorf("creating grub's directory: %w", err))
 	}
 	if err := dir.CheckTree(loc.GrubDir); err != nil {
-		return nil, treeErr(fmt.Errorf("grub's directory: %w", err))
+		return treeErr(fmt.Errorf("grub's directory: %w", err))
 	}
-	for _, name := range []string{bootloader.BootInfoPath, bootloader.HistoryPath} {
-		if err := dir.CheckFile(name); err != nil {
-			return nil, treeErr(err)
-		}
+	state, err := bootloader.DeployState(dir, cfg, bi)
+	if err != nil {
+		return err
 	}
-	if err := dir.WriteFileAtomic(path.Join(loc.GrubDir, "grub.cfg"), bootloader.Render(cfg), 0o644, nil); err != nil {
-		return nil, treeErr(err)
-	}
+	bootCode := func(ctx context.Context) error { return b.installBootCode(ctx, loc) }
+	return treeErr(bootloader.Commit(ctx, dir, state, bootloader.CommitOptions{BootCode: bootCode}))
+}
+
+// installBootCode installs grub's boot code for the plan's boot mode: BIOS boot code on
+// every disk, the removable UEFI loader on the ESP.
+func (b *bootStep) installBootCode(ctx context.Context, loc bootloader.Location) error {
 	in := bootloader.Installer{Run: b.env.Run, GrubLib: b.opts.GrubLib}
 	if b.l.BootMode == schema.BootBIOS || b.l.BootMode == schema.BootBoth {
-		var disks []string
-		for _, d := range b.l.Disks {
-			disks = append(disks, b.devs[d.ID.Value])
-		}
-		if err := in.InstallBIOS(ctx, loc, disks); err != nil {
-			return nil, err
+		if err := in.InstallBIOS(ctx, loc, b.diskPaths()); err != nil {
+			return err
 		}
 	}
-	if b.l.BootMode == schema.BootUEFI || b.l.BootMode == schema.BootBoth {
-		esp, ok := b.byUUID[uuidOf(b.l.ESP)]
-		if !ok {
-			return nil, fmt.Errorf("installing grub (UEFI): the plan has no EFI system partition")
-		}
-		tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-efi-")
-		if err != nil {
-			return nil, fmt.Errorf("installing grub (UEFI): %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		if err := in.InstallEFI(ctx, loc, esp.Dev, tmp); err != nil {
-			return nil, err
-		}
+	if b.l.BootMode != schema.BootUEFI && b.l.BootMode != schema.BootBoth {
+		return nil
 	}
+	esp, ok := b.byUUID[uuidOf(b.l.ESP)]
+	if !ok {
+		return fmt.Errorf("installing grub (UEFI): the plan has no EFI system partition")
+	}
+	tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-efi-")
+	if err != nil {
+		return fmt.Errorf("installing grub (UEFI): %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	return in.InstallEFI(ctx, loc, esp.Dev, tmp)
+}
 
-	bi = b.bootInfo(roots, entries, kernels, def, loc)
+// copyBootInfo writes boot-info.json also to --boot-info: the copy is for the conductor, and
+// is written once the disk is complete.
+func (b *bootStep) copyBootInfo(bi *bootloader.BootInfo) error {
+	if b.opts.BootInfoPath == "" {
+		return nil
+	}
 	data, err := bi.Encode()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := dir.WriteFileAtomic(bootloader.BootInfoPath, data, 0o644, nil); err != nil {
-		return nil, treeErr(err)
+	return bootloader.WriteFileAtomic(b.opts.BootInfoPath, data, 0o644, nil)
+}
+
+// diskPaths returns the device of every disk of the plan, in plan order.
+func (b *bootStep) diskPaths() []string {
+	var disks []string
+	for _, d := range b.l.Disks {
+		disks = append(disks, b.devs[d.ID.Value])
 	}
-	if err := bootloader.AppendHistory(loc.Dir, bootloader.HistoryEntry{Operation: "deploy", To: bi.Elements[def].OSID, Result: "ok"}); err != nil {
-		return nil, treeErr(err)
-	}
-	// Last: the saved default. grub-install leaves an empty grubenv; a redeploy over a
-	// kept multiboot filesystem may leave an old one, whose other variables we keep.
-	env := &bootloader.Env{}
-	if old, err := dir.ReadFile(bi.GrubEnvName(), bootloader.EnvSize); err == nil {
-		if parsed, perr := bootloader.ParseEnv(old); perr == nil {
-			env = parsed
-		}
-	}
-	env.Set("saved_entry", entries[def].ID)
-	env.Unset("next_entry")
-	envData, err := env.Encode()
-	if err != nil {
-		return nil, err
-	}
-	if err := dir.WriteFileAtomic(bi.GrubEnvName(), envData, 0o644, nil); err != nil {
-		return nil, treeErr(err)
-	}
-	// The output copy is for the conductor; it is written once the disk is complete.
-	if b.opts.BootInfoPath != "" {
-		if err := bootloader.WriteFileAtomic(b.opts.BootInfoPath, data, 0o644, nil); err != nil {
-			return nil, err
-		}
-	}
-	b.nvram(ctx)
-	return bi, nil
+	return disks
 }
 
 func uuidOf(fs *partition.Filesystem) string {
@@ -297,17 +301,13 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		if len(self) == 0 {
 			self = []string{"/proc/self/exe"}
 		}
-		var disks []string
-		for _, d := range b.l.Disks {
-			disks = append(disks, b.devs[d.ID.Value])
-		}
 		limit := b.opts.ProberTimeout
 		if limit <= 0 {
 			limit = DefaultProberTimeout
 		}
 		pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("os-prober ran longer than %v", limit))
 		var err error
-		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, disks)
+		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, b.diskPaths())
 		if err != nil && ctx.Err() == nil && pctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
 		}

@@ -176,7 +176,7 @@ func TestDeployBootableImages(t *testing.T) {
 		if !strings.Contains(bd.Source, "(multiboot)") {
 			t.Errorf("found the boot files on %s", bd.Source)
 		}
-		if _, err := bootloader.SwitchDefault(bd.Path, idOrName, once, nil); err != nil {
+		if _, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: idOrName, Once: once}); err != nil {
 			t.Fatal(err)
 		}
 	}

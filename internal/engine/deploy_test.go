@@ -601,7 +601,7 @@ func TestDeploySingleImageSeparateBoot(t *testing.T) {
 	if err != nil || st.Default != 0 || st.Mismatch != "" || !strings.Contains(bd.Source, fmt.Sprintf("partition %d", boot.Number)) {
 		t.Errorf("list: %+v %v (source %s)", st, err, bd.Source)
 	}
-	if _, err := bootloader.SwitchDefault(bd.Path, "solo", true, nil); err != nil {
+	if _, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: "solo", Once: true}); err != nil {
 		t.Error(err)
 	}
 	if err := bd.Close(ctx); err != nil {

@@ -1,0 +1,212 @@
+package bootloader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+
+	"github.com/provisioner/provisioner/internal/confine"
+)
+
+// State is what Commit writes to a boot directory: the boot files as one operation leaves
+// them.
+type State struct {
+	// Menu is grub.cfg's new content (Render's), written to Info's grub directory; nil
+	// leaves grub.cfg as it is, and the commit only changes which entry boots.
+	Menu []byte
+	// Info is boot-info.json's new content; its grub_dir says where grub.cfg and grubenv
+	// are. It is required.
+	Info *BootInfo
+	// Env is grubenv's new content, written whole; nil leaves grubenv as it is.
+	Env *Env
+	// History is appended to history.jsonl (a zero Time is now); nil appends nothing.
+	History *HistoryEntry
+}
+
+// CommitOptions are what Commit does besides writing the boot files.
+type CommitOptions struct {
+	// BootCode, when set, installs the boot code that loads grub.cfg (grub-install): it
+	// runs once grub.cfg is written, before any other boot file. Its error is returned as
+	// it is.
+	BootCode func(ctx context.Context) error
+	// hook is passed to every WriteFileAtomic; tests simulate a power cut with it.
+	hook func(step string) error
+}
+
+// Commit writes s to the boot directory d in the crash-safe order, each file replaced as
+// WriteFileAtomic does and the history record appended as AppendHistory does, so that a
+// power cut at any moment leaves every file either old or new and a disk that boots:
+//
+//   - With a Menu (a deploy): grub.cfg, then BootCode, boot-info.json, the history record,
+//     and grubenv last. grubenv selects the entry grub boots; by the time it does, that
+//     entry is in grub.cfg and described in boot-info.json.
+//   - Without one (a switch of the default): grubenv first, since grub reads it, then
+//     boot-info.json and the history record. After a cut between the two, grub already
+//     boots the new entry and List reports that boot-info.json disagrees.
+//
+// Before the first write, every file to be written must be missing or a regular file in
+// real directories (confine.Dir.CheckFile) and every content must encode; otherwise
+// nothing is written. A commit with a menu gives each file it replaces mode 0644, as a
+// deploy's new boot files: what was there before came from an image or an earlier deploy.
+// One without keeps an existing file's mode, so that an administrator's choice survives a
+// switch. ctx is passed to BootCode.
+func Commit(ctx context.Context, d *confine.Dir, s State, o CommitOptions) error {
+	if s.Info == nil {
+		return errors.New("committing the boot files: no boot info")
+	}
+	c := &commit{d: d, s: s, o: o, data: map[string][]byte{}}
+	order := c.order()
+	for _, name := range order {
+		if name == bootCodeStep {
+			continue
+		}
+		if err := d.CheckFile(name); err != nil {
+			return &commitError{op: opCheck, file: name, err: err}
+		}
+	}
+	if err := c.encode(); err != nil {
+		return err
+	}
+	for _, name := range order {
+		if err := c.write(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bootCodeStep stands for BootCode among the files of a commit's order.
+const bootCodeStep = ""
+
+// What a commit was doing when it failed (commitError.op).
+const (
+	opCheck  = "check"
+	opEncode = "encode"
+	opWrite  = "write"
+)
+
+// commitError is a failure of Commit's own (BootCode's are returned as they are): op on
+// file, relative to the boot directory, after the files in written were replaced. Its
+// message is err's, which callers wrap with what they were doing.
+type commitError struct {
+	op, file string
+	written  []string
+	err      error
+}
+
+func (e *commitError) Error() string { return e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+// commit is one run of Commit.
+type commit struct {
+	d *confine.Dir
+	s State
+	o CommitOptions
+	// data holds the encoded content of each file that is replaced, by name.
+	data map[string][]byte
+	// written lists the files replaced or appended to so far, in order.
+	written []string
+}
+
+// order lists the files the commit writes, and bootCodeStep, in the crash-safe order
+// Commit describes.
+func (c *commit) order() []string {
+	var menu, record, env []string
+	if c.s.Menu != nil {
+		menu = append(menu, c.s.Info.grubCfgName())
+	}
+	if c.o.BootCode != nil {
+		menu = append(menu, bootCodeStep)
+	}
+	record = append(record, BootInfoPath)
+	if c.s.History != nil {
+		record = append(record, HistoryPath)
+	}
+	if c.s.Env != nil {
+		env = append(env, c.s.Info.GrubEnvName())
+	}
+	if c.s.Menu != nil {
+		return slices.Concat(menu, record, env)
+	}
+	return slices.Concat(menu, env, record)
+}
+
+// encode encodes grubenv and boot-info.json, so that an encoding error stops the commit
+// before anything is written.
+func (c *commit) encode() error {
+	if c.s.Env != nil {
+		name := c.s.Info.GrubEnvName()
+		data, err := c.s.Env.Encode()
+		if err != nil {
+			return &commitError{op: opEncode, file: name, err: err}
+		}
+		c.data[name] = data
+	}
+	data, err := c.s.Info.Encode()
+	if err != nil {
+		return &commitError{op: opEncode, file: BootInfoPath, err: err}
+	}
+	c.data[BootInfoPath] = data
+	if c.s.Menu != nil {
+		c.data[c.s.Info.grubCfgName()] = c.s.Menu
+	}
+	return nil
+}
+
+// write does the commit's step name: runs BootCode, appends the history record, or
+// replaces a file.
+func (c *commit) write(ctx context.Context, name string) error {
+	var err error
+	switch name {
+	case bootCodeStep:
+		return c.o.BootCode(ctx)
+	case HistoryPath:
+		err = appendHistory(c.d, *c.s.History)
+	default:
+		err = c.d.WriteFileAtomic(name, c.data[name], c.perm(name), c.o.hook)
+	}
+	if err != nil {
+		return &commitError{op: opWrite, file: name, written: slices.Clone(c.written), err: err}
+	}
+	c.written = append(c.written, name)
+	return nil
+}
+
+// perm is the mode the file name gets (see Commit).
+func (c *commit) perm(name string) fs.FileMode {
+	if c.s.Menu != nil {
+		return bootFilePerm
+	}
+	return c.d.Mode(name, bootFilePerm)
+}
+
+// DeployState returns the state a deploy commits to the boot directory d: the menu
+// rendered, info, a grubenv that saves info's current element as the default (cancelling
+// any pending one-shot entry), and the deploy's history record.
+//
+// The grubenv to build on is the one d holds, when it parses: a redeploy over a kept
+// multiboot filesystem keeps its other variables. DeployState runs before grub-install,
+// and reads what it would read after: grub-install creates an empty grubenv only where
+// there is none, and leaves an existing regular file alone.
+func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
+	def := elementByID(info, info.CurrentElement)
+	if def == nil || def.MenuentryID == "" {
+		return State{}, fmt.Errorf("boot info: current_element %d names no menu entry", info.CurrentElement)
+	}
+	env := &Env{}
+	if old, err := d.ReadFile(info.GrubEnvName(), EnvSize); err == nil {
+		if parsed, perr := ParseEnv(old); perr == nil {
+			env = parsed
+		}
+	}
+	env.Set(envSavedEntry, def.MenuentryID)
+	env.Unset(envNextEntry)
+	return State{
+		Menu:    Render(menu),
+		Info:    info,
+		Env:     env,
+		History: &HistoryEntry{Operation: "deploy", To: def.OSID, Result: "ok"},
+	}, nil
+}
