@@ -79,8 +79,8 @@ func CleanActions(l *Layout, devs Devices) ([]Action, error) {
 	}
 	out = append(out, raidActions(l, devs)...)
 	out = append(out, lvmActions(l, devs)...)
-	for _, t := range fsTargets(l, devs) {
-		out = append(out, mkfsAction(t.fs, t.dev))
+	for _, t := range FilesystemDevices(l, devs) {
+		out = append(out, mkfsAction(t.FS, t.Dev))
 	}
 	return out, nil
 }
@@ -178,36 +178,6 @@ func lvmActions(l *Layout, devs Devices) []Action {
 		for _, lv := range vg.LVs {
 			out = append(out, Action{Desc: "create logical volume " + vg.Name + "/" + lv.Name,
 				Argv: []string{"lvm", "lvcreate", "-y", "--wipesignatures", "y", "--zero", "y", "-n", lv.Name, "-l", fmt.Sprint(lv.Extents), vg.Name}})
-		}
-	}
-	return out
-}
-
-type fsTarget struct {
-	fs  *Filesystem
-	dev string
-}
-
-// fsTargets pairs every planned filesystem with the device node it is made on.
-func fsTargets(l *Layout, devs Devices) []fsTarget {
-	var out []fsTarget
-	for _, d := range l.Disks {
-		for _, p := range d.Partitions {
-			if p.FS != nil {
-				out = append(out, fsTarget{p.FS, disk.PartitionPath(devs[d.ID.Value], p.Number)})
-			}
-		}
-	}
-	for _, r := range l.RAIDs {
-		if r.FS != nil {
-			out = append(out, fsTarget{r.FS, r.Device()})
-		}
-	}
-	for _, vg := range l.VGs {
-		for _, lv := range vg.LVs {
-			if lv.FS != nil {
-				out = append(out, fsTarget{lv.FS, "/dev/" + vg.Name + "/" + lv.Name})
-			}
 		}
 	}
 	return out

@@ -102,21 +102,6 @@ type FSInfo struct {
 	Type, UUID, Label string
 }
 
-// FSDevice pairs a planned filesystem with the device node it lives on.
-type FSDevice struct {
-	FS  *Filesystem
-	Dev string
-}
-
-// FilesystemDevices lists every planned filesystem with its device node.
-func FilesystemDevices(l *Layout, devs Devices) []FSDevice {
-	var out []FSDevice
-	for _, t := range fsTargets(l, devs) {
-		out = append(out, FSDevice{t.fs, t.dev})
-	}
-	return out
-}
-
 // Adopt makes the plan describe the disks it keeps: the partition and disk GUIDs of the
 // existing tables, and the UUID and label of every filesystem with keep_data (kept maps
 // those filesystems to what blkid found). Each image's fstab and root UUID follow, so a
@@ -164,9 +149,9 @@ func sameFSType(blkid, planned string) bool {
 // the disks; kept ones are left untouched.
 func RemakeActions(l *Layout, devs Devices) []Action {
 	var out []Action
-	for _, t := range fsTargets(l, devs) {
-		if !t.fs.KeepData {
-			out = append(out, mkfsAction(t.fs, t.dev))
+	for _, t := range FilesystemDevices(l, devs) {
+		if !t.FS.KeepData {
+			out = append(out, mkfsAction(t.FS, t.Dev))
 		}
 	}
 	return out
