@@ -18,28 +18,6 @@ func mismatch(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMismatch, fmt.Sprintf(format, args...))
 }
 
-// AnyKeepData reports whether any partition, filesystem or volume group is to be kept.
-func (l *Layout) AnyKeepData() bool {
-	for _, d := range l.Disks {
-		for _, p := range d.Partitions {
-			if p.KeepData {
-				return true
-			}
-		}
-	}
-	for _, fs := range l.Filesystems() {
-		if fs.KeepData {
-			return true
-		}
-	}
-	for _, vg := range l.VGs {
-		if vg.KeepData {
-			return true
-		}
-	}
-	return false
-}
-
 // CompareTable checks that a disk's current GPT holds the planned partitions: the same
 // numbers, each starting and ending within 1 MiB of the plan with the planned type. A
 // table written by another tool (or by us with another sector rounding) still matches.
@@ -97,11 +75,6 @@ func CompareLVs(l *Layout, existing map[string]uint64) error {
 	return nil
 }
 
-// FSInfo is a filesystem's identity as blkid reports it.
-type FSInfo struct {
-	Type, UUID, Label string
-}
-
 // Adopt makes the plan describe the disks it keeps: the partition and disk GUIDs of the
 // existing tables, and the UUID and label of every filesystem with keep_data (kept maps
 // those filesystems to what blkid found). Each image's fstab and root UUID follow, so a
@@ -143,18 +116,6 @@ func (l *Layout) Adopt(tables map[string]*ExistingTable, kept map[*Filesystem]FS
 // and FAT reports "vfat".
 func sameFSType(blkid, planned string) bool {
 	return blkid == planned
-}
-
-// RemakeActions re-creates every filesystem that is not kept, on a layout that matches
-// the disks; kept ones are left untouched.
-func RemakeActions(l *Layout, devs Devices) []Action {
-	var out []Action
-	for _, t := range FilesystemDevices(l, devs) {
-		if !t.FS.KeepData {
-			out = append(out, mkfsAction(t.FS, t.Dev))
-		}
-	}
-	return out
 }
 
 func abs(x int64) int64 {
