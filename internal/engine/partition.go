@@ -233,31 +233,12 @@ func eraseAfterFailure(ctx context.Context, err error, st *runState, opts Partit
 // resolveTargets finds every spec disk's device or image file and reads its geometry,
 // read-only.
 func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOptions) ([]*target, error) {
-	// Check the invocation whole before looking at any device: a usage error must not
-	// first resolve (and probe) the disks the user did not map.
-	named := map[string]bool{}
-	for i := range spec.Partitions {
-		if st := &spec.Partitions[i]; st.Type == schema.KindDisk {
-			named[st.DiskID.Value] = true
-		}
+	if err := checkTargets(spec, opts.Targets, opts.Sizes, true); err != nil {
+		return nil, err
 	}
-	given := map[string]Target{}
+	given := map[string]string{}
 	for _, t := range opts.Targets {
-		if _, dup := given[t.Name]; dup {
-			return nil, Usagef("--device %s is given twice", t.Name)
-		}
-		if !named[t.Name] {
-			return nil, Usagef("--device %s: the spec has no disk with id %q", t.Name, t.Name)
-		}
-		if t.Path == "" {
-			return nil, Usagef("--device %s: partition needs a device or an image file, not a size", t.Name)
-		}
-		given[t.Name] = t
-	}
-	for name := range opts.Sizes {
-		if !named[name] {
-			return nil, Usagef("--size %s: the spec has no disk with id %q", name, name)
-		}
+		given[t.Name] = t.Path
 	}
 	var out []*target
 	seen := map[string]string{}
@@ -267,8 +248,8 @@ func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOption
 			continue
 		}
 		t := &target{id: st.DiskID}
-		if g, ok := given[st.DiskID.Value]; ok {
-			t.path = g.Path
+		if p, ok := given[st.DiskID.Value]; ok {
+			t.path = p
 		} else {
 			p, err := opts.Env.Sys.Resolve(ctx, st.DiskID.Type, st.DiskID.Value)
 			if err != nil {
