@@ -31,7 +31,8 @@ type Action struct {
 	Desc string
 	// Argv is the program to run; empty for in-process steps.
 	Argv []string
-	do   func(ctx context.Context, env Env) error
+	// do is an in-process step; nil for a program.
+	do func(ctx context.Context, env Env) error
 	// result, when set, takes the program's outcome (its output, or its failure) in place
 	// of "a failure fails the step": a step that reads the disks hands what it found to
 	// the steps after it this way.
