@@ -21,16 +21,26 @@ type Env struct {
 // layout is written to (a real disk, or the loop device of a disk-image file).
 type Devices map[string]string
 
-// Action is one step of applying a layout: a program to run, or a write the
-// provisioner does itself (partition table, wipe, partition re-read). Policies differ
-// only in the list of actions they build; executing and printing a list is the same code
-// for all of them, and --dry-run prints exactly what a real run executes.
+// Action is one step of applying a layout: a program to run, or something the
+// provisioner does itself (read or write a partition table, wipe, re-read partitions).
+// Policies differ only in the list of actions they build (Policy.Actions); executing and
+// printing a list is the same code for all of them, and --dry-run prints exactly what a
+// real run executes.
 type Action struct {
 	// Desc says what the step does, for people.
 	Desc string
 	// Argv is the program to run; empty for in-process steps.
 	Argv []string
-	do   func(ctx context.Context, env Env) error
+	// do is an in-process step; nil for a program.
+	do func(ctx context.Context, env Env) error
+	// result, when set, takes the program's outcome (its output, or its failure) in place
+	// of "a failure fails the step": a step that reads the disks hands what it found to
+	// the steps after it this way.
+	result func(res run.Result, err error) error
+	// check marks a step that writes nothing of the layout: it reads the disks, compares
+	// them with the plan, brings up what they hold or probes it. A failure there leaves
+	// the disks as they were.
+	check bool
 }
 
 // String renders the step as --dry-run and the progress log show it.
@@ -45,21 +55,50 @@ func (a Action) apply(ctx context.Context, env Env) error {
 	if a.do != nil {
 		return a.do(ctx, env)
 	}
-	if _, err := env.Run.Run(ctx, run.Cmd{Argv: a.Argv}); err != nil {
+	res, err := env.Run.Run(ctx, run.Cmd{Argv: a.Argv})
+	if a.result != nil {
+		return a.result(res, err)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", a.Desc, err)
 	}
 	return nil
 }
 
-// Execute runs the actions in order and stops at the first failure, naming the step.
-// progress, when not nil, gets each step's line before it runs.
-func Execute(ctx context.Context, env Env, actions []Action, progress io.Writer) error {
+// StepError is the failure of one step of an action list.
+type StepError struct {
+	// N is the step's number, from 1, of Of steps.
+	N, Of int
+	// Desc is the step's description.
+	Desc string
+	// Err is the step's own failure.
+	Err error
+}
+
+// Error names the step and its failure: "step 4/9 (create volume group os): ...".
+func (e *StepError) Error() string {
+	return fmt.Sprintf("step %d/%d (%s): %v", e.N, e.Of, e.Desc, e.Err)
+}
+
+// Unwrap returns the step's own failure.
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Execute runs the actions in order and stops at the first failure, a *StepError.
+// progress, when not nil, gets each step's line before it runs. beforeWrite, when not
+// nil, is called once, before the first step that may write: a caller learns from it
+// when the disks stop being as they were (the verify policy compares, brings up and
+// probes them first).
+func Execute(ctx context.Context, env Env, actions []Action, progress io.Writer, beforeWrite func()) error {
 	for i, a := range actions {
+		if !a.check && beforeWrite != nil {
+			beforeWrite()
+			beforeWrite = nil
+		}
 		if progress != nil {
 			fmt.Fprintf(progress, "[%d/%d] %s\n", i+1, len(actions), a)
 		}
 		if err := a.apply(ctx, env); err != nil {
-			return fmt.Errorf("step %d/%d (%s): %w", i+1, len(actions), a.Desc, err)
+			return &StepError{N: i + 1, Of: len(actions), Desc: a.Desc, Err: err}
 		}
 	}
 	return nil
@@ -79,8 +118,8 @@ func CleanActions(l *Layout, devs Devices) ([]Action, error) {
 	}
 	out = append(out, raidActions(l, devs)...)
 	out = append(out, lvmActions(l, devs)...)
-	for _, t := range fsTargets(l, devs) {
-		out = append(out, mkfsAction(t.fs, t.dev))
+	for _, t := range FilesystemDevices(l, devs) {
+		out = append(out, mkfsAction(t.FS, t.Dev))
 	}
 	return out, nil
 }
@@ -178,36 +217,6 @@ func lvmActions(l *Layout, devs Devices) []Action {
 		for _, lv := range vg.LVs {
 			out = append(out, Action{Desc: "create logical volume " + vg.Name + "/" + lv.Name,
 				Argv: []string{"lvm", "lvcreate", "-y", "--wipesignatures", "y", "--zero", "y", "-n", lv.Name, "-l", fmt.Sprint(lv.Extents), vg.Name}})
-		}
-	}
-	return out
-}
-
-type fsTarget struct {
-	fs  *Filesystem
-	dev string
-}
-
-// fsTargets pairs every planned filesystem with the device node it is made on.
-func fsTargets(l *Layout, devs Devices) []fsTarget {
-	var out []fsTarget
-	for _, d := range l.Disks {
-		for _, p := range d.Partitions {
-			if p.FS != nil {
-				out = append(out, fsTarget{p.FS, disk.PartitionPath(devs[d.ID.Value], p.Number)})
-			}
-		}
-	}
-	for _, r := range l.RAIDs {
-		if r.FS != nil {
-			out = append(out, fsTarget{r.FS, r.Device()})
-		}
-	}
-	for _, vg := range l.VGs {
-		for _, lv := range vg.LVs {
-			if lv.FS != nil {
-				out = append(out, fsTarget{lv.FS, "/dev/" + vg.Name + "/" + lv.Name})
-			}
 		}
 	}
 	return out

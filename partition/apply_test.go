@@ -44,7 +44,7 @@ func TestCleanActionsRunMdadmLVMAndMkfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := &run.Fake{}
-	if err := Execute(context.Background(), Env{Run: fake}, programs(actions), nil); err != nil {
+	if err := Execute(context.Background(), Env{Run: fake}, programs(actions), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -82,7 +82,7 @@ func TestExecuteStopsAtTheFailingStep(t *testing.T) {
 		return run.Result{}, nil
 	}}
 	var progress strings.Builder
-	err = Execute(context.Background(), Env{Run: fake}, progs, &progress)
+	err = Execute(context.Background(), Env{Run: fake}, progs, &progress, nil)
 	var rerr *run.Error
 	if !errors.As(err, &rerr) || rerr.ExitCode != 5 || !strings.Contains(err.Error(), "step 4/9 (create volume group os)") || !strings.Contains(err.Error(), "/dev/sdb3 not found") {
 		t.Fatalf("err = %v", err)
@@ -231,7 +231,7 @@ func TestAdoptKeepsIdentities(t *testing.T) {
 	if b.RootUUID != "1111-real" || !regexp.MustCompile(`(?m)^UUID=1111-real\s+/\s`).MatchString(b.Fstab) || kept.Label != "old" {
 		t.Errorf("image b: root %s, fstab:\n%s", b.RootUUID, b.Fstab)
 	}
-	remake := RemakeActions(l, Devices{"vda": "/dev/vda"})
+	remake := remakeActions(l, Devices{"vda": "/dev/vda"})
 	for _, a := range remake {
 		if strings.Contains(a.String(), kept.UUID) || slices.Contains(a.Argv, "/dev/vda6") {
 			t.Errorf("a kept filesystem is re-made: %s", a)

@@ -1,8 +1,8 @@
-// Package partition turns a validated spec into an exact disk layout (the pure planner in
-// this file's siblings plan*.go) and into the steps that apply it to disks. The plan is a
-// pure function of (spec, disk facts, seed): no I/O, no clock, no randomness, so the same
-// inputs always give the same sectors, GUIDs and UUIDs, and a plan can be printed,
-// diffed and tested before anything is written.
+// Package partition turns a validated spec into an exact disk layout (Plan) and applies
+// it to disks (the partitions policies' action lists). The plan is a pure function of
+// (spec, disk facts, seed): no I/O, no clock, no randomness, so the same inputs always
+// give the same sectors, GUIDs and UUIDs, and a plan can be printed, diffed and tested
+// before anything is written.
 package partition
 
 import (

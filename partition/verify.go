@@ -1,180 +1,174 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 
-	"github.com/provisioner/provisioner/schema"
+	"github.com/provisioner/provisioner/internal/disk"
+	"github.com/provisioner/provisioner/internal/run"
 )
 
-// ErrMismatch is matched by errors saying the disks do not hold the planned layout,
-// which the verify policy requires.
-var ErrMismatch = errors.New("disks do not match the plan")
-
-// mismatch reports the first difference found, naming where.
-func mismatch(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMismatch, fmt.Sprintf(format, args...))
+// verification carries what the verify policy's steps read from the disks to the steps
+// that use it: the partition tables, for showing the kernel the partitions and for the
+// adoption; the kept filesystems' identities, for the adoption.
+type verification struct {
+	l      *Layout
+	devs   Devices
+	tables map[string]*ExistingTable
+	kept   map[*Filesystem]FSInfo
 }
 
-// AnyKeepData reports whether any partition, filesystem or volume group is to be kept.
-func (l *Layout) AnyKeepData() bool {
-	for _, d := range l.Disks {
-		for _, p := range d.Partitions {
-			if p.KeepData {
-				return true
-			}
-		}
-	}
-	for _, fs := range l.Filesystems() {
-		if fs.KeepData {
-			return true
-		}
-	}
-	for _, vg := range l.VGs {
-		if vg.KeepData {
-			return true
-		}
-	}
-	return false
-}
-
-// CompareTable checks that a disk's current GPT holds the planned partitions: the same
-// numbers, each starting and ending within 1 MiB of the plan with the planned type. A
-// table written by another tool (or by us with another sector rounding) still matches.
-func CompareTable(d *DiskLayout, t *ExistingTable) error {
-	if t == nil {
-		return mismatch("disk %s has no GPT", d.ID)
-	}
-	if t.SectorSize != 0 && t.SectorSize != d.SectorSize {
-		return mismatch("disk %s: table uses %d-byte sectors, the disk %d", d.ID, t.SectorSize, d.SectorSize)
-	}
-	have := map[int]ExistingPartition{}
-	for _, p := range t.Partitions {
-		have[p.Number] = p
-	}
-	tol := int64(d.Alignment) // 1 MiB in sectors
-	for _, p := range d.Partitions {
-		e, ok := have[p.Number]
-		if !ok {
-			return mismatch("disk %s: partition %d (%s) is missing", d.ID, p.Number, p.Name)
-		}
-		delete(have, p.Number)
-		if abs(int64(e.Start)-int64(p.Start)) > tol || abs(int64(e.End)-int64(p.End)) > tol {
-			return mismatch("disk %s: partition %d is at sectors %d-%d, the plan says %d-%d (±1 MiB)", d.ID, p.Number, e.Start, e.End, p.Start, p.End)
-		}
-		if !strings.EqualFold(e.Type, p.Type) {
-			return mismatch("disk %s: partition %d has type %s, the plan says %s (%s)", d.ID, p.Number, e.Type, p.Type, p.TypeName)
-		}
-	}
-	if len(have) > 0 {
-		var extra []int
-		for n := range have {
-			extra = append(extra, n)
-		}
-		sort.Ints(extra)
-		return mismatch("disk %s has partition %d, which the plan does not have", d.ID, extra[0])
-	}
-	return nil
-}
-
-// CompareLVs checks that each planned logical volume exists with its size within 1 MiB;
-// existing maps "vg/lv" to bytes.
-func CompareLVs(l *Layout, existing map[string]uint64) error {
-	for _, vg := range l.VGs {
-		for _, lv := range vg.LVs {
-			key := vg.Name + "/" + lv.Name
-			size, ok := existing[key]
-			if !ok {
-				return mismatch("logical volume %s is missing", key)
-			}
-			if abs(int64(size)-int64(lv.SizeBytes)) > int64(Align) {
-				return mismatch("logical volume %s is %s, the plan says %s (±1 MiB)", key, schema.HumanBytes(size), schema.HumanBytes(lv.SizeBytes))
-			}
-		}
-	}
-	return nil
-}
-
-// FSInfo is a filesystem's identity as blkid reports it.
-type FSInfo struct {
-	Type, UUID, Label string
-}
-
-// FSDevice pairs a planned filesystem with the device node it lives on.
-type FSDevice struct {
-	FS  *Filesystem
-	Dev string
-}
-
-// FilesystemDevices lists every planned filesystem with its device node.
-func FilesystemDevices(l *Layout, devs Devices) []FSDevice {
-	var out []FSDevice
-	for _, t := range fsTargets(l, devs) {
-		out = append(out, FSDevice{t.fs, t.dev})
-	}
-	return out
-}
-
-// Adopt makes the plan describe the disks it keeps: the partition and disk GUIDs of the
-// existing tables, and the UUID and label of every filesystem with keep_data (kept maps
-// those filesystems to what blkid found). Each image's fstab and root UUID follow, so a
-// kept root keeps booting by its real UUID.
-func (l *Layout) Adopt(tables map[string]*ExistingTable, kept map[*Filesystem]FSInfo) error {
-	for _, d := range l.Disks {
-		t := tables[d.ID.Value]
-		if t == nil {
-			continue
-		}
-		d.GUID = t.GUID
-		for _, p := range d.Partitions {
-			for _, e := range t.Partitions {
-				if e.Number == p.Number {
-					p.GUID, p.Start, p.End = e.GUID, e.Start, e.End
-					p.SizeBytes = p.Sectors() * d.SectorSize
-				}
-			}
-		}
-	}
-	for _, fs := range l.Filesystems() {
-		if !fs.KeepData {
-			continue
-		}
-		info, ok := kept[fs]
-		switch {
-		case !ok || info.Type == "":
-			return mismatch("%s (%s) has keep_data but holds no filesystem", fs.Device, orDash(fs.Mount))
-		case !sameFSType(info.Type, fs.Type):
-			return mismatch("%s (%s) has keep_data and holds %s, the plan says %s", fs.Device, orDash(fs.Mount), info.Type, fs.Type)
-		}
-		fs.UUID, fs.Label = info.UUID, info.Label
-	}
-	l.renderImages()
-	return nil
-}
-
-// sameFSType compares blkid's type with the plan's; ext4 created as ext4 reports "ext4",
-// and FAT reports "vfat".
-func sameFSType(blkid, planned string) bool {
-	return blkid == planned
-}
-
-// RemakeActions re-creates every filesystem that is not kept, on a layout that matches
-// the disks; kept ones are left untouched.
-func RemakeActions(l *Layout, devs Devices) []Action {
+// verifyActions builds the verify policy's steps, in the order they run. First the
+// comparison, which only reads: each disk's table, then the logical volumes. Then the
+// bring-up of what the disks hold (the partitions where their tables have them, the md
+// arrays, the volume groups), the probe of every kept filesystem, and the adoption of
+// what was found into the plan. Only then the writes: the filesystems without
+// keep_data are re-created. On the first difference the run fails and nothing has been
+// written.
+func verifyActions(l *Layout, devs Devices) []Action {
+	v := &verification{l: l, devs: devs, tables: map[string]*ExistingTable{}, kept: map[*Filesystem]FSInfo{}}
 	var out []Action
-	for _, t := range fsTargets(l, devs) {
-		if !t.fs.KeepData {
-			out = append(out, mkfsAction(t.fs, t.dev))
+	for _, d := range l.Disks {
+		out = append(out, v.compareTable(d))
+	}
+	if len(l.VGs) > 0 {
+		out = append(out, v.compareLVs())
+	}
+	for _, d := range l.Disks {
+		out = append(out, v.showPartitions(d))
+	}
+	for _, r := range l.RAIDs {
+		out = append(out, assembleAction(r, devs))
+	}
+	for _, vg := range l.VGs {
+		out = append(out, activateAction(vg))
+	}
+	for _, t := range FilesystemDevices(l, devs) {
+		if t.FS.KeepData {
+			out = append(out, v.probe(t))
+		}
+	}
+	out = append(out, v.adopt())
+	for i := range out {
+		out[i].check = true
+	}
+	return append(out, remakeActions(l, devs)...)
+}
+
+// mismatch names the policy in a difference between the disks and the plan.
+func (v *verification) mismatch(err error) error {
+	return fmt.Errorf("partitions_policy %q: %w", v.l.Policy, err)
+}
+
+// compareTable reads d's partition table and compares it with the plan.
+func (v *verification) compareTable(d *DiskLayout) Action {
+	dev := v.devs[d.ID.Value]
+	return Action{Desc: fmt.Sprintf("read the partition table of %s and compare it with disk %s of the plan (±1 MiB)", dev, d.ID), do: func(ctx context.Context, env Env) error {
+		t, err := ReadTable(ctx, dev, d.SectorSize)
+		if errors.Is(err, ErrNoGPT) {
+			return fmt.Errorf("partitions_policy %q: disk %s (%s): %w", v.l.Policy, d.ID, dev, err)
+		}
+		if err != nil {
+			return fmt.Errorf("reading the partition table of %s: %w", dev, err)
+		}
+		if err := CompareTable(d, t); err != nil {
+			return v.mismatch(err)
+		}
+		v.tables[d.ID.Value] = t
+		return nil
+	}}
+}
+
+// compareLVs lists the logical volumes and compares them with the plan.
+func (v *verification) compareLVs() Action {
+	return Action{Desc: "list the logical volumes and compare them with the plan (±1 MiB)", Argv: lvsArgv, result: func(res run.Result, err error) error {
+		if err != nil {
+			return fmt.Errorf("listing logical volumes: %w", err)
+		}
+		lvs, err := parseLVs(res.Stdout)
+		if err != nil {
+			return err
+		}
+		if err := CompareLVs(v.l, lvs); err != nil {
+			return v.mismatch(err)
+		}
+		return nil
+	}}
+}
+
+// showPartitions makes the kernel see d's partitions where its table has them, which
+// may differ from the plan by up to 1 MiB.
+func (v *verification) showPartitions(d *DiskLayout) Action {
+	dev := v.devs[d.ID.Value]
+	return Action{Desc: fmt.Sprintf("make the kernel see the %d partitions of %s where its table has them", len(d.Partitions), dev), do: func(ctx context.Context, env Env) error {
+		t := v.tables[d.ID.Value]
+		if t == nil {
+			return fmt.Errorf("disk %s: the partition table of %s was not read", d.ID, dev)
+		}
+		parts := make([]disk.Part, len(t.Partitions))
+		for i, p := range t.Partitions {
+			parts[i] = disk.Part{Number: p.Number, Start: p.Start * d.SectorSize, Size: (p.End - p.Start + 1) * d.SectorSize}
+		}
+		return env.Sys.Reread(ctx, dev, parts)
+	}}
+}
+
+// assembleAction starts an existing md array from its members.
+func assembleAction(r *RAID, devs Devices) Action {
+	argv := []string{"mdadm", "--assemble", "--run", r.Device()}
+	for _, m := range r.Members {
+		argv = append(argv, partNode(devs, m))
+	}
+	return Action{Desc: "assemble raid1 " + r.Device(), Argv: argv, result: func(_ run.Result, err error) error {
+		if err != nil {
+			return fmt.Errorf("assembling %s: %w", r.Device(), err)
+		}
+		return nil
+	}}
+}
+
+// activateAction makes an existing volume group's logical volumes appear.
+func activateAction(vg *VG) Action {
+	return Action{Desc: "activate volume group " + vg.Name, Argv: []string{"lvm", "vgchange", "-ay", vg.Name}, result: func(_ run.Result, err error) error {
+		if err != nil {
+			return fmt.Errorf("activating volume group %s: %w", vg.Name, err)
+		}
+		return nil
+	}}
+}
+
+// probe asks blkid what the device of a kept filesystem holds.
+func (v *verification) probe(t FSDevice) Action {
+	return Action{Desc: "probe the kept filesystem on " + t.Dev, Argv: blkidArgv(t.Dev), result: func(res run.Result, err error) error {
+		info, err := blkidResult(t.Dev, res, err)
+		if err != nil {
+			return err
+		}
+		v.kept[t.FS] = info
+		return nil
+	}}
+}
+
+// adopt makes the plan describe what the disks keep (Layout.Adopt), from the tables and
+// probes read before.
+func (v *verification) adopt() Action {
+	return Action{Desc: "adopt the GUIDs of the partition tables and the UUIDs and labels of the kept filesystems into the plan (the images' fstabs follow)", do: func(context.Context, Env) error {
+		if err := v.l.Adopt(v.tables, v.kept); err != nil {
+			return v.mismatch(err)
+		}
+		return nil
+	}}
+}
+
+// remakeActions re-creates every filesystem that is not kept; kept ones are left
+// untouched.
+func remakeActions(l *Layout, devs Devices) []Action {
+	var out []Action
+	for _, t := range FilesystemDevices(l, devs) {
+		if !t.FS.KeepData {
+			out = append(out, mkfsAction(t.FS, t.Dev))
 		}
 	}
 	return out
-}
-
-func abs(x int64) int64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }

@@ -90,83 +90,41 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	defer func() { err = st.interrupted(ctx, err) }()
 	events := st.track(emitter(opts.Events))
 	events.emit(Event{Phase: PhasePlan, Message: "resolving and probing the disks, planning"})
-	targets, err := resolveTargets(ctx, spec, opts)
+	targets, layout, err := planTargets(ctx, spec, opts)
 	if err != nil {
-		return nil, err
-	}
-	disks := map[string]partition.Disk{}
-	for _, t := range targets {
-		disks[t.id.Value] = t.geo
-	}
-	layout, err = partition.Plan(spec, disks, opts.Seed)
-	if err != nil {
-		return nil, err
-	}
-	if opts.check != nil {
-		if err := opts.check(ctx, layout); err != nil {
-			return layout, err
-		}
+		return layout, err
 	}
 	if opts.DryRun {
 		return layout, dryRun(layout, targets, opts.Out)
 	}
 
 	defer func() {
-		// Undo in reverse: detach loop devices, remove an image file this run created
-		// when nothing was written to it, release locks.
-		for i := len(targets) - 1; i >= 0; i-- {
-			for j := len(targets[i].release) - 1; j >= 0; j-- {
-				if rerr := targets[i].release[j](context.WithoutCancel(ctx)); rerr != nil && err == nil {
-					err = rerr
-				}
-			}
+		if rerr := release(context.WithoutCancel(ctx), targets); rerr != nil && err == nil {
+			err = rerr
 		}
 	}()
-	devs := partition.Devices{}
-	files := map[string]bool{}
-	for _, t := range targets {
-		t.run = st
-		if err := t.open(ctx, opts.Env); err != nil {
-			return nil, err
-		}
-		devs[t.id.Value] = t.dev
-		files[t.id.Value] = t.file
+	devs, files, err := openTargets(ctx, targets, opts.Env, st)
+	if err != nil {
+		return nil, err
 	}
-	actions, err := policyActions(ctx, layout, devs, opts.Env)
+	policy := partition.PolicyOf(layout)
+	actions, err := policy.Actions(devs)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		// Interrupted while the disks were opened or compared with the plan: nothing
-		// is written yet.
+		// Interrupted while the disks were opened: nothing is written yet.
 		return nil, err
 	}
-	if opts.WipeOnError && cleanPolicy(layout) {
+	if opts.WipeOnError && policy.WipesOnFailure() {
 		// Registered before the first write, run (while the disks are still attached and
 		// locked) only if a later step fails. The plan is captured: a failing return
 		// clears the named result.
 		planned := layout
-		defer func() {
-			if err == nil || !st.wasWritten() {
-				return
-			}
-			what := "failed"
-			if ctx.Err() != nil {
-				what = "was interrupted"
-			}
-			fmt.Fprintf(opts.Out, "the deploy %s: erasing the partition tables it wrote (--preserve-on-error keeps them)\n", what)
-			if werr := partition.WipeTables(context.WithoutCancel(ctx), opts.Env, planned, devs); werr != nil {
-				err = fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
-			} else {
-				st.setErased()
-			}
-		}()
+		defer func() { err = eraseAfterFailure(ctx, err, st, opts, planned, devs) }()
 	}
-	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
-	events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
-	st.setWritten()
-	if err := partition.Execute(ctx, opts.Env, actions, opts.Out); err != nil {
-		return nil, &classified{ErrWrite, err}
+	if err := applyPolicy(ctx, opts, st, events, layout, actions); err != nil {
+		return nil, err
 	}
 	if after != nil {
 		if err := after(ctx, layout, devs, files, events); err != nil {
@@ -176,40 +134,111 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 	return layout, nil
 }
 
-// cleanPolicy reports whether the run re-creates everything (clean, or nailgun_legacy
-// without keep_data): only then is nothing on the disks worth keeping after a failure.
-func cleanPolicy(l *partition.Layout) bool {
-	return l.Policy == schema.PolicyClean || l.Policy == schema.PolicyNailgunLegacy && !l.AnyKeepData()
+// planTargets resolves and probes the disks and plans the layout, all read-only; then
+// the caller's check vets the plan (returned with its error).
+func planTargets(ctx context.Context, spec *schema.Spec, opts PartitionOptions) ([]*target, *partition.Layout, error) {
+	targets, err := resolveTargets(ctx, spec, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	disks := map[string]partition.Disk{}
+	for _, t := range targets {
+		disks[t.id.Value] = t.geo
+	}
+	layout, err := partition.Plan(spec, disks, opts.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.check != nil {
+		if err := opts.check(ctx, layout); err != nil {
+			return nil, layout, err
+		}
+	}
+	return targets, layout, nil
+}
+
+// openTargets opens every target for writing (target.open) and returns the block
+// device written to for each disk, and which disks are image files. What was opened
+// is released by release, also after a failure.
+func openTargets(ctx context.Context, targets []*target, env partition.Env, st *runState) (partition.Devices, map[string]bool, error) {
+	devs := partition.Devices{}
+	files := map[string]bool{}
+	for _, t := range targets {
+		t.run = st
+		if err := t.open(ctx, env); err != nil {
+			return nil, nil, err
+		}
+		devs[t.id.Value] = t.dev
+		files[t.id.Value] = t.file
+	}
+	return devs, files, nil
+}
+
+// release undoes what opening the targets did, in reverse: detaches loop devices,
+// removes an image file this run created when nothing was written to it, releases
+// locks. Every step runs; the first failure is returned.
+func release(ctx context.Context, targets []*target) error {
+	var first error
+	for i := len(targets) - 1; i >= 0; i-- {
+		for j := len(targets[i].release) - 1; j >= 0; j-- {
+			if err := targets[i].release[j](ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// applyPolicy runs the partitions policy's steps. The partition phase, and the run's
+// writing, begin with the first step that may write: the verify policy's comparison,
+// bring-up and probes before it leave the disks as they were, and belong to planning
+// (a failure there is reported in the plan phase, as the machine's or as a mismatch).
+// A list that writes nothing (verify keeping every filesystem) still ends in the
+// partition phase: the images are written next.
+func applyPolicy(ctx context.Context, opts PartitionOptions, st *runState, events emitter, layout *partition.Layout, actions []partition.Action) error {
+	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
+	writing := func() {
+		if st.wasWritten() {
+			return
+		}
+		events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
+		st.setWritten()
+	}
+	if err := partition.Execute(ctx, opts.Env, actions, opts.Out, writing); err != nil {
+		return stepFailure(err, st.wasWritten())
+	}
+	writing()
+	return nil
+}
+
+// eraseAfterFailure erases the partition tables a failed run wrote, when it failed
+// (err) after it began writing, so the machine cannot boot a half-written disk. It
+// returns err, noting a failure to erase.
+func eraseAfterFailure(ctx context.Context, err error, st *runState, opts PartitionOptions, planned *partition.Layout, devs partition.Devices) error {
+	if err == nil || !st.wasWritten() {
+		return err
+	}
+	what := "failed"
+	if ctx.Err() != nil {
+		what = "was interrupted"
+	}
+	fmt.Fprintf(opts.Out, "the deploy %s: erasing the partition tables it wrote (--preserve-on-error keeps them)\n", what)
+	if werr := partition.WipeTables(context.WithoutCancel(ctx), opts.Env, planned, devs); werr != nil {
+		return fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
+	}
+	st.setErased()
+	return err
 }
 
 // resolveTargets finds every spec disk's device or image file and reads its geometry,
 // read-only.
 func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOptions) ([]*target, error) {
-	// Check the invocation whole before looking at any device: a usage error must not
-	// first resolve (and probe) the disks the user did not map.
-	named := map[string]bool{}
-	for i := range spec.Partitions {
-		if st := &spec.Partitions[i]; st.Type == schema.KindDisk {
-			named[st.DiskID.Value] = true
-		}
+	if err := checkTargets(spec, opts.Targets, opts.Sizes, true); err != nil {
+		return nil, err
 	}
-	given := map[string]Target{}
+	given := map[string]string{}
 	for _, t := range opts.Targets {
-		if _, dup := given[t.Name]; dup {
-			return nil, Usagef("--device %s is given twice", t.Name)
-		}
-		if !named[t.Name] {
-			return nil, Usagef("--device %s: the spec has no disk with id %q", t.Name, t.Name)
-		}
-		if t.Path == "" {
-			return nil, Usagef("--device %s: partition needs a device or an image file, not a size", t.Name)
-		}
-		given[t.Name] = t
-	}
-	for name := range opts.Sizes {
-		if !named[name] {
-			return nil, Usagef("--size %s: the spec has no disk with id %q", name, name)
-		}
+		given[t.Name] = t.Path
 	}
 	var out []*target
 	seen := map[string]string{}
@@ -219,8 +248,8 @@ func resolveTargets(ctx context.Context, spec *schema.Spec, opts PartitionOption
 			continue
 		}
 		t := &target{id: st.DiskID}
-		if g, ok := given[st.DiskID.Value]; ok {
-			t.path = g.Path
+		if p, ok := given[st.DiskID.Value]; ok {
+			t.path = p
 		} else {
 			p, err := opts.Env.Sys.Resolve(ctx, st.DiskID.Type, st.DiskID.Value)
 			if err != nil {
@@ -319,19 +348,6 @@ func (t *target) removeCreated(context.Context) error {
 	return nil
 }
 
-// policyActions builds the steps of the spec's partitions policy.
-func policyActions(ctx context.Context, layout *partition.Layout, devs partition.Devices, env partition.Env) ([]partition.Action, error) {
-	switch layout.Policy {
-	case schema.PolicyClean:
-		return partition.CleanActions(layout, devs)
-	case schema.PolicyNailgunLegacy:
-		if !layout.AnyKeepData() {
-			return partition.CleanActions(layout, devs)
-		}
-	}
-	return verifyActions(ctx, layout, devs, env)
-}
-
 // dryRun prints the plan and the steps a real run would take, with image files shown
 // on the loop device they would get.
 func dryRun(layout *partition.Layout, targets []*target, out io.Writer) error {
@@ -353,17 +369,13 @@ func dryRun(layout *partition.Layout, targets []*target, out io.Writer) error {
 			fmt.Fprintf(out, "disk %s: %s\n", t.id, t.path)
 		}
 	}
-	var actions []partition.Action
-	var err error
-	switch {
-	case cleanPolicy(layout):
-		actions, err = partition.CleanActions(layout, devs)
-	default:
-		fmt.Fprintf(out, "partitions_policy %q: the disks would first be compared with the plan (±1 MiB); on a match only these filesystems would be re-created:\n", layout.Policy)
-		actions = partition.RemakeActions(layout, devs)
-	}
+	policy := partition.PolicyOf(layout)
+	actions, err := policy.Actions(devs)
 	if err != nil {
 		return err
+	}
+	if policy.ComparesFirst() {
+		fmt.Fprintf(out, "partitions_policy %q: the disks would first be compared with the plan (±1 MiB), writing nothing; on a match what they hold would be brought up and only the filesystems without keep_data re-created:\n", layout.Policy)
 	}
 	fmt.Fprintf(out, "dry run: %d steps, nothing written\n", len(actions))
 	for i, a := range actions {

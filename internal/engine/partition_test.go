@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,7 +208,7 @@ func blkidOf(t *testing.T, img string, d *partition.DiskLayout) map[int]partitio
 			if err != nil && len(res) == 0 {
 				continue // nothing on it (exit 2)
 			}
-			out[p.Number] = parseBlkid(res)
+			out[p.Number] = partition.ParseBlkid(res)
 		}
 	})
 	return out
@@ -420,9 +422,24 @@ func TestPartitionVerify(t *testing.T) {
 	for _, policy := range []string{"verify", "nailgun_legacy"} {
 		t.Run(policy+" keeps data", func(t *testing.T) {
 			seed := "second-" + policy
-			l, _, err := partitionFiles(t, loadString(t, verifyDoc(policy, true, "remaining")), dir, seed, io.Discard)
+			spec := loadString(t, verifyDoc(policy, true, "remaining"))
+			before := hashFile(t, img)
+			var dry, progress bytes.Buffer
+			if _, err := Partition(context.Background(), spec, PartitionOptions{Targets: []Target{{Name: "vda", Path: img}}, Seed: seed, DryRun: true, Out: &dry, Env: HostEnv(nil)}); err != nil {
+				t.Fatal(err)
+			}
+			if hashFile(t, img) != before {
+				t.Error("the dry run changed the disk")
+			}
+			noLoopFor(t, img)
+			l, _, err := partitionFiles(t, spec, dir, seed, &progress)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The dry run lists every step the run took, bring-up and probes included.
+			planned, ran := stepLines(dry.String(), dryStep), stepLines(progress.String(), runStep)
+			if !slices.Equal(planned, ran) || !slices.ContainsFunc(ran, func(s string) bool { return strings.HasPrefix(s, "run: blkid -p -o export") }) {
+				t.Errorf("the dry run's steps:\n%s\nthe run's:\n%s", strings.Join(planned, "\n"), strings.Join(ran, "\n"))
 			}
 			got := blkidOf(t, img, l.Disks[0])
 			if got[dataNum].UUID != dataUUID {
@@ -446,6 +463,24 @@ func TestPartitionVerify(t *testing.T) {
 			})
 		})
 	}
+}
+
+var (
+	dryStep = regexp.MustCompile(`(?m)^  \d+\. (.*)$`)
+	runStep = regexp.MustCompile(`(?m)^\[\d+/\d+\] (.*)$`)
+	// loopDev matches a loop device or its partition's prefix ("/dev/loop7p"), which a
+	// dry run shows as "/dev/loopX".
+	loopDev = regexp.MustCompile(`/dev/loop\d+p?`)
+)
+
+// stepLines lists the steps of a dry run's listing or a run's progress, loop devices
+// shown as a dry run shows them.
+func stepLines(out string, re *regexp.Regexp) []string {
+	var steps []string
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		steps = append(steps, loopDev.ReplaceAllString(m[1], "/dev/loopX"))
+	}
+	return steps
 }
 
 // withPartition mounts partition n of img for f (in a subtest, whose t f gets), and
@@ -509,7 +544,7 @@ func TestPartition4Kn(t *testing.T) {
 			t.Errorf("blkid partition %d: %v", p.Number, err)
 			continue
 		}
-		if info := parseBlkid(res); info != (partition.FSInfo{Type: p.FS.Type, UUID: p.FS.UUID, Label: p.FS.Label}) {
+		if info := partition.ParseBlkid(res); info != (partition.FSInfo{Type: p.FS.Type, UUID: p.FS.UUID, Label: p.FS.Label}) {
 			t.Errorf("partition %d: blkid %+v, plan %s %s %s", p.Number, info, p.FS.Type, p.FS.UUID, p.FS.Label)
 		}
 	}

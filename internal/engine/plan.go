@@ -85,23 +85,11 @@ func ParseTarget(arg string) (Target, error) {
 // target must name a disk of the spec; disks without a target are planned from the
 // spec's own "size".
 func PlanSpec(ctx context.Context, spec *schema.Spec, targets []Target, seed string) (*partition.Layout, error) {
-	known := map[string]bool{}
-	var names []string
-	for i := range spec.Partitions {
-		if st := &spec.Partitions[i]; st.Type == schema.KindDisk {
-			known[st.DiskID.Value] = true
-			names = append(names, st.DiskID.Value)
-		}
+	if err := checkTargets(spec, targets, nil, false); err != nil {
+		return nil, err
 	}
 	disks := map[string]partition.Disk{}
 	for _, t := range targets {
-		if !known[t.Name] {
-			sort.Strings(names)
-			return nil, Usagef("--device %s: the spec has no disk with id %q (its disks: %s)", t.Name, t.Name, strings.Join(names, ", "))
-		}
-		if _, dup := disks[t.Name]; dup {
-			return nil, Usagef("--device %s is given twice", t.Name)
-		}
 		d := partition.Disk{SizeBytes: t.SizeBytes, SectorSize: t.SectorSize}
 		if t.Path != "" {
 			g, err := disk.Probe(ctx, t.Path)
@@ -113,4 +101,46 @@ func PlanSpec(ctx context.Context, spec *schema.Spec, targets []Target, seed str
 		disks[t.Name] = d
 	}
 	return partition.Plan(spec, disks, seed)
+}
+
+// checkTargets checks the --device and --size arguments against the spec as a whole,
+// before any device is looked at: a usage error must not first probe the disks the
+// user did not mean. Each --device names a disk of the spec, once; each --size a disk
+// of the spec. needPath refuses a simulated disk (a size) where a disk is written.
+func checkTargets(spec *schema.Spec, targets []Target, sizes map[string]uint64, needPath bool) error {
+	known := map[string]bool{}
+	var names []string
+	for i := range spec.Partitions {
+		if st := &spec.Partitions[i]; st.Type == schema.KindDisk {
+			known[st.DiskID.Value] = true
+			names = append(names, st.DiskID.Value)
+		}
+	}
+	sort.Strings(names)
+	unknown := func(flag, name string) error {
+		return Usagef("%s %s: the spec has no disk with id %q (its disks: %s)", flag, name, name, strings.Join(names, ", "))
+	}
+	given := map[string]bool{}
+	for _, t := range targets {
+		switch {
+		case !known[t.Name]:
+			return unknown("--device", t.Name)
+		case given[t.Name]:
+			return Usagef("--device %s is given twice", t.Name)
+		case needPath && t.Path == "":
+			return Usagef("--device %s: partition needs a device or an image file, not a size", t.Name)
+		}
+		given[t.Name] = true
+	}
+	sized := make([]string, 0, len(sizes))
+	for name := range sizes {
+		sized = append(sized, name)
+	}
+	sort.Strings(sized)
+	for _, name := range sized {
+		if !known[name] {
+			return unknown("--size", name)
+		}
+	}
+	return nil
 }

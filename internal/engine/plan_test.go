@@ -98,3 +98,37 @@ func TestPlanSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckTargets: plan and partition check --device and --size in one place, with
+// one wording.
+func TestCheckTargets(t *testing.T) {
+	spec, _, err := schema.Load(strings.NewReader(twoDisks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vda := Target{Name: "vda", Path: "vda.img"}
+	for _, tc := range []struct {
+		name     string
+		targets  []Target
+		sizes    map[string]uint64
+		needPath bool
+		want     string // "" for no error
+	}{
+		{"paths", []Target{vda, {Name: "/dev/vdb", Path: "/dev/sdb"}}, map[string]uint64{"vda": 1 << 30}, true, ""},
+		{"sizes where no path is needed", []Target{{Name: "vda", SizeBytes: 1 << 30}}, nil, false, ""},
+		{"unknown disk", []Target{{Name: "sdx", Path: "x"}}, nil, true, `--device sdx: the spec has no disk with id "sdx" (its disks: /dev/vdb, vda)`},
+		{"unknown --size", []Target{vda}, map[string]uint64{"vda": 1 << 30, "sdz": 1 << 30}, true, `--size sdz: the spec has no disk with id "sdz" (its disks: /dev/vdb, vda)`},
+		{"twice", []Target{vda, vda}, nil, false, "--device vda is given twice"},
+		{"a size where a path is needed", []Target{{Name: "vda", SizeBytes: 1 << 30}}, nil, true, "--device vda: partition needs a device or an image file, not a size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkTargets(spec, tc.targets, tc.sizes, tc.needPath)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("err = %v", err)
+			case tc.want != "" && (!errors.Is(err, ErrUsage) || err.Error() != tc.want):
+				t.Errorf("err = %v, want a usage error %q", err, tc.want)
+			}
+		})
+	}
+}
