@@ -3,7 +3,6 @@ package partition
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/provisioner/provisioner/internal/disk"
@@ -83,19 +82,25 @@ func (e *StepError) Error() string {
 // Unwrap returns the step's own failure.
 func (e *StepError) Unwrap() error { return e.Err }
 
+// Hooks tell Execute's caller how a run goes; either may be nil.
+type Hooks struct {
+	// Step is called with each step, numbered from 1 of n, before it runs.
+	Step func(n, of int, a Action)
+	// BeforeWrite is called once, before the first step that may write: a caller learns
+	// from it when the disks stop being as they were (the verify policy compares, brings
+	// up and probes them first).
+	BeforeWrite func()
+}
+
 // Execute runs the actions in order and stops at the first failure, a *StepError.
-// progress, when not nil, gets each step's line before it runs. beforeWrite, when not
-// nil, is called once, before the first step that may write: a caller learns from it
-// when the disks stop being as they were (the verify policy compares, brings up and
-// probes them first).
-func Execute(ctx context.Context, env Env, actions []Action, progress io.Writer, beforeWrite func()) error {
+func Execute(ctx context.Context, env Env, actions []Action, h Hooks) error {
 	for i, a := range actions {
-		if !a.check && beforeWrite != nil {
-			beforeWrite()
-			beforeWrite = nil
+		if !a.check && h.BeforeWrite != nil {
+			h.BeforeWrite()
+			h.BeforeWrite = nil
 		}
-		if progress != nil {
-			fmt.Fprintf(progress, "[%d/%d] %s\n", i+1, len(actions), a)
+		if h.Step != nil {
+			h.Step(i+1, len(actions), a)
 		}
 		if err := a.apply(ctx, env); err != nil {
 			return &StepError{N: i + 1, Of: len(actions), Desc: a.Desc, Err: err}

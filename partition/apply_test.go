@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,7 +45,7 @@ func TestCleanActionsRunMdadmLVMAndMkfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := &run.Fake{}
-	if err := Execute(context.Background(), Env{Run: fake}, programs(actions), nil, nil); err != nil {
+	if err := Execute(context.Background(), Env{Run: fake}, programs(actions), Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -82,7 +83,7 @@ func TestExecuteStopsAtTheFailingStep(t *testing.T) {
 		return run.Result{}, nil
 	}}
 	var progress strings.Builder
-	err = Execute(context.Background(), Env{Run: fake}, progs, &progress, nil)
+	err = Execute(context.Background(), Env{Run: fake}, progs, Hooks{Step: func(n, of int, a Action) { fmt.Fprintf(&progress, "[%d/%d] %s\n", n, of, a) }})
 	var rerr *run.Error
 	if !errors.As(err, &rerr) || rerr.ExitCode != 5 || !strings.Contains(err.Error(), "step 4/9 (create volume group os)") || !strings.Contains(err.Error(), "/dev/sdb3 not found") {
 		t.Fatalf("err = %v", err)

@@ -137,7 +137,7 @@ func TestVerifyHandsResultsOn(t *testing.T) {
 		l := plan()
 		fake := &run.Fake{Handler: handler(l, 0, found)}
 		before := -1
-		if err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{}), nil, func() { before = len(fake.Calls()) }); err != nil {
+		if err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{}), Hooks{BeforeWrite: func() { before = len(fake.Calls()) }}); err != nil {
 			t.Fatal(err)
 		}
 		want := []string{
@@ -174,7 +174,7 @@ func TestVerifyHandsResultsOn(t *testing.T) {
 			l := plan()
 			fake := &run.Fake{Handler: handler(l, tc.off, tc.blkid)}
 			wrote := false
-			err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{}), nil, func() { wrote = true })
+			err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{}), Hooks{BeforeWrite: func() { wrote = true }})
 			var se *StepError
 			if !errors.As(err, &se) || se.N != tc.step || !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `partitions_policy "verify"`) {
 				t.Fatalf("err = %v, want a mismatch at step %d containing %q", err, tc.step, tc.want)
@@ -202,7 +202,7 @@ func TestVerifyComparesTheTableFirst(t *testing.T) {
 
 	same := mustPlan(t, withPolicy(gptDoc, "verify", false, ""), disks, "other seed")
 	actions := verifyActions(same, Devices{"vda": img})
-	if err := Execute(ctx, Env{}, actions[:1], nil, nil); err != nil {
+	if err := Execute(ctx, Env{}, actions[:1], Hooks{}); err != nil {
 		t.Errorf("the same layout: %v", err)
 	}
 
@@ -219,7 +219,7 @@ func TestVerifyComparesTheTableFirst(t *testing.T) {
 			l := mustPlan(t, withPolicy(tc.doc, "verify", false, ""), disks, "other seed")
 			fake := &run.Fake{}
 			wrote := false
-			err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{"vda": tc.dev}), nil, func() { wrote = true })
+			err := Execute(ctx, Env{Run: fake}, verifyActions(l, Devices{"vda": tc.dev}), Hooks{BeforeWrite: func() { wrote = true }})
 			var se *StepError
 			if !errors.As(err, &se) || se.N != 1 || !errors.Is(err, tc.match) || !strings.Contains(err.Error(), tc.wantInErr) {
 				t.Fatalf("err = %v, want %v at step 1 containing %q", err, tc.match, tc.wantInErr)

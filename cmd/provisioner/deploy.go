@@ -38,7 +38,11 @@ func newDeployCmd(s *streams) *cobra.Command {
 				PreserveOnError:  preserve,
 			}
 			opts.Boot.Self = []string{"/proc/self/exe"}
-			opts.Out = s.err // progress goes to standard error; the result table to standard output
+			// Progress goes to standard error; the result table to standard output.
+			opts.Out = s.err
+			if opts.Events != nil {
+				opts.Events = engine.TextEvents(s.err)
+			}
 			res, err := engine.Deploy(cmd.Context(), spec, opts)
 			var layout *partition.Layout
 			if res != nil {

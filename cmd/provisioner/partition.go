@@ -41,6 +41,10 @@ func (f *diskFlags) options(s *streams) (engine.PartitionOptions, error) {
 		}
 		opts.Sizes[t.Name] = t.SizeBytes
 	}
+	if !f.dryRun {
+		// A dry run's listing is the whole output; a real run reports its progress.
+		opts.Events = engine.TextEvents(s.out)
+	}
 	if opts.Seed == "" {
 		var err error
 		if opts.Seed, err = engine.NewSeed(); err != nil {

@@ -30,7 +30,7 @@ func MachineAgent(log *slog.Logger, node, prober, bootInfo string, progress io.W
 		Log:  log,
 		Deploy: func(ctx context.Context, spec *schema.Spec, events func(engine.Event)) (*engine.DeployResult, error) {
 			return engine.Deploy(ctx, spec, engine.DeployOptions{
-				PartitionOptions: engine.PartitionOptions{Seed: seed, Env: env, Out: progress, Events: events},
+				PartitionOptions: engine.PartitionOptions{Seed: seed, Env: env, Out: progress, Events: engine.Tee(events, engine.TextEvents(progress))},
 				Log:              log,
 				Boot:             engine.BootOptions{BootInfoPath: bootInfo, Prober: prober, Self: []string{"/proc/self/exe"}},
 			})

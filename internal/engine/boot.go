@@ -103,7 +103,7 @@ type bootStep struct {
 	opts   BootOptions
 	tmpDir string
 	log    *slog.Logger
-	out    io.Writer
+	events emitter
 	byUUID map[string]partition.FSDevice
 }
 
@@ -123,7 +123,7 @@ func rootImages(l *partition.Layout) []*partition.Image {
 func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.BootInfo, err error) {
 	roots := rootImages(b.l)
 	if len(roots) == 0 {
-		fmt.Fprintln(b.out, "no image has target /: no bootloader installed")
+		b.events.emit(Event{Message: "no image has target /: no bootloader installed"})
 		return nil, nil
 	}
 	b.byUUID = map[string]partition.FSDevice{}
@@ -148,7 +148,7 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 			err = rerr
 		}
 	}()
-	fmt.Fprintf(b.out, "installing grub (%s) with %d menu entries, default %s\n", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)
+	b.events.emit(Event{Message: fmt.Sprintf("installing grub (%s) with %d menu entries, default %s", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)})
 	bi = b.bootInfo(roots, cfg.Entries, kernels, cfg.Default, loc)
 	if err := b.commit(ctx, loc, cfg, bi); err != nil {
 		return nil, err

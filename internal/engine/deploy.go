@@ -98,11 +98,11 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 				events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
 			}
 		}
-		if err := deployAll(ctx, layout, devs, d, opts.Out); err != nil {
+		if err := deployAll(ctx, layout, devs, d, events); err != nil {
 			return err
 		}
 		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
-		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, out: opts.Out}
+		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi
 		return err
@@ -169,7 +169,7 @@ func fstabNote(im *partition.Image) string {
 // deployAll runs one goroutine per image; each holds a lock on every disk its
 // filesystems use, taken in sorted order so two images can never wait on each other.
 // The first failure cancels the rest.
-func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, out io.Writer) error {
+func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, events emitter) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	locks := map[string]*sync.Mutex{}
@@ -201,9 +201,7 @@ func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices,
 				mu.Unlock()
 				return
 			}
-			mu.Lock()
-			fmt.Fprintf(out, "deploying image %s from %s into %s\n", im.Name, im.URL, im.Target)
-			mu.Unlock()
+			events.emit(Event{Message: fmt.Sprintf("deploying image %s from %s into %s", im.Name, im.URL, im.Target)})
 			if err := d.Deploy(ctx, l, im, devs); err != nil {
 				mu.Lock()
 				if firstErr == nil {

@@ -32,12 +32,15 @@ type PartitionOptions struct {
 	Seed  string
 	// DryRun prints the plan and every step, and touches nothing.
 	DryRun bool
-	// Out receives the dry-run listing and the progress of a real run.
+	// Out receives the dry-run listing and, in a deploy, each image's transfer line
+	// (bytes, rate, ETA).
 	Out io.Writer
 	// Env is the machine: the runner for external programs and the kernel interfaces.
 	Env partition.Env
-	// Events, when set, receives each phase as it starts (and, in a deploy, image
-	// progress); it is called synchronously and must not block.
+	// Events, when set, receives the run's progress: each phase as it starts, every
+	// policy step before it runs, each image's start and byte progress, the bootloader's
+	// menu. TextEvents renders them for a terminal. It is called synchronously, from
+	// concurrent images too, and must not block.
 	Events func(Event)
 	// WipeOnError erases the partition tables of a clean run that fails after it began
 	// writing, so the machine cannot boot a half-written disk (deploy sets it unless
@@ -121,7 +124,7 @@ func withDisks(ctx context.Context, spec *schema.Spec, opts PartitionOptions, af
 		// locked) only if a later step fails. The plan is captured: a failing return
 		// clears the named result.
 		planned := layout
-		defer func() { err = eraseAfterFailure(ctx, err, st, opts, planned, devs) }()
+		defer func() { err = eraseAfterFailure(ctx, err, st, events, opts, planned, devs) }()
 	}
 	if err := applyPolicy(ctx, opts, st, events, layout, actions); err != nil {
 		return nil, err
@@ -196,15 +199,25 @@ func release(ctx context.Context, targets []*target) error {
 // A list that writes nothing (verify keeping every filesystem) still ends in the
 // partition phase: the images are written next.
 func applyPolicy(ctx context.Context, opts PartitionOptions, st *runState, events emitter, layout *partition.Layout, actions []partition.Action) error {
-	fmt.Fprintf(opts.Out, "applying partitions_policy %q: %d steps\n", layout.Policy, len(actions))
+	phase := fmt.Sprintf("applying partitions_policy %q: %d steps", layout.Policy, len(actions))
+	if partition.PolicyOf(layout).ComparesFirst() {
+		events.emit(Event{Message: phase + ", comparing the disks with the plan first"})
+		phase = "the disks match the plan"
+	}
 	writing := func() {
 		if st.wasWritten() {
 			return
 		}
-		events.emit(Event{Phase: PhasePartition, Message: fmt.Sprintf("applying partitions_policy %s: %d steps", layout.Policy, len(actions))})
+		events.emit(Event{Phase: PhasePartition, Message: phase})
 		st.setWritten()
 	}
-	if err := partition.Execute(ctx, opts.Env, actions, opts.Out, writing); err != nil {
+	hooks := partition.Hooks{
+		Step: func(n, of int, a partition.Action) {
+			events.emit(Event{Step: n, Steps: of, Message: a.String()})
+		},
+		BeforeWrite: writing,
+	}
+	if err := partition.Execute(ctx, opts.Env, actions, hooks); err != nil {
 		return stepFailure(err, st.wasWritten())
 	}
 	writing()
@@ -214,7 +227,7 @@ func applyPolicy(ctx context.Context, opts PartitionOptions, st *runState, event
 // eraseAfterFailure erases the partition tables a failed run wrote, when it failed
 // (err) after it began writing, so the machine cannot boot a half-written disk. It
 // returns err, noting a failure to erase.
-func eraseAfterFailure(ctx context.Context, err error, st *runState, opts PartitionOptions, planned *partition.Layout, devs partition.Devices) error {
+func eraseAfterFailure(ctx context.Context, err error, st *runState, events emitter, opts PartitionOptions, planned *partition.Layout, devs partition.Devices) error {
 	if err == nil || !st.wasWritten() {
 		return err
 	}
@@ -222,7 +235,7 @@ func eraseAfterFailure(ctx context.Context, err error, st *runState, opts Partit
 	if ctx.Err() != nil {
 		what = "was interrupted"
 	}
-	fmt.Fprintf(opts.Out, "the deploy %s: erasing the partition tables it wrote (--preserve-on-error keeps them)\n", what)
+	events.emit(Event{Message: fmt.Sprintf("the deploy %s: erasing the partition tables it wrote (--preserve-on-error keeps them)", what)})
 	if werr := partition.WipeTables(context.WithoutCancel(ctx), opts.Env, planned, devs); werr != nil {
 		return fmt.Errorf("%w (and erasing the partition tables failed: %v)", err, werr)
 	}
