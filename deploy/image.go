@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
+	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/provisioner/provisioner/internal/confine"
@@ -295,9 +298,27 @@ func (dp *deployment) unmount(ctx context.Context) (syncErr, unmountErr error) {
 	}
 	// Never RemoveAll: with a mount left behind it would delete the deployed files.
 	if unmounted && dp.root != "" {
-		os.Remove(dp.root)
+		removeMountPoints(dp.root, dp.im.Mounts)
 	}
 	return syncErr, unmountErr
+}
+
+// removeMountPoints removes the private root and the mount points made in it, which a
+// target other than / (a utility image into /srv) leaves as directories of the host's
+// temporary directory. Only empty directories go (os.Remove), deepest first: one that
+// is not empty holds something this deploy did not make there.
+func removeMountPoints(root string, mounts []partition.Mount) {
+	var dirs []string
+	for _, m := range mounts {
+		for p := path.Clean("/" + m.Path); p != "/"; p = path.Dir(p) {
+			dirs = append(dirs, filepath.Join(root, p))
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		os.Remove(d)
+	}
+	os.Remove(root)
 }
 
 // endTransfer closes what open opened, in reverse, and reports the end of the transfer,
