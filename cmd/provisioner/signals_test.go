@@ -132,7 +132,7 @@ func TestInterruptedBeforeRunning(t *testing.T) {
 	cancel(&signalError{syscall.SIGINT})
 	var out, errb bytes.Buffer
 	code := runContext(ctx, []string{"deploy", "-", "--device", "vda=" + img, "--size", "vda=64MiB", "--seed", "s", "--boot-info", ""}, strings.NewReader(smallSpec), &out, &errb)
-	if code != engine.ExitFailure || errb.String() != "provisioner: interrupted by SIGINT before anything was written\n" {
+	if code != engine.ExitFailure || errb.String() != "resolving and probing the disks, planning\nprovisioner: interrupted by SIGINT before anything was written\n" {
 		t.Errorf("exit %d, stderr:\n%s", code, errb.String())
 	}
 	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {

@@ -238,7 +238,9 @@ func TestDeployImages(t *testing.T) {
 				final[e.Image] = e.Done
 				return
 			}
-			phases = append(phases, e.Phase)
+			if e.Phase != "" {
+				phases = append(phases, e.Phase)
+			}
 		}
 	})
 	if err != nil {

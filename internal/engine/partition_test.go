@@ -124,7 +124,7 @@ func sparse(t *testing.T, path string, size int64) {
 // sizes) and returns the layout and the file of each disk.
 func partitionFiles(t *testing.T, spec *schema.Spec, dir, seed string, out io.Writer) (*partition.Layout, map[string]string, error) {
 	t.Helper()
-	opts := PartitionOptions{Seed: seed, Out: out, Sizes: map[string]uint64{}, Env: HostEnv(nil)}
+	opts := PartitionOptions{Seed: seed, Out: out, Events: TextEvents(out), Sizes: map[string]uint64{}, Env: HostEnv(nil)}
 	files := map[string]string{}
 	for i := range spec.Partitions {
 		st := &spec.Partitions[i]
