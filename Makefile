@@ -13,9 +13,12 @@ build:
 # Every test layer: unit and golden tests everywhere, loop-device tests when run as root
 # (CI runs as root), then the QEMU integration suite (build tag integration: it builds the
 # deploy ramdisk once and boots it and the deployed disks under TCG).
-# internal/arch's test also checks gofmt and the package import rules.
+# internal/arch's test also checks gofmt and the package import rules. The deploy
+# benchmark's short mode (TestDeployVsPipelineShort) runs among the unit tests, with the
+# tools of `make bench`.
 test:
 	./scripts/deps.sh test
+	./scripts/deps.sh bench
 	./scripts/deps.sh ramdisk
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/
@@ -37,8 +40,9 @@ demo: build
 	$(GO) run ./cmd/demo -out out -spec examples/demo.json -go $(CURDIR)/scripts/go
 	$(BIN) list --device out/demo-disk.img
 
-# Micro-benchmarks (spec loading, planning), then the deploy benchmark: >= 1 GiB rootfs
-# over HTTP, ours against curl | zstd -dc | tar -x (and gzip), one run each (root).
+# Micro-benchmarks (spec loading, planning), then the deploy benchmark: >= 1 GiB tree
+# over HTTP, ours against curl | zstd -dc | tar -x (and gzip), one run each (root); both
+# trees are then compared with the tar.
 bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./partition/

@@ -37,34 +37,83 @@ func main() {
 	}
 }
 
+// demoOptions are the demo's flags.
+type demoOptions struct {
+	out, specPath, flavour, goCmd string
+	diskGiB                       int64
+}
+
+// mainErr parses the flags and runs the demo's steps in order: ramdisk, images, the
+// deploy in QEMU, one boot of the deployed disk.
 func mainErr(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	out := fs.String("out", "out", "output directory")
-	specPath := fs.String("spec", "examples/demo.json", "the spec to deploy (its images are built and served by the demo)")
-	flavour := fs.String("flavour", "cloud-amd64", "ramdisk kernel: cloud-amd64 (boots faster under TCG) or amd64")
-	goCmd := fs.String("go", "go", "the go command that builds the provisioner for the ramdisk")
-	diskSize := fs.Int64("disk-gib", 2, "size of the disk-image file in GiB")
+	var o demoOptions
+	fs.StringVar(&o.out, "out", "out", "output directory")
+	fs.StringVar(&o.specPath, "spec", "examples/demo.json", "the spec to deploy (its images are built and served by the demo)")
+	fs.StringVar(&o.flavour, "flavour", "cloud-amd64", "ramdisk kernel: cloud-amd64 (boots faster under TCG) or amd64")
+	fs.StringVar(&o.goCmd, "go", "go", "the go command that builds the provisioner for the ramdisk")
+	fs.Int64Var(&o.diskGiB, "disk-gib", 2, "size of the disk-image file in GiB")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx := context.Background()
 	total := time.Now()
-	step := func(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
-	step("building the deploy ramdisk (%s kernel)", *flavour)
-	start := time.Now()
-	rd, err := initramfs.Build(ctx, initramfs.Options{Flavour: *flavour, OutDir: *out, GoCmd: strings.Fields(*goCmd), Run: run.Exec{}, Log: slog.New(slog.DiscardHandler)})
+	rd, err := buildRamdisk(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    %s (kernel %s), %s: %.1f MiB, %v\n", rd.Kernel, rd.KernelVersion, rd.Initramfs, float64(rd.Size)/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	if err := buildImages(ctx, o.out); err != nil {
+		return err
+	}
+	c, err := vmrun.NewConductor(token())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	spec, err := serveSpec(c, o.specPath)
+	if err != nil {
+		return err
+	}
+	c.Put("spec.json", spec)
+	disk, vmDir, err := prepareDisk(o)
+	if err != nil {
+		return err
+	}
+	if err := deployInVM(ctx, c, rd, o, disk, filepath.Join(vmDir, "deploy")); err != nil {
+		return err
+	}
+	if err := bootOnce(ctx, disk, filepath.Join(vmDir, "boot")); err != nil {
+		return err
+	}
+	fmt.Printf("==> done in %v; serial logs in %s/{deploy,boot}/%s\n", time.Since(total).Round(time.Second), vmDir, vmrun.SerialLog)
+	return nil
+}
 
+// step announces one stage of the demo.
+func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+
+// buildRamdisk builds the deploy ramdisk into the output directory.
+func buildRamdisk(ctx context.Context, o demoOptions) (*initramfs.Result, error) {
+	step("building the deploy ramdisk (%s kernel)", o.flavour)
+	start := time.Now()
+	rd, err := initramfs.Build(ctx, initramfs.Options{Flavour: o.flavour, OutDir: o.out, GoCmd: strings.Fields(o.goCmd), Run: run.Exec{}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("    %s (kernel %s), %s: %.1f MiB, %v\n", rd.Kernel, rd.KernelVersion, rd.Initramfs, float64(rd.Size)/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	return rd, nil
+}
+
+// buildImages writes the two bootable test images the demo spec names, each with its
+// checksum file, into out/images.
+func buildImages(ctx context.Context, out string) error {
 	step("building two bootable test images (Debian cloud kernel + busybox)")
 	kit, err := testimage.Prepare(ctx, run.Exec{}, testimage.DefaultCacheDir())
 	if err != nil {
 		return err
 	}
-	imgDir := filepath.Join(*out, "images")
+	imgDir := filepath.Join(out, "images")
 	if err := os.MkdirAll(imgDir, 0o755); err != nil {
 		return err
 	}
@@ -80,32 +129,31 @@ func mainErr(args []string) error {
 		}
 		fmt.Printf("    %s: %s\n", p, o.PrettyName)
 	}
+	return nil
+}
 
-	c, err := vmrun.NewConductor(token())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	spec, err := serveSpec(c, *specPath)
-	if err != nil {
-		return err
-	}
-	c.Put("spec.json", spec)
-	disk := filepath.Join(*out, "demo-disk.img")
+// prepareDisk creates the blank, sparse disk-image file and vmDir's deploy and boot
+// directories, which receive the two VMs' serial logs.
+func prepareDisk(o demoOptions) (disk, vmDir string, err error) {
+	disk = filepath.Join(o.out, "demo-disk.img")
 	os.Remove(disk)
-	if err := makeSparse(disk, *diskSize<<30); err != nil {
-		return err
+	if err := makeSparse(disk, o.diskGiB<<30); err != nil {
+		return "", "", err
 	}
-	vmDir := filepath.Join(*out, "vm")
-	deployDir, bootDir := filepath.Join(vmDir, "deploy"), filepath.Join(vmDir, "boot")
-	for _, d := range []string{deployDir, bootDir} {
+	vmDir = filepath.Join(o.out, "vm")
+	for _, d := range []string{filepath.Join(vmDir, "deploy"), filepath.Join(vmDir, "boot")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return "", "", err
 		}
 	}
+	return disk, vmDir, nil
+}
 
-	step("deploying %s onto %s in QEMU: the ramdisk fetches it from %s", *specPath, disk, c.GuestURL("spec.json"))
-	start = time.Now()
+// deployInVM boots the ramdisk against the disk, prints the callback's events, and
+// writes and prints the boot-info of the final event.
+func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o demoOptions, disk, deployDir string) error {
+	step("deploying %s onto %s in QEMU: the ramdisk fetches it from %s", o.specPath, disk, c.GuestURL("spec.json"))
+	start := time.Now()
 	c.OnEvent = func(e agent.Event) { printEvent(start, e) }
 	res, err := vmrun.Run(ctx, vmrun.Options{
 		Kernel: rd.Kernel, Initrd: rd.Initramfs, Net: true, Disks: []string{disk}, Dir: deployDir, Timeout: 15 * time.Minute,
@@ -122,21 +170,25 @@ func mainErr(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(*out, "boot-info.json"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(o.out, "boot-info.json"), data, 0o644); err != nil {
 		return err
 	}
-	step("boot-info.json from the final event (also in %s)", filepath.Join(*out, "boot-info.json"))
+	step("boot-info.json from the final event (also in %s)", filepath.Join(o.out, "boot-info.json"))
 	engine.Summary(os.Stdout, last.BootInfo)
+	return nil
+}
 
+// bootOnce boots the deployed disk under SeaBIOS and shows the default image's marker
+// line.
+func bootOnce(ctx context.Context, disk, bootDir string) error {
 	step("booting %s once (SeaBIOS -> grub -> the default image)", disk)
-	res, err = vmrun.Run(ctx, vmrun.Options{Disks: []string{disk}, Dir: bootDir, Timeout: 5 * time.Minute})
+	res, err := vmrun.Run(ctx, vmrun.Options{Disks: []string{disk}, Dir: bootDir, Timeout: 5 * time.Minute})
 	line := regexp.MustCompile(`BOOTED-IMAGE-[A-Z0-9]+ root=\S+ uptime=[0-9.]+`).Find(res.Serial)
 	if err != nil || line == nil {
 		fmt.Printf("serial console:\n%s\n", res.Serial)
 		return errors.Join(errors.New("the deployed disk did not boot into a test image"), err)
 	}
 	fmt.Printf("    %s (booted in %v)\n", line, res.Duration.Round(100*time.Millisecond))
-	fmt.Printf("==> done in %v; serial logs in %s/{deploy,boot}/%s\n", time.Since(total).Round(time.Second), vmDir, vmrun.SerialLog)
 	return nil
 }
 
