@@ -376,3 +376,42 @@ func TestRereadPartscanLoop(t *testing.T) {
 		checkKernelView(t, l, parts)
 	}
 }
+
+// TestRemovePartitionsWaitsOutABriefOpener: a partition that another process holds open
+// for a moment (a scan of every block device) is deleted once it is closed; one held
+// open for good fails with EBUSY after a bounded wait.
+func TestRemovePartitionsWaitsOutABriefOpener(t *testing.T) {
+	requireLoop(t)
+	ctx := context.Background()
+	var sys Sys
+	l := attachForTest(t, 16<<20, 512)
+	parts := []Part{{Number: 1, Start: 1 << 20, Size: 4 << 20}}
+	if err := sys.Reread(ctx, l.Path, parts); err != nil {
+		t.Fatal(err)
+	}
+	node := PartitionPath(l.Path, 1)
+
+	f, err := os.Open(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = sys.RemovePartitions(ctx, l.Path)
+	f.Close()
+	if !errors.Is(err, unix.EBUSY) || time.Since(start) < busyWait {
+		t.Fatalf("with the partition open throughout: %v after %v, want EBUSY after %v", err, time.Since(start), busyWait)
+	}
+
+	f, err = os.Open(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(300*time.Millisecond, func() { f.Close() })
+	defer timer.Stop()
+	if err := sys.RemovePartitions(ctx, l.Path); err != nil {
+		t.Fatalf("with the partition open for 300ms: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/block", filepath.Base(l.Path), filepath.Base(node))); !os.IsNotExist(err) {
+		t.Errorf("%s is still known to the kernel: %v", node, err)
+	}
+}

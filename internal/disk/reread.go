@@ -94,13 +94,35 @@ func (s Sys) RemovePartitions(ctx context.Context, dev string) error {
 		return fmt.Errorf("removing partitions of %s: %w", dev, err)
 	}
 	defer f.Close()
-	if err := s.reconcile(int(f.Fd()), disk, nil); err != nil {
+	if err := s.reconcileBusy(ctx, int(f.Fd()), disk, nil); err != nil {
 		return fmt.Errorf("removing partitions of %s: %w", dev, err)
 	}
 	if err := s.waitFor(ctx, disk, nil); err != nil {
 		return fmt.Errorf("removing partitions of %s: %w", dev, err)
 	}
 	return nil
+}
+
+// busyWait bounds how long a partition that is busy is retried before its EBUSY is the
+// answer: a process that scans every block device (blkid, lsblk, a udev rule) holds each
+// partition open for milliseconds, a mount or a holder for good.
+const busyWait = 2 * time.Second
+
+// reconcileBusy is reconcile, retried while the kernel answers EBUSY, for at most
+// busyWait.
+func (s Sys) reconcileBusy(ctx context.Context, fd int, disk string, want map[int]Part) error {
+	deadline := time.Now().Add(busyWait)
+	for {
+		err := s.reconcile(fd, disk, want)
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // openDisk finds dev's kernel name, refuses partitions, and opens it read-only: BLKRRPART and
