@@ -181,7 +181,7 @@ func scriptCheck(t *testing.T, cfg []byte) {
 }
 
 func TestGoldenExamplesCovered(t *testing.T) {
-	// The examples the issue requires: two roots, separate /boot, LVM, raid1, utility, UEFI.
+	// One example per layout the menu must serve: two roots, separate /boot, LVM, raid1, utility, UEFI.
 	want := map[string]string{
 		"lvm":                  "insmod lvm",
 		"raid1":                "insmod mdraid1x",
