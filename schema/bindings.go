@@ -152,7 +152,7 @@ func volumeHoldsFS(storageType, volType string) bool {
 
 func (c *checker) checkTopLevel() {
 	if c.spec.ImageDeployFlags != nil {
-		c.warnf("/image_deploy_flags", "accepted for Bareon compatibility; images are streamed, so rsync_flags has no effect")
+		c.warnf("/image_deploy_flags", "accepted for Bareon compatibility; rsync_flags has no effect: streamed images take no rsync options, and rsync sources are copied with fixed ones")
 	}
 	roots := c.spec.RootImages()
 	for _, s := range []struct {

@@ -94,6 +94,7 @@ func (c *checker) checkImages() {
 		if im.URL != "" && im.ImagePullURL != "" && im.URL != im.ImagePullURL {
 			c.errf(ptr+"/url", "url %q and image_pull_url %q disagree: give one of them", im.URL, im.ImagePullURL)
 		}
+		c.checkRsyncImage(im, ptr)
 		if t, ok := cleanAbs(im.Target); ok {
 			im.Target = t
 		} else if im.Target != "" {
@@ -117,6 +118,20 @@ func (c *checker) checkImages() {
 				break
 			}
 		}
+	}
+}
+
+// checkRsyncImage rejects what has no meaning for an image that rsync copies as a tree:
+// a checksum (it is of one stream of bytes) and a format (there is none to name).
+func (c *checker) checkRsyncImage(im *Image, ptr string) {
+	if !IsRsyncSource(im.Source()) {
+		return
+	}
+	if im.Checksum != "" {
+		c.errf(ptr+"/checksum", "image %q comes from rsync source %q, a tree: a checksum has no meaning for it (remove it)", im.Name, im.Source())
+	}
+	if im.Format != "" {
+		c.errf(ptr+"/format", "image %q comes from rsync source %q, a tree: a format has no meaning for it (remove it)", im.Name, im.Source())
 	}
 }
 
