@@ -48,10 +48,24 @@ type Deployer struct {
 
 // ResolveDigests fetches and parses the checksum (file) of every image now, so that a
 // deploy can do it before it writes anything; Deploy then uses what was found instead
-// of fetching again. Errors are image errors, like Deploy's.
+// of fetching again. An rsync source has no checksum: its daemon is asked for the top
+// of the tree instead (rsync --list-only), so that an unreachable daemon or a missing
+// module fails here too. Errors are image errors, like Deploy's.
 func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image) error {
 	found := map[string]Digest{}
 	for _, im := range images {
+		if _, isRsync, _ := rsyncSource(im.URL); isRsync {
+			if im.Checksum != "" {
+				return nameImage(im, blame(ErrImage, fmt.Errorf("rsync source %s: a tree has no checksum", im.URL)))
+			}
+			if err := d.checkRsync(ctx, im.URL); err != nil {
+				if !errors.Is(err, run.ErrNotFound) { // the machine lacks rsync: not the image's fault
+					err = classify(ctx, streamFault, err)
+				}
+				return nameImage(im, err)
+			}
+			continue
+		}
 		digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
 		if err != nil {
 			return nameImage(im, classify(ctx, streamFault, err))
@@ -64,7 +78,8 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 
 // Deploy deploys one image: it mounts every volume bound to the image into a private
 // temporary root (shallowest first), streams the image into its target (tar extracted,
-// raw written block-wise before mounting), verifies its checksum while streaming, writes
+// raw written block-wise before mounting) or, for an rsync source, copies the tree there
+// with rsync, verifies a stream's checksum while streaming, writes
 // the image's /etc/fstab from the plan, and unmounts in reverse order, also on failure.
 // Its errors name the image, or the mount point a failed unmount leaves held. They match
 // ErrImage when the image is at fault (fetch, checksum, format, decompression,
@@ -88,7 +103,12 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 			err = unmountErr // it names the mount point
 		}
 	}()
-	for _, step := range []func(context.Context) error{dp.open, dp.writeRaw, dp.mount, dp.extract, dp.finish} {
+	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab}
+	if _, isRsync, _ := rsyncSource(im.URL); isRsync {
+		// A tree, not a stream: nothing to sniff, decompress or checksum.
+		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab}
+	}
+	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return nameImage(im, err)
 		}
@@ -143,20 +163,24 @@ type deployment struct {
 	mounted        []string // the mount points under root, shallowest first
 }
 
-// open checks that every volume of the image has its device and opens the transfer:
-// the checksum (unless ResolveDigests found it), the stream with its progress, the
-// format, sniffed and held against the spec, and the decompressor.
-func (dp *deployment) open(ctx context.Context) error {
-	im := dp.im
+// devices checks that every volume of the image has its device.
+func (dp *deployment) devices(context.Context) error {
 	dp.byUUID = map[string]partition.FSDevice{}
 	for _, t := range partition.FilesystemDevices(dp.layout, dp.devs) {
 		dp.byUUID[t.FS.UUID] = t
 	}
-	for _, m := range im.Mounts {
+	for _, m := range dp.im.Mounts {
 		if _, ok := dp.byUUID[m.FSUUID]; !ok {
 			return fmt.Errorf("no device for the filesystem mounted at %s", m.Path)
 		}
 	}
+	return nil
+}
+
+// open opens the transfer: the checksum (unless ResolveDigests found it), the stream
+// with its progress, the format, sniffed and held against the spec, and the decompressor.
+func (dp *deployment) open(ctx context.Context) error {
+	im := dp.im
 	digest, ok := dp.d.digests[im.Name]
 	if !ok {
 		var err error
@@ -259,10 +283,10 @@ func (dp *deployment) extract(ctx context.Context) error {
 	return nil
 }
 
-// finish reads what the payload and the transfer have left (tar padding, trailing bytes
+// drain reads what the payload and the transfer have left (tar padding, trailing bytes
 // of the compressed stream): only at the very end are the byte count and the checksum
-// known good. Then it writes the image's fstab.
-func (dp *deployment) finish(ctx context.Context) error {
+// known good.
+func (dp *deployment) drain(ctx context.Context) error {
 	if _, err := io.Copy(io.Discard, dp.payload); err != nil {
 		return classify(ctx, streamFault, err)
 	}
@@ -272,6 +296,11 @@ func (dp *deployment) finish(ctx context.Context) error {
 	if _, err := io.Copy(io.Discard, dp.verified); err != nil {
 		return classify(ctx, streamFault, err)
 	}
+	return nil
+}
+
+// fstab writes the image's fstab, once the image is complete in its tree.
+func (dp *deployment) fstab(ctx context.Context) error {
 	if dp.im.Target == "/" {
 		if err := writeFstab(dp.root, dp.im.Fstab); err != nil {
 			return classify(ctx, treeFault, err)
