@@ -28,6 +28,7 @@ ramdisk_needs() {
   need efibootmgr efibootmgr
   need udevadm udev
   need xz xz-utils
+  need rsync rsync           # copies images that an rsync daemon serves
   need sgdisk gdisk
   [ -f /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)   # trusted CAs for https URLs
 }
@@ -48,6 +49,7 @@ case "${1:-}" in
     need fsck.vfat dosfstools
     need udevadm udev          # grub-install finds loop partitions' starts through udevadm
     need os-prober os-prober   # the deploy's kernel discovery is tested with both probers
+    need rsync rsync           # rsync image sources are deployed from a daemon the tests start
     need qemu-system-x86_64 qemu-system-x86   # boots deployed disks (SeaBIOS and OVMF)
     [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || pkgs+=(ovmf)
     ;;
