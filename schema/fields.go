@@ -36,35 +36,25 @@ func (c *checker) checkPartitionGUID(v *Volume, ptr string) {
 	}
 	v.PartitionGUID = strings.ToUpper(v.PartitionGUID)
 	if c.guids == nil {
-		c.guids = map[string]string{}
+		c.guids = map[string]*guidUse{}
 	}
-	first, dup := c.guids[v.PartitionGUID]
-	if !dup {
-		c.guids[v.PartitionGUID] = ptr
+	use := c.guids[v.PartitionGUID]
+	if use == nil {
+		c.guids[v.PartitionGUID] = &guidUse{first: ptr}
 		return
 	}
-	if first != "" {
-		c.errf(first, "partition_guid %s is also given at %s: a partition GUID must be unique", v.PartitionGUID, ptr)
-		c.guids[v.PartitionGUID] = "" // the first is reported once
+	if !use.reported {
+		c.errf(use.first, "partition_guid %s is also given at %s: a partition GUID must be unique", v.PartitionGUID, ptr)
+		use.reported = true
 	}
-	c.errf(ptr, "partition_guid %s is already given at %s: a partition GUID must be unique", v.PartitionGUID, c.firstGUID(v.PartitionGUID, ptr))
+	c.errf(ptr, "partition_guid %s is already given at %s: a partition GUID must be unique", v.PartitionGUID, use.first)
 }
 
-// firstGUID finds the first volume that asked for guid, for messages about later ones.
-func (c *checker) firstGUID(guid, self string) string {
-	for i := range c.spec.Partitions {
-		st := &c.spec.Partitions[i]
-		if st.Type != KindDisk {
-			continue
-		}
-		for j := range st.Volumes {
-			p := Ptr("/partitions", i, "volumes", j, "partition_guid")
-			if p != self && strings.EqualFold(st.Volumes[j].PartitionGUID, guid) {
-				return p
-			}
-		}
-	}
-	return self
+// guidUse is where a partition GUID was first given, and whether that place has been
+// reported as sharing it.
+type guidUse struct {
+	first    string
+	reported bool
 }
 
 // isGUID reports the textual form of a GUID: 8-4-4-4-12 hexadecimal digits.

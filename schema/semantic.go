@@ -14,11 +14,11 @@ type checker struct {
 	errs  []finding
 	warns []finding
 
-	imageIdx map[string]int    // image name -> index
-	vgIdx    map[string]int    // vg id -> index in partitions
-	diskIdx  map[diskKey]int   // disk -> index in partitions of its first declaration
-	pvCount  map[string]int    // vg id -> number of pvs referring to it
-	guids    map[string]string // partition_guid -> pointer of its first use ("" once reported)
+	imageIdx map[string]int      // image name -> index
+	vgIdx    map[string]int      // vg id -> index in partitions
+	diskIdx  map[diskKey]int     // disk -> index in partitions of its first declaration
+	pvCount  map[string]int      // vg id -> number of pvs referring to it
+	guids    map[string]*guidUse // partition_guid (upper case) -> its first use
 }
 
 // finding is a problem whose message is formatted only when it is reported. A document

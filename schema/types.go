@@ -36,7 +36,8 @@ const (
 	BootBoth = "both"
 )
 
-// Policy returns the partitions policy with our default (clean) applied.
+// Policy returns the partitions policy with our default (clean) applied. A document
+// that sets keep_data and names no policy has Bareon's default, verify, set by Load.
 func (s *Spec) Policy() string {
 	if s.PartitionsPolicy == "" {
 		return PolicyClean
