@@ -94,7 +94,10 @@ func (p *planner) lookup(st *schema.Storage, ptr string) (Disk, bool) {
 
 // volumePartition makes the GPT entry (and filesystem) for a disk volume.
 func (p *planner) volumePartition(d *DiskLayout, v *schema.Volume, ptr string) *Partition {
-	part := &Partition{Source: ptr, KeepData: v.KeepData, GUID: p.ids.guid("part:" + ptr)}
+	part := &Partition{Source: ptr, KeepData: v.KeepData, GUID: v.PartitionGUID}
+	if part.GUID == "" {
+		part.GUID = p.ids.guid("part:" + ptr)
+	}
 	switch v.Type {
 	case schema.VolPV:
 		part.Role, part.Type, part.VG = RolePV, TypeLinuxLVM, v.VG

@@ -2,7 +2,6 @@ package partition
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/provisioner/provisioner/schema"
 )
@@ -38,7 +37,7 @@ func (p *planner) planRAIDs() {
 				p.l.RAIDs = append(p.l.RAIDs, r)
 			}
 			if r.Name == "" && v.Name != "" {
-				r.Name = strings.TrimPrefix(strings.TrimPrefix(v.Name, "/dev/"), "md/")
+				r.Name = schema.RAIDName(v)
 				used[r.Name] = true
 			}
 			r.Members = append(r.Members, PartRef{Disk: d.ID.Value, Partition: part.Number})

@@ -39,8 +39,10 @@ func sgdisk(t *testing.T) string {
 
 // sgdiskSpecs are plans beyond the examples: a legacy-bootable "boot" volume (GPT
 // attribute bit 2), volumes placed after "remaining" from the end of the disk, a
-// percentage, and a partition name that only fits GPT once cut to 36 UTF-16 units.
+// percentage, a partition name that only fits GPT once cut to 36 UTF-16 units, and a
+// partition GUID given by the document.
 var sgdiskSpecs = map[string]string{
+	"bareon-fields": bareonFieldsDoc,
 	"boot-volume-and-tail": `{
 	  "images": [{"name": "os", "url": "u", "target": "/"}],
 	  "partitions": [{"type": "disk", "id": {"type": "name", "value": "vda"}, "size": "3 GiB", "volumes": [

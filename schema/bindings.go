@@ -51,7 +51,7 @@ func (c *checker) checkRAIDGroups() {
 			if m.v.FileSystem != first.v.FileSystem {
 				c.errf(m.ptr+"/file_system", "raid %q members disagree: %q here, %q at %s", name, m.v.FileSystem, brief(first.v.FileSystem), first.ptr)
 			}
-			if m.v.Name != "" && first.v.Name != "" && m.v.Name != first.v.Name {
+			if m.v.Name != "" && first.v.Name != "" && RAIDName(m.v) != RAIDName(first.v) {
 				c.errf(m.ptr+"/name", "raid %q members disagree on the md name: %q here, %q at %s", name, m.v.Name, brief(first.v.Name), first.ptr)
 			}
 		}
@@ -101,6 +101,7 @@ func raidLabel(v *Volume) string {
 // mounted at the image's target.
 func (c *checker) checkBindings() {
 	mounts := map[int]map[string]string{} // image index -> mount -> first volume ptr
+	skipped := map[int]map[string]bool{}  // image index -> mounts of skipped volumes
 	raidSeen := map[string]bool{}
 	for i := range c.spec.Partitions {
 		st := &c.spec.Partitions[i]
@@ -108,6 +109,18 @@ func (c *checker) checkBindings() {
 			v := &st.Volumes[j]
 			ptr := Ptr("/partitions", i, "volumes", j)
 			if v.Mount == "" || v.Mount == "swap" || !volumeHoldsFS(st.Type, v.Type) {
+				continue
+			}
+			if v.Skipped() {
+				// A volume of size zero is not made, so it takes no mount point from
+				// another volume; it still counts as the image's target, as it did
+				// before sizes of zero were left out of this check.
+				for _, im := range v.boundIdx {
+					if skipped[im] == nil {
+						skipped[im] = map[string]bool{}
+					}
+					skipped[im][v.Mount] = true
+				}
 				continue
 			}
 			if v.Type == VolRAID {
@@ -134,7 +147,8 @@ func (c *checker) checkBindings() {
 		if im.Name == "" || im.Target == "" {
 			continue
 		}
-		if _, ok := mounts[c.imageIdx[im.Name]][im.Target]; !ok {
+		idx := c.imageIdx[im.Name]
+		if _, ok := mounts[idx][im.Target]; !ok && !skipped[idx][im.Target] {
 			c.errf(Ptr("/images", i, "target"), "no volume bound to image %q is mounted at %q", im.Name, im.Target)
 		}
 	}

@@ -293,8 +293,8 @@ func TestLoadCases(t *testing.T) {
 
 		// keep_data needs the verify policy.
 		{
-			name: "keep_data on an lv with the default clean policy",
-			ops:  []op{set("/partitions/1/volumes/0/keep_data", `true`)},
+			name: "keep_data on an lv with an explicit clean policy",
+			ops:  []op{set("/partitions_policy", `"clean"`), set("/partitions/1/volumes/0/keep_data", `true`)},
 			errs: []want{has("/partitions/1/volumes/0/keep_data", `keep_data cannot apply: partitions_policy "clean"`)},
 		},
 		{
@@ -303,13 +303,13 @@ func TestLoadCases(t *testing.T) {
 			errs: []want{has("/partitions/0/volumes/1/keep_data", `keep_data cannot apply`)},
 		},
 		{
-			name: "keep_data on a pv with the default clean policy",
-			ops:  []op{set("/partitions/0/volumes/2/keep_data", `true`)},
+			name: "keep_data on a pv with an explicit clean policy",
+			ops:  []op{set("/partitions_policy", `"clean"`), set("/partitions/0/volumes/2/keep_data", `true`)},
 			errs: []want{has("/partitions/0/volumes/2/keep_data", `keep_data cannot apply`)},
 		},
 		{
-			name: "keep_data on a vg with the default clean policy",
-			ops:  []op{set("/partitions/1/keep_data", `true`)},
+			name: "keep_data on a vg with an explicit clean policy",
+			ops:  []op{set("/partitions_policy", `"clean"`), set("/partitions/1/keep_data", `true`)},
 			errs: []want{has("/partitions/1/keep_data", `keep_data cannot apply`)},
 		},
 

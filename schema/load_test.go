@@ -541,7 +541,7 @@ func TestLoadProblemsInDocumentOrder(t *testing.T) {
 	for i := 0; i < 11; i++ {
 		ops = append(ops, add("/partitions/-", fmt.Sprintf(`{"type": "vg", "id": "spare%d", "volumes": []}`, i)))
 	}
-	ops = append(ops, set("/partitions/12/keep_data", `true`))
+	ops = append(ops, set("/partitions_policy", `"clean"`), set("/partitions/12/keep_data", `true`))
 	_, warns, err := load(t, mutate(t, ops...))
 	if err == nil {
 		t.Fatal("Load succeeded")

@@ -14,10 +14,11 @@ type checker struct {
 	errs  []finding
 	warns []finding
 
-	imageIdx map[string]int  // image name -> index
-	vgIdx    map[string]int  // vg id -> index in partitions
-	diskIdx  map[diskKey]int // disk -> index in partitions of its first declaration
-	pvCount  map[string]int  // vg id -> number of pvs referring to it
+	imageIdx map[string]int      // image name -> index
+	vgIdx    map[string]int      // vg id -> index in partitions
+	diskIdx  map[diskKey]int     // disk -> index in partitions of its first declaration
+	pvCount  map[string]int      // vg id -> number of pvs referring to it
+	guids    map[string]*guidUse // partition_guid (upper case) -> its first use
 }
 
 // finding is a problem whose message is formatted only when it is reported. A document
@@ -48,6 +49,7 @@ func (c *checker) warnf(ptr, format string, args ...any) {
 }
 
 func (c *checker) run() {
+	c.impliedPolicy()
 	c.checkImages()
 	c.indexVGs()
 	c.diskIdx = map[diskKey]int{}
@@ -76,6 +78,7 @@ func (c *checker) run() {
 	c.checkRAIDGroups()
 	c.checkBindings()
 	c.checkTopLevel()
+	c.checkDeployData()
 	sortFindings(c.errs)
 	sortFindings(c.warns)
 }
@@ -201,8 +204,13 @@ func (c *checker) checkDisk(st *Storage, i int, ptr string) {
 					c.errf(vptr+"/lvm_meta_size", "lvm_meta_size must be absolute, not %s", v.LVMMetaSize.Quote())
 				}
 			}
+			if v.Images != nil {
+				c.warnf(vptr+"/images", "a pv carries no filesystem, so it belongs to no image: images is ignored")
+			}
 			c.checkKeep(v.KeepData, vptr)
 			continue
+		case VolRAID:
+			c.checkRAIDName(v, vptr)
 		case VolBoot:
 			if boots != "" {
 				c.errf(vptr+"/type", "more than one boot volume on this disk (the first is %s)", boots)
@@ -210,6 +218,7 @@ func (c *checker) checkDisk(st *Storage, i int, ptr string) {
 				boots = vptr
 			}
 		}
+		c.checkPartitionGUID(v, vptr)
 		c.checkFS(v, vptr)
 	}
 }
@@ -290,7 +299,7 @@ func (c *checker) size(s *Size, ptr string) (Quantity, bool) {
 		c.errf(ptr, "%s", err.Error())
 		return Quantity{}, false
 	}
-	s.Q = q
+	s.Q, s.parsed = q, true
 	return q, true
 }
 
@@ -304,6 +313,7 @@ func LabelMax(fsType string) int { return labelMax[fsType] }
 // and fills Bound and the normalised Mount.
 func (c *checker) checkFS(v *Volume, ptr string) {
 	c.checkKeep(v.KeepData, ptr)
+	c.checkFSName(v, ptr)
 	mount := strings.TrimSpace(v.Mount)
 	switch {
 	case mount == "" || strings.EqualFold(mount, "none"):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Spec is a validated provision.json. Only Load builds one, so every Spec seen by other
@@ -35,7 +36,8 @@ const (
 	BootBoth = "both"
 )
 
-// Policy returns the partitions policy with our default (clean) applied.
+// Policy returns the partitions policy with our default (clean) applied. A document
+// that sets keep_data and names no policy has Bareon's default, verify, set by Load.
 func (s *Spec) Policy() string {
 	if s.PartitionsPolicy == "" {
 		return PolicyClean
@@ -86,7 +88,7 @@ type Image struct {
 	// URL is Bareon's user-facing alias of ImagePullURL.
 	URL       string `json:"url,omitempty"`
 	Target    string `json:"target"`
-	Boot      bool   `json:"boot,omitempty"`
+	Boot      Flag   `json:"boot,omitempty"`
 	ImageUUID string `json:"image_uuid,omitempty"`
 	ImageName string `json:"image_name,omitempty"`
 	Checksum  string `json:"checksum,omitempty"`
@@ -113,6 +115,49 @@ type DeployFlags struct {
 // DeployData carries parameters for the deployed OSes' boot entries.
 type DeployData struct {
 	KernelParams string `json:"kernel_params,omitempty"`
+	// Ignored lists, sorted, the other keys the document gave (Bareon's deploy_data
+	// carried data for its own driver); the loader warns about each.
+	Ignored []string `json:"-"`
+}
+
+// UnmarshalJSON decodes kernel_params and notes the names of the other keys.
+func (d *DeployData) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*d = DeployData{}
+	for k, v := range m {
+		if k != "kernel_params" {
+			d.Ignored = append(d.Ignored, k)
+			continue
+		}
+		if err := json.Unmarshal(v, &d.KernelParams); err != nil {
+			return fmt.Errorf("kernel_params: %w", err)
+		}
+	}
+	slices.Sort(d.Ignored)
+	return nil
+}
+
+// Flag is a boolean that a document may also write as 1 or 0, as Bareon's schema allows.
+type Flag bool
+
+// UnmarshalJSON takes true, false, 1 and 0 (also written 1.0 or 0.0).
+func (f *Flag) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v {
+	case true, float64(1):
+		*f = true
+	case false, float64(0):
+		*f = false
+	default:
+		return fmt.Errorf("%s is not true, false, 1 or 0", bytes.TrimSpace(b))
+	}
+	return nil
 }
 
 // GrubSettings are our boot-menu extensions.
@@ -188,6 +233,9 @@ type Volume struct {
 	Name         string   `json:"name,omitempty"`
 	VG           string   `json:"vg,omitempty"`
 	LVMMetaSize  *Size    `json:"lvm_meta_size,omitempty"`
+	// PartitionGUID is the GPT partition GUID asked for; Load checks its form and
+	// writes it in upper case, as the planner's generated GUIDs are.
+	PartitionGUID string `json:"partition_guid,omitempty"`
 
 	// Bound is the list of images the volume belongs to after Bareon's default (no
 	// "images" key: the first image) has been applied.
@@ -200,6 +248,16 @@ type Volume struct {
 // MountPoint returns the normalised mount path, or "" for an unmounted volume
 // ("none" or absent). Swap volumes return "swap".
 func (v *Volume) MountPoint() string { return normMount(v.Mount) }
+
+// Skipped reports a volume of size zero (absolute or a percentage), which the planner
+// leaves out. Load parses the size first; before that it reports false.
+func (v *Volume) Skipped() bool {
+	if v.Size == nil {
+		return false
+	}
+	q := v.Size.Q
+	return v.Size.parsed && ((q.Kind == Absolute && q.Bytes == 0) || (q.Kind == Percent && q.Pct == 0))
+}
 
 // IsSwap reports a swap volume.
 func (v *Volume) IsSwap() bool { return v.FileSystem == "swap" }
@@ -221,6 +279,8 @@ type Size struct {
 	Raw      string
 	IsNumber bool
 	Q        Quantity
+
+	parsed bool // Q holds the parsed size
 }
 
 // UnmarshalJSON keeps the literal so errors can quote what the user wrote.
