@@ -300,12 +300,13 @@ func TestPlanPVMetadata(t *testing.T) {
 		// No lvm_meta_size: lvm2's default area in the first MiB, data at 1 MiB,
 		// (1024 - 1) / 4 = 255.75 -> 255 extents.
 		{3, 1024 * MiB, 1020 << 10, 1, 1 * MiB, 255},
-		// 64 MiB of metadata, two copies: data at alignUp(4 KiB + 64 MiB, 1 MiB) = 65 MiB,
-		// 64 MiB kept at the end: (1024 - 65 - 64) / 4 = 223.75 -> 223 extents.
-		{4, 1024 * MiB, 64 * MiB, 2, 65 * MiB, 223},
-		// 1.5 MiB: data at alignUp(4 KiB + 1.5 MiB, 1 MiB) = 2 MiB, 2 MiB kept at the
-		// end: (103 - 2 - 2) / 4 = 24.75 -> 24 extents.
-		{5, 103 * MiB, 3 * MiB / 2, 2, 2 * MiB, 24},
+		// 64 MiB of metadata, one copy (pvcreate --metadatasize): data at
+		// alignUp(4 KiB + 64 MiB, 1 MiB) = 65 MiB, nothing kept at the end:
+		// (1024 - 65) / 4 = 239.75 -> 239 extents.
+		{4, 1024 * MiB, 64 * MiB, 1, 65 * MiB, 239},
+		// 1.5 MiB: data at alignUp(4 KiB + 1.5 MiB, 1 MiB) = 2 MiB:
+		// (103 - 2) / 4 = 25.25 -> 25 extents.
+		{5, 103 * MiB, 3 * MiB / 2, 1, 2 * MiB, 25},
 	}
 	if len(vg.PVs) != len(want) {
 		t.Fatalf("%d pvs, want %d", len(vg.PVs), len(want))
@@ -317,11 +318,11 @@ func TestPlanPVMetadata(t *testing.T) {
 			t.Errorf("pv %d: got %+v on %s, want %+v on vda", i, got, pv.Disk, w)
 		}
 	}
-	// 255 + 223 + 24 = 502 extents; 50% is 251, leaving 251 free.
-	if vg.ExtentSize != 4*MiB || vg.Extents != 502 || vg.FreeExtents != 251 {
-		t.Errorf("vg: extent %d, %d extents, %d free; want 4 MiB, 502, 251", vg.ExtentSize, vg.Extents, vg.FreeExtents)
+	// 255 + 239 + 25 = 519 extents; 50% is 259 (rounded down), leaving 260 free.
+	if vg.ExtentSize != 4*MiB || vg.Extents != 519 || vg.FreeExtents != 260 {
+		t.Errorf("vg: extent %d, %d extents, %d free; want 4 MiB, 519, 260", vg.ExtentSize, vg.Extents, vg.FreeExtents)
 	}
-	if lv := vg.LVs[0]; lv.Extents != 251 || lv.SizeBytes != 251*4*MiB || lv.FS.Device != "/dev/data/srv" {
+	if lv := vg.LVs[0]; lv.Extents != 259 || lv.SizeBytes != 259*4*MiB || lv.FS.Device != "/dev/data/srv" {
 		t.Errorf("lv srv: %d extents, %d bytes, device %q", lv.Extents, lv.SizeBytes, lv.FS.Device)
 	}
 	d := l.Disks[0]
