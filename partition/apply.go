@@ -212,8 +212,10 @@ func lvmActions(l *Layout, devs Devices) []Action {
 			node := partNode(devs, pv.PartRef)
 			pvs = append(pvs, node)
 			argv := []string{"lvm", "pvcreate", "-ff", "-y", "--zero", "y", "--dataalignment", "1m"}
-			if pv.MetadataCopies == 2 {
-				argv = append(argv, "--metadatasize", fmt.Sprintf("%db", pv.MetadataBytes), "--metadatacopies", "2")
+			if pv.MetadataBytes != defaultMDA {
+				// One copy, lvm2's default, named so an lvm.conf asking for two cannot
+				// move the data start the plan computed.
+				argv = append(argv, "--metadatasize", fmt.Sprintf("%db", pv.MetadataBytes), "--metadatacopies", "1")
 			}
 			out = append(out, Action{Desc: "create LVM physical volume " + node, Argv: append(argv, node)})
 		}

@@ -50,7 +50,7 @@ func TestCleanActionsRunMdadmLVMAndMkfs(t *testing.T) {
 	}
 	want := []string{
 		"mdadm --create /dev/md/md0 --run --metadata=1.2 --level=1 --raid-devices=2 --uuid=" + mdadmUUID(l.RAIDs[0].UUID) + " --name=md0 --homehost=any /dev/sda2 /dev/sdb2",
-		"lvm pvcreate -ff -y --zero y --dataalignment 1m --metadatasize 16777216b --metadatacopies 2 /dev/sda3",
+		"lvm pvcreate -ff -y --zero y --dataalignment 1m --metadatasize 16777216b --metadatacopies 1 /dev/sda3",
 		"lvm pvcreate -ff -y --zero y --dataalignment 1m /dev/sdb3",
 		"lvm vgcreate -y --physicalextentsize 4194304b os /dev/sda3 /dev/sdb3",
 		"lvm lvcreate -y --wipesignatures y --zero y -n root -l 1024 os",
@@ -62,9 +62,9 @@ func TestCleanActionsRunMdadmLVMAndMkfs(t *testing.T) {
 	if got := fake.Commands(); !slices.Equal(got, want) {
 		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// The pv with lvm_meta_size: 2 copies of 16 MiB, data at 17 MiB, 16 MiB kept at the end.
+	// The pv with lvm_meta_size: one 16 MiB area, data at 17 MiB, nothing kept at the end.
 	pv := l.VGs[0].PVs[0]
-	if pv.DataStart != 17<<20 || pv.Extents != (pv.SizeBytes-17<<20-16<<20)/ExtentSize {
+	if pv.DataStart != 17<<20 || pv.MetadataCopies != 1 || pv.Extents != (pv.SizeBytes-17<<20)/ExtentSize {
 		t.Errorf("pv = %+v", pv)
 	}
 }

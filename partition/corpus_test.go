@@ -172,23 +172,23 @@ func TestBareonCorpusSizes(t *testing.T) {
 		l := mustPlan(t, withImages(t, readCorpus(t, "fragment-full-lvm.json"), fragmentImages), nil, "bareon")
 		// 15000 MB = 29296875 sectors; usable to 29296841; partitions in [2048,
 		// alignDown(29296842, 2048) = 29296640): 14304 MiB.
-		//   1 BIOS boot MiB 1..2; 2 ESP MiB 2..258;
-		//   3 /boot 100 MB = 95.37 MiB -> 96, MiB 258..354
-		//   4 pv the rest, MiB 354..14305 = 13951 MiB
+		//   1 BIOS boot MiB 1..2; 2 ESP MiB 2..22;
+		//   3 /boot 100 MB = 95.37 MiB -> 96, MiB 22..118
+		//   4 pv the rest, MiB 118..14305 = 14187 MiB
 		checkParts(t, l.Disks[0], []wantPart{
 			{1, "BIOS boot", RoleBIOSBoot, 2048, 4095, TypeBIOSBoot},
-			{2, "EFI system", RoleESP, 4096, 528383, TypeESP},
-			{3, "boot", RoleVolume, 528384, 724991, TypeLinuxFS},
-			{4, "pv-volume_group", RolePV, 724992, 29296639, TypeLinuxLVM},
+			{2, "EFI system", RoleESP, 4096, 45055, TypeESP},
+			{3, "boot", RoleVolume, 45056, 241663, TypeLinuxFS},
+			{4, "pv-volume_group", RolePV, 241664, 29296639, TypeLinuxLVM},
 		})
-		// (13951 - 1) / 4 = 3487 extents: root 10000 MB = 2384.19 -> 2385, home 4000 MB
-		// = 953.67 -> 954, var the remaining 148.
+		// (14187 - 1) / 4 = 3546 extents: root 10000 MB = 2384.19 -> 2385, home 4000 MB
+		// = 953.67 -> 954, var the remaining 207.
 		vg := l.VGs[0]
 		got := []uint64{vg.Extents}
 		for _, lv := range vg.LVs {
 			got = append(got, lv.Extents)
 		}
-		if want := []uint64{3487, 2385, 954, 148}; !equalU64(got, want) {
+		if want := []uint64{3546, 2385, 954, 207}; !equalU64(got, want) {
 			t.Errorf("vg and lv extents %v, want %v", got, want)
 		}
 		if root := l.Images[0].RootUUID; root != vg.LVs[0].FS.UUID {
@@ -198,14 +198,14 @@ func TestBareonCorpusSizes(t *testing.T) {
 	t.Run("ironic-user-guide-multiboot", func(t *testing.T) {
 		l := mustPlan(t, readCorpus(t, "ironic-user-guide-multiboot.json"), nil, "bareon")
 		// "10000" is MiB: 20480000 sectors, partitions in MiB 1..9999.
-		//   1 BIOS boot MiB 1..2; 2 multiboot MiB 2..102; 3 ESP MiB 102..358;
-		//   4 centos 4000 MiB, MiB 358..4358; 5 ubuntu 4000 MiB, MiB 4358..8358
+		//   1 BIOS boot MiB 1..2; 2 multiboot MiB 2..102; 3 ESP MiB 102..122;
+		//   4 centos 4000 MiB, MiB 122..4122; 5 ubuntu 4000 MiB, MiB 4122..8122
 		checkParts(t, l.Disks[0], []wantPart{
 			{1, "BIOS boot", RoleBIOSBoot, 2048, 4095, TypeBIOSBoot},
 			{2, "multiboot", RoleMultiboot, 4096, 208895, TypeLinuxFS},
-			{3, "EFI system", RoleESP, 208896, 733183, TypeESP},
-			{4, "centos-root", RoleVolume, 733184, 8925183, TypeLinuxFS},
-			{5, "ubuntu-root", RoleVolume, 8925184, 17117183, TypeLinuxFS},
+			{3, "EFI system", RoleESP, 208896, 249855, TypeESP},
+			{4, "centos-root", RoleVolume, 249856, 8441855, TypeLinuxFS},
+			{5, "ubuntu-root", RoleVolume, 8441856, 16633855, TypeLinuxFS},
 		})
 	})
 }

@@ -10,8 +10,16 @@ import (
 
 // Sizes of the partitions the planner adds, and layout constants.
 const (
-	BIOSBootSize         = 1 * schema.MiB
-	DefaultESPSize       = 256 * schema.MiB
+	BIOSBootSize = 1 * schema.MiB
+	// DefaultESPSize holds what goes on the ESP, grub's EFI image alone (under 1 MiB;
+	// grub's directory is on the multiboot partition or in the image's /boot), many
+	// times over, and keeps the partitions the planner adds within what Bareon added:
+	// 24 MiB per disk, and a 100 MiB multiboot partition with two or more images. GPT
+	// and alignment (2 MiB), BIOS boot (1 MiB) and this ESP take 23 MiB, so a
+	// document that fits its disk under Bareon fits under us. Too small for FAT32, it
+	// is FAT16 (defaultESPMkfs).
+	DefaultESPSize = 20 * schema.MiB
+	// DefaultMultibootSize is the size Bareon gave its multiboot partition.
 	DefaultMultibootSize = 100 * schema.MiB
 	// Align is the partition alignment: 1 MiB suits every SSD erase block, 4Kn and RAID
 	// stripe we know of, and is what parted, sgdisk and the installers use.
@@ -20,6 +28,15 @@ const (
 	gptEntryArray = 128 * 128
 	maxPartitions = 128
 )
+
+// defaultESPMkfs makes the default ESP FAT16 (UEFI firmware reads FAT12, FAT16 and
+// FAT32) with one sector per cluster, so it has enough clusters for FAT16 with
+// 4096-byte sectors too. An ESP sized with esp_size is FAT32 (sizedESPMkfs).
+var defaultESPMkfs = []string{"-F", "16", "-s", "1"}
+
+// sizedESPMkfs makes an ESP sized with esp_size FAT32, as the UEFI specification asks
+// of fixed disks.
+var sizedESPMkfs = []string{"-F", "32"}
 
 // Plan lays out spec on disks, keyed by the disk id value of the spec ("vda"). A disk
 // missing from disks is simulated from the spec's "size" with 512-byte sectors. seed

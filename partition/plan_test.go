@@ -156,24 +156,24 @@ func TestPlanFixedSizesTwoImages(t *testing.T) {
 		t.Fatalf("geometry: sectors %d usable %d-%d alignment %d sector %d", d.Sectors, d.FirstUsable, d.LastUsable, d.Alignment, d.SectorSize)
 	}
 	// boot_mode defaults to both and there are two root images, so the planner adds
-	// BIOS boot (1 MiB), multiboot (100 MiB) and ESP (256 MiB), in that order.
+	// BIOS boot (1 MiB), multiboot (100 MiB) and ESP (20 MiB), in that order.
 	//   1 BIOS boot  MiB    1..2     2048 ..    4095
 	//   2 multiboot  MiB    2..102   4096 ..  208895
-	//   3 ESP        MiB  102..358   208896 .. 733183
-	//   4 a root 1 GiB = 1024 MiB:  MiB 358..1382    733184 .. 2830335
-	//   5 b root 1000 MB = 953.67 MiB, rounded up to 954: MiB 1382..2336  2830336 .. 4784127
-	//   6 swap 512 MiB: MiB 2336..2848   4784128 .. 5832703
-	//   7 /srv 204801 s = 100 MiB + 512 B, rounded up to 101 MiB: MiB 2848..2949  5832704 .. 6039551
+	//   3 ESP        MiB  102..122   208896 .. 249855
+	//   4 a root 1 GiB = 1024 MiB:  MiB 122..1146    249856 .. 2347007
+	//   5 b root 1000 MB = 953.67 MiB, rounded up to 954: MiB 1146..2100  2347008 .. 4300799
+	//   6 swap 512 MiB: MiB 2100..2612   4300800 .. 5349375
+	//   7 /srv 204801 s = 100 MiB + 512 B, rounded up to 101 MiB: MiB 2612..2713  5349376 .. 5556223
 	checkParts(t, d, []wantPart{
 		{1, "BIOS boot", RoleBIOSBoot, 2048, 4095, TypeBIOSBoot},
 		{2, "multiboot", RoleMultiboot, 4096, 208895, TypeLinuxFS},
-		{3, "EFI system", RoleESP, 208896, 733183, TypeESP},
-		{4, "a-root", RoleVolume, 733184, 2830335, TypeLinuxFS},
-		{5, "b-root", RoleVolume, 2830336, 4784127, TypeLinuxFS},
-		{6, "swap", RoleVolume, 4784128, 5832703, TypeLinuxSwap},
-		{7, "a-srv", RoleVolume, 5832704, 6039551, TypeLinuxFS},
+		{3, "EFI system", RoleESP, 208896, 249855, TypeESP},
+		{4, "a-root", RoleVolume, 249856, 2347007, TypeLinuxFS},
+		{5, "b-root", RoleVolume, 2347008, 4300799, TypeLinuxFS},
+		{6, "swap", RoleVolume, 4300800, 5349375, TypeLinuxSwap},
+		{7, "a-srv", RoleVolume, 5349376, 5556223, TypeLinuxFS},
 	})
-	wantBytes := []uint64{1 << 20, 100 << 20, 256 << 20, 1024 << 20, 954 << 20, 512 << 20, 101 << 20}
+	wantBytes := []uint64{1 << 20, 100 << 20, 20 << 20, 1024 << 20, 954 << 20, 512 << 20, 101 << 20}
 	for i, p := range d.Partitions {
 		if p.SizeBytes != wantBytes[i] {
 			t.Errorf("partition %d: %d bytes, want %d", p.Number, p.SizeBytes, wantBytes[i])
@@ -300,12 +300,13 @@ func TestPlanPVMetadata(t *testing.T) {
 		// No lvm_meta_size: lvm2's default area in the first MiB, data at 1 MiB,
 		// (1024 - 1) / 4 = 255.75 -> 255 extents.
 		{3, 1024 * MiB, 1020 << 10, 1, 1 * MiB, 255},
-		// 64 MiB of metadata, two copies: data at alignUp(4 KiB + 64 MiB, 1 MiB) = 65 MiB,
-		// 64 MiB kept at the end: (1024 - 65 - 64) / 4 = 223.75 -> 223 extents.
-		{4, 1024 * MiB, 64 * MiB, 2, 65 * MiB, 223},
-		// 1.5 MiB: data at alignUp(4 KiB + 1.5 MiB, 1 MiB) = 2 MiB, 2 MiB kept at the
-		// end: (103 - 2 - 2) / 4 = 24.75 -> 24 extents.
-		{5, 103 * MiB, 3 * MiB / 2, 2, 2 * MiB, 24},
+		// 64 MiB of metadata, one copy (pvcreate --metadatasize): data at
+		// alignUp(4 KiB + 64 MiB, 1 MiB) = 65 MiB, nothing kept at the end:
+		// (1024 - 65) / 4 = 239.75 -> 239 extents.
+		{4, 1024 * MiB, 64 * MiB, 1, 65 * MiB, 239},
+		// 1.5 MiB: data at alignUp(4 KiB + 1.5 MiB, 1 MiB) = 2 MiB:
+		// (103 - 2) / 4 = 25.25 -> 25 extents.
+		{5, 103 * MiB, 3 * MiB / 2, 1, 2 * MiB, 25},
 	}
 	if len(vg.PVs) != len(want) {
 		t.Fatalf("%d pvs, want %d", len(vg.PVs), len(want))
@@ -317,11 +318,11 @@ func TestPlanPVMetadata(t *testing.T) {
 			t.Errorf("pv %d: got %+v on %s, want %+v on vda", i, got, pv.Disk, w)
 		}
 	}
-	// 255 + 223 + 24 = 502 extents; 50% is 251, leaving 251 free.
-	if vg.ExtentSize != 4*MiB || vg.Extents != 502 || vg.FreeExtents != 251 {
-		t.Errorf("vg: extent %d, %d extents, %d free; want 4 MiB, 502, 251", vg.ExtentSize, vg.Extents, vg.FreeExtents)
+	// 255 + 239 + 25 = 519 extents; 50% is 259 (rounded down), leaving 260 free.
+	if vg.ExtentSize != 4*MiB || vg.Extents != 519 || vg.FreeExtents != 260 {
+		t.Errorf("vg: extent %d, %d extents, %d free; want 4 MiB, 519, 260", vg.ExtentSize, vg.Extents, vg.FreeExtents)
 	}
-	if lv := vg.LVs[0]; lv.Extents != 251 || lv.SizeBytes != 251*4*MiB || lv.FS.Device != "/dev/data/srv" {
+	if lv := vg.LVs[0]; lv.Extents != 259 || lv.SizeBytes != 259*4*MiB || lv.FS.Device != "/dev/data/srv" {
 		t.Errorf("lv srv: %d extents, %d bytes, device %q", lv.Extents, lv.SizeBytes, lv.FS.Device)
 	}
 	d := l.Disks[0]
@@ -356,13 +357,13 @@ func TestPlanLVMVGBeforeDisk(t *testing.T) {
 	l := mustPlan(t, doc, nil, "lvm")
 	// 8 GiB = 16777216 sectors; partitions in [2048, alignDown(16777183, 2048) =
 	// 16775168): MiB 1..8191. uefi: ESP only.
-	//   1 ESP 256 MiB, MiB 1..257                      2048 ..   526335
-	//   2 /boot 500 MB = 476.84 MiB -> 477, MiB 257..734  526336 ..  1503231
-	//   3 pv remaining, MiB 734..8191 = 7457 MiB         1503232 .. 16775167
+	//   1 ESP 20 MiB, MiB 1..21                        2048 ..    43007
+	//   2 /boot 500 MB = 476.84 MiB -> 477, MiB 21..498   43008 ..  1019903
+	//   3 pv remaining, MiB 498..8191 = 7693 MiB         1019904 .. 16775167
 	checkParts(t, diskByID(t, l, "vda"), []wantPart{
-		{1, "EFI system", RoleESP, 2048, 526335, TypeESP},
-		{2, "boot", RoleVolume, 526336, 1503231, TypeLinuxFS},
-		{3, "pv-os", RolePV, 1503232, 16775167, TypeLinuxLVM},
+		{1, "EFI system", RoleESP, 2048, 43007, TypeESP},
+		{2, "boot", RoleVolume, 43008, 1019903, TypeLinuxFS},
+		{3, "pv-os", RolePV, 1019904, 16775167, TypeLinuxLVM},
 	})
 	if len(l.VGs) != 1 {
 		t.Fatalf("%d vgs, want 1", len(l.VGs))
@@ -371,16 +372,16 @@ func TestPlanLVMVGBeforeDisk(t *testing.T) {
 	if vg.Name != "os" || vg.Source != "/partitions/0" || len(vg.PVs) != 1 || vg.PVs[0].PartRef != (PartRef{"vda", 3}) || vg.PVs[0].Source != "/partitions/1/volumes/1" {
 		t.Fatalf("vg %q at %s with pvs %+v", vg.Name, vg.Source, vg.PVs)
 	}
-	// pv: (7457 MiB - 1 MiB) / 4 MiB = 1864 extents.
+	// pv: (7693 MiB - 1 MiB) / 4 MiB = 1923 extents.
 	//   root 5 GiB = 1280 extents
-	//   var  10% of 1864 = 186.4 -> 186 (rounded down)
+	//   var  10% of 1923 = 192.3 -> 192 (rounded down)
 	//   tmp  1 MiB -> 1 extent (rounded up)
 	//   data 1000 MB = 238.42 extents -> 239 (rounded up)
-	//   home remaining = 1864 - 1280 - 186 - 1 - 239 = 158
-	if vg.Extents != 1864 || vg.FreeExtents != 0 {
-		t.Errorf("vg: %d extents, %d free; want 1864, 0", vg.Extents, vg.FreeExtents)
+	//   home remaining = 1923 - 1280 - 192 - 1 - 239 = 211
+	if vg.Extents != 1923 || vg.FreeExtents != 0 {
+		t.Errorf("vg: %d extents, %d free; want 1923, 0", vg.Extents, vg.FreeExtents)
 	}
-	want := map[string]uint64{"root": 1280, "var": 186, "tmp": 1, "data": 239, "home": 158}
+	want := map[string]uint64{"root": 1280, "var": 192, "tmp": 1, "data": 239, "home": 211}
 	if len(vg.LVs) != len(want) {
 		t.Fatalf("%d lvs, want %d", len(vg.LVs), len(want))
 	}
@@ -422,20 +423,20 @@ func TestPlanFourKSectors(t *testing.T) {
 		t.Fatalf("geometry: sectors %d usable %d-%d alignment %d sector %d", d.Sectors, d.FirstUsable, d.LastUsable, d.Alignment, d.SectorSize)
 	}
 	//   1 BIOS boot 1 MiB,   MiB 1..2          256 ..     511
-	//   2 ESP 256 MiB,       MiB 2..258        512 ..   66047
-	//   3 / 1000 MB -> 954 MiB, MiB 258..1212  66048 ..  310271
+	//   2 ESP 20 MiB,        MiB 2..22         512 ..    5631
+	//   3 / 1000 MB -> 954 MiB, MiB 22..976    5632 ..  249855
 	//   5 swap "4097 s" = 4097 x 512 B = 2097664 B = 512.125 sectors of 4 KiB -> 3 MiB,
 	//     at the end: MiB 4092..4095     1047552 .. 1048319
-	//   4 /var the rest, MiB 1212..4092 = 2880 MiB   310272 .. 1047551
+	//   4 /var the rest, MiB 976..4092 = 3116 MiB    249856 .. 1047551
 	checkParts(t, d, []wantPart{
 		{1, "BIOS boot", RoleBIOSBoot, 256, 511, TypeBIOSBoot},
-		{2, "EFI system", RoleESP, 512, 66047, TypeESP},
-		{3, "root", RoleVolume, 66048, 310271, TypeLinuxFS},
-		{4, "var", RoleVolume, 310272, 1047551, TypeLinuxFS},
+		{2, "EFI system", RoleESP, 512, 5631, TypeESP},
+		{3, "root", RoleVolume, 5632, 249855, TypeLinuxFS},
+		{4, "var", RoleVolume, 249856, 1047551, TypeLinuxFS},
 		{5, "swap", RoleVolume, 1047552, 1048319, TypeLinuxSwap},
 	})
 	// Sizes in bytes are what they are on a 512-byte disk.
-	for i, want := range []uint64{1 << 20, 256 << 20, 954 << 20, 2880 << 20, 3 << 20} {
+	for i, want := range []uint64{1 << 20, 20 << 20, 954 << 20, 3116 << 20, 3 << 20} {
 		if got := d.Partitions[i].SizeBytes; got != want {
 			t.Errorf("partition %d: %d bytes, want %d", i+1, got, want)
 		}

@@ -1,6 +1,10 @@
 package partition
 
-import "github.com/provisioner/provisioner/schema"
+import (
+	"slices"
+
+	"github.com/provisioner/provisioner/schema"
+)
 
 // item is a partition waiting for its sectors.
 type item struct {
@@ -133,8 +137,12 @@ func (p *planner) implicitPartitions(dp *diskPlan, first bool) {
 	if first && (mode == schema.BootUEFI || mode == schema.BootBoth) {
 		part := add(RoleESP, "EFI system", TypeESP, sizeOr(p.spec.ESPSize, DefaultESPSize))
 		part.GUID = p.ids.guid("esp")
-		// The UEFI spec requires FAT32 on the ESP; mkfs.vfat would pick FAT16 below 512 MiB.
-		part.FS = &Filesystem{Type: "vfat", UUID: p.ids.fsUUID("fs:esp", "vfat"), Label: "ESP", MkfsOptions: []string{"-F", "32"}, FstabEnabled: false}
+		// mkfs.vfat picks the FAT size from the partition's size; the plan names it.
+		mkfs := defaultESPMkfs
+		if p.spec.ESPSize != nil {
+			mkfs = sizedESPMkfs
+		}
+		part.FS = &Filesystem{Type: "vfat", UUID: p.ids.fsUUID("fs:esp", "vfat"), Label: "ESP", MkfsOptions: slices.Clone(mkfs), FstabEnabled: false}
 		p.l.ESP = part.FS
 	}
 }

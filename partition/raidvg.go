@@ -101,10 +101,11 @@ func (p *planner) planVGs() {
 	}
 }
 
-// planPV works out where a pv's extents start and how many it has. Without
-// lvm_meta_size, lvm2 keeps one metadata area in the first MiB. With it (Bareon's
-// semantics) the pv gets two areas of that size, one at each end, and the data start
-// is aligned to 1 MiB after the first.
+// planPV works out where a pv's extents start and how many it has. lvm2 keeps one
+// metadata area after the label: lvm2's default size without lvm_meta_size, that size
+// with it (pvcreate --metadatasize, as Bareon's Ironic driver ran it), so every pv has
+// lvm_meta_size less space. pvcreate aligns the data start to 1 MiB (--dataalignment)
+// after the label and the area; nothing is kept at the end.
 func planPV(pv pvVolume) *PV {
 	out := &PV{
 		PartRef:        PartRef{Disk: pv.disk.ID.Value, Partition: pv.part.Number},
@@ -113,14 +114,12 @@ func planPV(pv pvVolume) *PV {
 		MetadataCopies: 1,
 		Source:         pv.part.Source,
 	}
-	var tail uint64
 	if m := pv.vol.LVMMetaSize; m != nil && m.Q.Kind == schema.Absolute && m.Q.Bytes > 0 {
-		out.MetadataBytes, out.MetadataCopies = m.Q.Bytes, 2
-		tail = alignUp(m.Q.Bytes, Align)
+		out.MetadataBytes = m.Q.Bytes
 	}
 	out.DataStart = alignUp(lvmLabelArea+out.MetadataBytes, Align)
-	if out.SizeBytes > out.DataStart+tail {
-		out.Extents = (out.SizeBytes - out.DataStart - tail) / ExtentSize
+	if out.SizeBytes > out.DataStart {
+		out.Extents = (out.SizeBytes - out.DataStart) / ExtentSize
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/internal/testimage"
 	"github.com/provisioner/provisioner/partition"
@@ -70,6 +71,36 @@ func bootableImages(t *testing.T) (*testimage.Kit, *httptest.Server, map[string]
 	return kit, srv, blobs
 }
 
+// checkSmallESP checks the default ESP of a deployed disk: 20 MiB of FAT16 that
+// fsck.vfat passes, holding grub's EFI image.
+func checkSmallESP(t *testing.T, img string, d *partition.DiskLayout) {
+	t.Helper()
+	var esp *partition.Partition
+	for _, p := range d.Partitions {
+		if p.Role == partition.RoleESP {
+			esp = p
+		}
+	}
+	if esp == nil || esp.SizeBytes != partition.DefaultESPSize {
+		t.Fatalf("ESP %+v, want one of %d bytes", esp, partition.DefaultESPSize)
+	}
+	t.Run("esp", func(t *testing.T) {
+		dev := disk.PartitionPath(attachPlanned(t, img, d), esp.Number)
+		out, err := exec.Command("blkid", "-p", "-o", "export", dev).Output()
+		if info := string(out); err != nil || !strings.Contains(info, "VERSION=FAT16\n") || !strings.Contains(info, "TYPE=vfat\n") {
+			t.Errorf("blkid %s: %v\n%s", dev, err, out)
+		}
+		if out, err := exec.Command("fsck.vfat", "-n", dev).CombinedOutput(); err != nil {
+			t.Errorf("fsck.vfat %s: %v\n%s", dev, err, out)
+		}
+		out, err = exec.Command("mdir", "-i", dev, "::/EFI/BOOT").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "BOOTX64  EFI") {
+			t.Errorf("mdir %s: %v\n%s", dev, err, out)
+		}
+		t.Logf("ESP of %d bytes:\n%s", esp.SizeBytes, out)
+	})
+}
+
 // bootableDoc is Bareon's multi-image layout: two roots on one disk, BIOS and UEFI.
 func bootableDoc(base string, blobs map[string][]byte) string {
 	return fmt.Sprintf(`{
@@ -89,7 +120,7 @@ func bootableDoc(base string, blobs map[string][]byte) string {
 // same kernels; the boot files are then used offline through the image file (list,
 // switch). When QEMU is installed it also boots the disk: the default image comes up.
 func TestDeployBootableImages(t *testing.T) {
-	needLoop(t, "grub-install", "udevadm", "mkfs.vfat", "mmd", "mcopy", "grub-mkimage", "grub-editenv", "grub-script-check")
+	needLoop(t, "grub-install", "udevadm", "mkfs.vfat", "mmd", "mcopy", "mdir", "fsck.vfat", "grub-mkimage", "grub-editenv", "grub-script-check")
 	kit, srv, blobs := bootableImages(t)
 	c := &deployCase{dir: t.TempDir(), tmp: t.TempDir()}
 	doc := bootableDoc(srv.URL, blobs)
@@ -159,6 +190,8 @@ func TestDeployBootableImages(t *testing.T) {
 			t.Errorf("grubenv: %v %s", err, out)
 		}
 	})
+
+	checkSmallESP(t, img, l.Disks[0])
 
 	// Offline use of the disk image: what `provisioner list/switch-default --device` do.
 	ctx := context.Background()
