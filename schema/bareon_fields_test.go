@@ -15,13 +15,7 @@ func TestBareonFields(t *testing.T) {
 	raidNamed := func(name string) string {
 		return `{"type": "raid", "mount": "/srv", "file_system": "ext4", "size": "1 GiB", "name": ` + name + `}`
 	}
-	tests := []struct {
-		name  string
-		ops   []op
-		errs  []want
-		warns []want
-		check func(t *testing.T, s *schema.Spec)
-	}{
+	runLoadCases(t, []loadCase{
 		{
 			name: "boot as 1 and 0",
 			ops:  []op{set("/images/0/boot", `1`), set("/images/1/boot", `0`)},
@@ -157,27 +151,5 @@ func TestBareonFields(t *testing.T) {
 			ops:   []op{set("/partitions/1/keep_data", `true`)},
 			warns: []want{has("/partitions/1/keep_data", `Bareon's default, "verify", applies`)},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			spec, warns, err := load(t, mutate(t, tt.ops...))
-			if len(tt.errs) > 0 {
-				if err == nil {
-					t.Fatalf("Load succeeded, want errors:\n%s", wantList(tt.errs))
-				}
-				expect(t, "error", problems(t, err), tt.errs)
-				return
-			}
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			if len(tt.warns) == 0 && len(warns) != 0 {
-				t.Errorf("unexpected warnings:\n%s", list(warns))
-			}
-			expect(t, "warning", warns, tt.warns)
-			if tt.check != nil {
-				tt.check(t, spec)
-			}
-		})
-	}
+	})
 }

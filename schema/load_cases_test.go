@@ -8,15 +8,18 @@ import (
 	"github.com/provisioner/provisioner/schema"
 )
 
+// loadCase is one document derived from the base by ops, and what Load must say of it.
+type loadCase struct {
+	name  string
+	ops   []op
+	errs  []want // expected errors; none means Load must succeed
+	warns []want // expected warnings
+	// check inspects the spec of a document that loads.
+	check func(t *testing.T, s *schema.Spec)
+}
+
 func TestLoadCases(t *testing.T) {
-	tests := []struct {
-		name  string
-		ops   []op
-		errs  []want // expected errors; none means Load must succeed
-		warns []want // expected warnings
-		// check inspects the spec of a document that loads.
-		check func(t *testing.T, s *schema.Spec)
-	}{
+	runLoadCases(t, []loadCase{
 		// Unknown keys are reported at the key itself, with a hint for a typo.
 		{
 			name: "unknown key at top level",
@@ -678,7 +681,13 @@ func TestLoadCases(t *testing.T) {
 				}
 			},
 		},
-	}
+	})
+}
+
+// runLoadCases loads each case's document and checks the errors (and then that no
+// unknown-key error hides among them), the warnings and the spec.
+func runLoadCases(t *testing.T, tests []loadCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := mutate(t, tt.ops...)
