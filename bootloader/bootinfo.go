@@ -70,7 +70,22 @@ type Element struct {
 	Initrd      string            `json:"initrd"`
 	Cmdline     string            `json:"cmdline"`
 	Filesystems map[string]string `json:"filesystems"` // mount point -> filesystem UUID
+	// Digest is the verified checksum of the image's stream ("sha256:<hex>"), "" when the
+	// spec or the reload gave none.
+	Digest string `json:"digest,omitempty"`
+	// State is "" for an image that is in place, ElementReloading from the moment a reload
+	// may write its root until it is committed, and ElementFailed after a reload that
+	// failed: such an image's root may be half written.
+	State string `json:"state,omitempty"`
+	// StateError is the error of the failed reload.
+	StateError string `json:"state_error,omitempty"`
 }
+
+// Element states (Element.State).
+const (
+	ElementReloading = "reloading"
+	ElementFailed    = "failed"
+)
 
 // maxBootInfo bounds what is read of boot-info.json: a real one is a few KiB, and the file
 // sits on a partition anyone with the disk could have changed.

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/provisioner/provisioner/internal/confine"
+	"github.com/provisioner/provisioner/partition"
 )
 
 // State is what Commit writes to a boot directory: the boot files as one operation leaves
@@ -23,6 +24,9 @@ type State struct {
 	Env *Env
 	// History is appended to history.jsonl (a zero Time is now); nil appends nothing.
 	History *HistoryEntry
+	// Record is the plan record's new content (RecordPath), written before boot-info.json;
+	// nil leaves it as it is.
+	Record *partition.Record
 }
 
 // CommitOptions are what Commit does besides writing the boot files.
@@ -39,12 +43,13 @@ type CommitOptions struct {
 // WriteFileAtomic does and the history record appended as AppendHistory does, so that a
 // power cut at any moment leaves every file either old or new and a disk that boots:
 //
-//   - With a Menu (a deploy): grub.cfg, then BootCode, boot-info.json, the history record,
-//     and grubenv last. grubenv selects the entry grub boots; by the time it does, that
+//   - With a Menu (a deploy, a reload): grub.cfg, then BootCode, the plan record,
+//     boot-info.json, the history record, and grubenv last. grubenv selects the entry grub boots; by the time it does, that
 //     entry is in grub.cfg and described in boot-info.json.
 //   - Without one (a switch of the default): grubenv first, since grub reads it, then
 //     boot-info.json and the history record. After a cut between the two, grub already
-//     boots the new entry and List reports that boot-info.json disagrees.
+//     boots the new entry and List reports that boot-info.json disagrees. A plan record
+//     goes before boot-info.json here too.
 //
 // Before the first write, every file to be written must be missing or a regular file in
 // real directories (confine.Dir.CheckFile) and every content must encode; otherwise
@@ -120,6 +125,9 @@ func (c *commit) order() []string {
 	if c.o.BootCode != nil {
 		menu = append(menu, bootCodeStep)
 	}
+	if c.s.Record != nil {
+		record = append(record, RecordPath)
+	}
 	record = append(record, BootInfoPath)
 	if c.s.History != nil {
 		record = append(record, HistoryPath)
@@ -143,6 +151,13 @@ func (c *commit) encode() error {
 			return &commitError{op: opEncode, file: name, err: err}
 		}
 		c.data[name] = data
+	}
+	if c.s.Record != nil {
+		data, err := c.s.Record.Encode()
+		if err != nil {
+			return &commitError{op: opEncode, file: RecordPath, err: err}
+		}
+		c.data[RecordPath] = data
 	}
 	data, err := c.s.Info.Encode()
 	if err != nil {

@@ -21,10 +21,21 @@ const maxHistory = 64 << 20
 // HistoryEntry is one line of history.jsonl.
 type HistoryEntry struct {
 	Time      time.Time `json:"time"`
-	Operation string    `json:"operation"` // "deploy", "switch-default", "switch-default --once"
+	Operation string    `json:"operation"` // "deploy", "reload", "switch-default", "switch-default --once", ...
 	From      string    `json:"from,omitempty"`
 	To        string    `json:"to,omitempty"`
 	Result    string    `json:"result"` // "ok" or the error text
+	// FromImage and ToImage say which image a reload replaced by which, nil otherwise.
+	FromImage *ImageVersion `json:"from_image,omitempty"`
+	ToImage   *ImageVersion `json:"to_image,omitempty"`
+}
+
+// ImageVersion identifies what an image's root holds: the image's name and UUID as the
+// spec or the reload gave them, and the verified digest of its stream.
+type ImageVersion struct {
+	ImageName string `json:"image_name,omitempty"`
+	ImageUUID string `json:"image_uuid,omitempty"`
+	Digest    string `json:"digest,omitempty"`
 }
 
 // AppendHistory appends one JSON line to history.jsonl under dir and fsyncs; a torn last line

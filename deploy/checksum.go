@@ -23,6 +23,14 @@ type Digest struct {
 	Hex  string // lower-case
 }
 
+// String returns "algo:hex", the form a spec's checksum takes; "" for a zero Digest.
+func (d Digest) String() string {
+	if d == (Digest{}) {
+		return ""
+	}
+	return d.Algo + ":" + d.Hex
+}
+
 // digestLen is the hex length of each supported algorithm; it also tells the algorithm
 // of a GNU checksum line, which does not name it.
 var digestLen = map[string]int{"md5": 32, "sha256": 64, "sha512": 128}

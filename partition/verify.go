@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
@@ -121,11 +122,19 @@ func assembleAction(r *RAID, devs Devices) Action {
 		argv = append(argv, partNode(devs, m))
 	}
 	return Action{Desc: "assemble raid1 " + r.Device(), Argv: argv, result: func(_ run.Result, err error) error {
-		if err != nil {
+		if err != nil && !mdRunning(r.Device()) {
 			return fmt.Errorf("assembling %s: %w", r.Device(), err)
 		}
 		return nil
 	}}
+}
+
+// mdRunning reports whether the md array node dev exists and is a block device: mdadm
+// refuses to assemble an array that is already running, as on a deployed node whose other
+// images use it, and such an array needs no assembly.
+func mdRunning(dev string) bool {
+	fi, err := os.Stat(dev)
+	return err == nil && fi.Mode()&os.ModeDevice != 0
 }
 
 // activateAction makes an existing volume group's logical volumes appear.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,8 @@ type bootStep struct {
 	log    *slog.Logger
 	events emitter
 	byUUID map[string]partition.FSDevice
+	// digest returns the verified checksum of an image by name ("" when none).
+	digest func(name string) string
 }
 
 // rootImages returns the images with target "/", in spec order: one menu entry each.
@@ -195,6 +198,9 @@ func (b *bootStep) commit(ctx context.Context, loc bootloader.Location, cfg boot
 	}
 	state, err := bootloader.DeployState(dir, cfg, bi)
 	if err != nil {
+		return err
+	}
+	if state.Record, err = b.record(); err != nil {
 		return err
 	}
 	bootCode := func(ctx context.Context) error { return b.installBootCode(ctx, loc) }
@@ -427,7 +433,7 @@ func (b *bootStep) bootInfo(roots []*partition.Image, entries []bootloader.MenuE
 		bi.Elements = append(bi.Elements, bootloader.Element{
 			GrubID: i, ImageName: im.ImageName, OSID: im.Name, ImageUUID: im.ImageUUID,
 			BootName: e.Title, RootUUID: im.RootUUID, MenuentryID: e.ID,
-			Kernel: k.Path, Initrd: k.Initrd, Cmdline: e.Cmdline, Filesystems: fss,
+			Kernel: k.Path, Initrd: k.Initrd, Cmdline: e.Cmdline, Filesystems: fss, Digest: b.imageDigest(im.Name),
 		})
 	}
 	return bi
@@ -521,4 +527,36 @@ func treeErr(err error) error {
 		return &classified{deploy.ErrImage, err}
 	}
 	return err
+}
+
+// imageDigest is the verified checksum of the image named name, "" when none.
+func (b *bootStep) imageDigest(name string) string {
+	if b.digest == nil {
+		return ""
+	}
+	return b.digest(name)
+}
+
+// record is the deploy's record of its plan, committed beside boot-info.json so that the
+// node can reload an image later: the spec as loaded, the layout as applied (after a
+// verify policy adopted what the disks keep), the menu's settings, and each image's digest.
+func (b *bootStep) record() (*partition.Record, error) {
+	spec, err := json.Marshal(b.spec)
+	if err != nil {
+		return nil, fmt.Errorf("recording the plan: %w", err)
+	}
+	prober := b.opts.Prober
+	if prober == "" {
+		prober = ProberAuto
+	}
+	r := &partition.Record{
+		Version: partition.RecordVersion, Spec: spec, Layout: b.l,
+		KernelParams: b.spec.KernelParams(), GrubTimeout: b.spec.GrubTimeout(), Prober: prober,
+		Images: map[string]partition.ImageRecord{},
+	}
+	now := time.Now().UTC()
+	for _, im := range b.l.Images {
+		r.Images[im.Name] = partition.ImageRecord{Digest: b.imageDigest(im.Name), Operation: "deploy", At: now}
+	}
+	return r, nil
 }

@@ -59,7 +59,10 @@ type BootDir struct {
 	Source string
 	// Live is set when the boot files belong to the running system (neither --device nor
 	// --boot-dir), so "booted now" means something.
-	Live    bool
+	Live bool
+	// Disk is the whole disk holding the boot files: the block device, or the loop device
+	// a disk-image file given with --device is attached to; "" with --boot-dir.
+	Disk    string
 	release []func(context.Context) error
 }
 
@@ -180,6 +183,7 @@ func openLive(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
 		if err := b.lock(ctx, o, whole, "multiboot partition "+devs[0]); err != nil {
 			return nil, err
 		}
+		b.Disk = whole
 		// Already mounted (by the operator, or an image's fstab): use it there, since a
 		// second mount of the same ext4 is the same filesystem anyway and unmounting it
 		// afterwards would surprise whoever mounted it.
@@ -258,10 +262,12 @@ func openDevice(ctx context.Context, o BootDirOptions) (_ *BootDir, err error) {
 		if err := b.lock(ctx, o, whole, "--device "+o.Device); err != nil {
 			return nil, err
 		}
+		b.Disk = whole
 	} else {
 		if dev, err = b.attachImage(ctx, o, g); err != nil {
 			return nil, err
 		}
+		b.Disk = dev
 	}
 	table, err := partition.ReadTable(ctx, dev, g.SectorSize)
 	if err != nil || len(table.Partitions) == 0 {

@@ -92,17 +92,19 @@ func gzipBytes(b []byte) []byte {
 }
 
 // imageServer serves named blobs on loopback. cut[name] > 0 drops the connection after
-// that many body bytes of the first request; noResume makes every later request fail.
+// that many body bytes of the first request (after the first whole[name] requests, which
+// are served in full); noResume makes every later request fail.
 type imageServer struct {
 	*httptest.Server
 	blobs    map[string][]byte
 	cut      map[string]int
+	whole    map[string]int
 	noResume map[string]bool
 	requests atomic.Int32
 }
 
 func newImageServer(t *testing.T) *imageServer {
-	s := &imageServer{blobs: map[string][]byte{}, cut: map[string]int{}, noResume: map[string]bool{}}
+	s := &imageServer{blobs: map[string][]byte{}, cut: map[string]int{}, whole: map[string]int{}, noResume: map[string]bool{}}
 	first := map[string]bool{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
@@ -110,6 +112,11 @@ func newImageServer(t *testing.T) *imageServer {
 		blob, ok := s.blobs[name]
 		if !ok {
 			http.NotFound(w, r)
+			return
+		}
+		if s.whole[name] > 0 {
+			s.whole[name]--
+			http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(blob))
 			return
 		}
 		if n := s.cut[name]; n > 0 && !first[name] {

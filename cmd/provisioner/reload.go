@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/spf13/cobra"
+)
+
+func newReloadCmd(s *streams) *cobra.Command {
+	var flags bootDirFlags
+	var o engine.ReloadOptions
+	cmd := &cobra.Command{
+		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N] [--no-trial] [--device PATH | --boot-dir DIR]",
+		Short:   "Reload one deployed image in place from a new image, and boot it on trial",
+		Long:    reloadHelp + "\n" + bootDirHelp,
+		Example: reloadExamples,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if flags.lockWait < 0 {
+				return engine.Usagef("--lock-wait %v: want a duration of 0 or more", flags.lockWait)
+			}
+			o.Image = args[0]
+			o.BootDir = engine.BootDirOptions{Dir: flags.dir, Device: flags.device, Env: engine.HostEnv(nil), LockWait: flags.lockWait}
+			o.Boot.Self = []string{"/proc/self/exe"}
+			if f, ok := s.err.(*os.File); ok {
+				o.TTY = isTerminal(f)
+			}
+			o.Log = slog.New(slog.NewTextHandler(s.err, nil))
+			o.Out = s.err
+			o.Events = engine.TextEvents(s.err)
+			res, err := engine.Reload(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			e := res.Element
+			fmt.Fprintf(s.out, "reloaded %d (%s): %s -> %s\n", e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To))
+			if res.MovedDefault != nil && res.Tries > 0 {
+				fmt.Fprintf(s.out, "it boots next on trial (%d tries); %d (%s) stays the default until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n",
+					res.Tries, res.MovedDefault.GrubID, res.MovedDefault.OSID, e.OSID)
+			} else if res.Tries > 0 {
+				fmt.Fprintf(s.out, "it boots next on trial (%d tries); the default stays until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n", res.Tries, e.OSID)
+			} else {
+				fmt.Fprintf(s.out, "it is the default now\n")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.URL, "url", "", "the new image: http(s)://, file:// or a path, as an image's url in a spec")
+	cmd.Flags().StringVar(&o.Checksum, "checksum", "", "sha256:<hex>, sha512:<hex>, md5:<hex>, or the URL of a checksum file (as in a spec)")
+	cmd.Flags().StringVar(&o.Format, "format", "", "the format the image must have (tar, tar.gz, tar.xz, tar.zst, tar.bz2, raw, ...); detected from the data when empty")
+	cmd.Flags().StringVar(&o.ImageUUID, "image-uuid", "", "the new image's image_uuid for boot-info.json")
+	cmd.Flags().StringVar(&o.ImageName, "image-name", "", "the new image's image_name for boot-info.json (default: keep the recorded one)")
+	cmd.Flags().IntVar(&o.Tries, "tries", 0, fmt.Sprintf("boot the image on trial this many times before grub rolls back (default %d)", engine.DefaultTries))
+	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make the image the default at once, without a trial")
+	cmd.Flags().StringVar(&o.Prober, "prober", "", "kernel discovery: auto, os-prober or builtin (default: the one the deploy used)")
+	flags.bind(cmd)
+	return cmd
+}
+
+// describeVersion shows an image version for people: its name, uuid and digest, as known.
+func describeVersion(v bootloader.ImageVersion) string {
+	var parts []string
+	for _, p := range []string{v.ImageName, v.ImageUUID, v.Digest} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return "(unnamed image)"
+	}
+	return strings.Join(parts, " ")
+}
+
+const reloadHelp = `reload replaces one deployed image by a new one, in place, on the node or offline on a
+disk or disk-image file (--device): IMAGE is a grub_id, a name or an image_name, as for
+switch-default. The other images stay untouched.
+
+Before anything is written it reads the deploy's record of its plan (beside
+boot-info.json), finds the image's volumes, refuses (exit 3) when one it would re-create is
+mounted (the root the node runs from, for one), and opens the new image: a 404, a format
+it cannot read or a checksum file without the image's line fail here (exit 4).
+
+Then it re-creates only the image's own filesystems with their recorded UUIDs and labels
+(volumes with keep_data and volumes shared with other images are kept and mounted as in a
+deploy), streams, verifies and extracts the image with the deploy's code, writes its fstab,
+finds its kernel and commits the menu, boot-info.json, the plan record and the history.
+
+Crash safety: when the image is the default (or would boot next), the default first moves
+to another image (the booted one on a node), so that at no moment does grub boot a root
+being rewritten. A reload that fails or is cut leaves the other images booting as before,
+and its image marked as failed in list.
+
+Trial: the image then boots next on trial, --tries times at most (default 3), counted by
+grub itself in grubenv; run provisioner confirm inside it to make it the default. When it
+does not confirm (it did not boot, or did not come up healthy), grub boots the previous
+default again by itself after the last try, and list and history report the failed trial.
+When grub cannot load its kernel at all, the same boot falls back to the previous default.
+--no-trial makes the image the default at once.
+`
+
+const reloadExamples = `  provisioner reload tiny-b --url http://images.example/b-2.tar.zst --checksum http://images.example/SHA256SUMS
+  provisioner reload 1 --url /srv/images/b.tar.gz --checksum sha256:9f86d0... --tries 2
+  provisioner reload ubuntu --url file:///srv/u24.tar.xz --no-trial --device disk.img`

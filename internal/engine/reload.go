@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/partition"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTries is the number of trial boots a reload arms unless told otherwise.
+const DefaultTries = 3
+
+// ReloadOptions are the inputs of a reload of one image on a deployed node.
+type ReloadOptions struct {
+	// Image is a grub_id, an os_id (the image's name in the spec) or an image_name, as
+	// switch-default takes.
+	Image string
+	// URL is the new image's source; Checksum, Format, ImageUUID and ImageName as an
+	// image of the spec has them (ImageName "" keeps the recorded one).
+	URL, Checksum, Format, ImageUUID, ImageName string
+	// Tries is the number of trial boots (0: DefaultTries); NoTrial makes the image the
+	// default at once.
+	Tries   int
+	NoTrial bool
+	// BootDir says where the boot files are: the running node, --device or --boot-dir.
+	// Reload opens it for writing.
+	BootDir BootDirOptions
+	// Prober overrides the kernel prober the deploy used ("": the recorded one).
+	Prober string
+	// Boot configures the kernel probe (Self, ProberTimeout); its Prober and BootInfoPath
+	// are not used.
+	Boot BootOptions
+	// Fetcher fetches the image (nil: defaults).
+	Fetcher *deploy.Fetcher
+	// Events receives the run's progress, as a deploy's.
+	Events func(Event)
+	// Out receives the image's transfer line; TTY redraws it.
+	Out io.Writer
+	TTY bool
+	Log *slog.Logger
+	// TmpDir holds the private mount roots ("": the system's temporary directory).
+	TmpDir string
+	// ProgressInterval is the period of progress log lines (0: 5 s).
+	ProgressInterval time.Duration
+	// NodeToolsBinary is the provisioner copied into an image that asks for the node
+	// tools ("": the running one).
+	NodeToolsBinary string
+}
+
+// ReloadResult says what a reload did.
+type ReloadResult struct {
+	// Element is the image's boot entry as committed.
+	Element bootloader.Element
+	// From and To are the image's versions before and after.
+	From, To bootloader.ImageVersion
+	// Tries is the number of trial boots armed, 0 when the image became the default.
+	Tries int
+	// MovedDefault is the entry the default moved to before the reload wrote anything
+	// (nil when it did not move); with a trial it stays the default until confirm.
+	MovedDefault *bootloader.Element
+	// Recreated lists the filesystems made anew (mount point and UUID); Kept those the
+	// image mounts that kept their data.
+	Recreated []partition.KeptMount
+	Kept      []partition.KeptMount
+	// BootInfo is boot-info.json as written.
+	BootInfo *bootloader.BootInfo
+}
+
+// Reload replaces one image of a deployed node by a new one, in place: it re-creates only
+// the image's own filesystems (same UUIDs and labels; keep_data and shared volumes are
+// mounted as they are), streams and extracts the image with the deploy's code, finds its
+// kernel, and commits the menu, boot-info.json, the plan record, the history and the trial
+// in one bootloader commit. Everything that can be checked is checked before the first
+// write: the record, the image's entry, that none of the filesystems to re-create is
+// mounted, the image's source, format and checksum. See the README for the crash safety.
+func Reload(ctx context.Context, o ReloadOptions) (res *ReloadResult, err error) {
+	r := &reload{o: o, events: emitter(o.Events), log: o.Log}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	st := &runState{}
+	defer func() { err = st.interrupted(ctx, err) }()
+	r.events = st.track(r.events)
+	r.st = st
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	r.o.BootDir.Writable = true
+	bd, err := OpenBootDir(ctx, r.o.BootDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	r.bd = bd
+	if err := r.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// reload is one run of Reload.
+type reload struct {
+	o      ReloadOptions
+	events emitter
+	log    *slog.Logger
+	st     *runState
+	bd     *BootDir
+	rec    *partition.Record
+	bi     *bootloader.BootInfo
+	el     bootloader.Element
+	plan   *partition.ReloadPlan
+	devs   partition.Devices
+	d      *deploy.Deployer
+	probe  *kernelSet
+	moveTo *int
+}
+
+// check vets the options alone.
+func (r *reload) check() error {
+	switch {
+	case r.o.Image == "":
+		return Usagef("reload: no image named")
+	case r.o.URL == "":
+		return Usagef("reload: --url is required")
+	case r.o.NoTrial && r.o.Tries != 0:
+		return Usagef("reload: --tries and --no-trial exclude each other")
+	case r.o.Tries < 0 || r.o.Tries > bootloader.MaxTrialTries:
+		return Usagef("reload: --tries %d: want 1 to %d", r.o.Tries, bootloader.MaxTrialTries)
+	}
+	if !r.o.NoTrial && r.o.Tries == 0 {
+		r.o.Tries = DefaultTries
+	}
+	if r.o.NoTrial {
+		r.o.Tries = 0
+	}
+	return nil
+}
+
+// prepare does everything that writes nothing: reads the record and the boot info, plans,
+// finds the devices, refuses mounted filesystems, and opens the new image.
+func (r *reload) prepare(ctx context.Context) error {
+	r.events.emit(Event{Phase: PhasePlan, Message: "reading the plan record and the boot files in " + r.bd.Source})
+	rec, err := bootloader.ReadRecord(r.bd.Path)
+	if errors.Is(err, partition.ErrNoRecord) {
+		return Environmentf("reload: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	r.rec = rec
+	if r.bi, err = bootloader.ReadBootInfo(r.bd.Path + "/" + bootloader.BootInfoPath); err != nil {
+		return err
+	}
+	el, err := r.bi.Find(r.o.Image)
+	if errors.Is(err, bootloader.ErrUnknownEntry) {
+		return Usagef("reload: %w", err)
+	}
+	if err != nil {
+		return Usagef("reload: %w", err)
+	}
+	r.el = *el
+	if r.plan, err = partition.PlanReload(rec.Layout, el.OSID); err != nil {
+		return Environmentf("reload: %w", err)
+	}
+	r.applySource()
+	if err := r.chooseFallback(); err != nil {
+		return err
+	}
+	if r.devs, err = r.devices(ctx); err != nil {
+		return err
+	}
+	if err := r.refuseMounted(); err != nil {
+		return err
+	}
+	r.newDeployer()
+	r.events.emit(Event{Message: fmt.Sprintf("opening %s and checking its format and checksum", r.o.URL)})
+	if err := r.d.Preflight(ctx, r.plan.Image); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// applySource puts the new image's source into the plan's image.
+func (r *reload) applySource() {
+	im := r.plan.Image
+	im.URL, im.Checksum, im.Format, im.ImageUUID = r.o.URL, r.o.Checksum, r.o.Format, r.o.ImageUUID
+	if r.o.ImageName != "" {
+		im.ImageName = r.o.ImageName
+	}
+}
+
+// chooseFallback picks the entry that boots while the image is rewritten, and refuses a
+// trial that grub could not count or could not roll back.
+func (r *reload) chooseFallback() error {
+	st, err := bootloader.List(r.bd.Path, r.bootedRoot())
+	if err != nil {
+		return err
+	}
+	var others []bootloader.Element
+	for _, e := range r.bi.Elements {
+		if e.GrubID != r.el.GrubID && e.MenuentryID != "" && e.State == "" {
+			others = append(others, e)
+		}
+	}
+	switch {
+	case st.Booted != nil && *st.Booted != r.el.GrubID:
+		id := *st.Booted
+		r.moveTo = &id
+	case len(others) > 0:
+		id := others[0].GrubID
+		if st.Saved != r.el.GrubID {
+			id = st.Saved
+		}
+		r.moveTo = &id
+	case r.bd.Live:
+		return Usagef("reload: %s is the only bootable image of this node: nothing else could boot while its root is rewritten (reloading the running root is done through the deploy ramdisk)", r.el.OSID)
+	}
+	if r.o.Tries > 0 && r.moveTo == nil {
+		return Usagef("reload: %s is the disk's only image: a trial has nothing to fall back to; use --no-trial", r.el.OSID)
+	}
+	if r.o.Tries > 0 && r.bi.MultibootPartition == "" {
+		return Usagef("reload: the boot files are in an image's /boot, which grub may not be able to write (LVM or RAID); a trial needs the multiboot partition: use --no-trial")
+	}
+	return nil
+}
+
+// bootedRoot is the running system's root UUID on the node, "" offline.
+func (r *reload) bootedRoot() string {
+	if !r.bd.Live {
+		return ""
+	}
+	return BootedRootUUID(context.Background(), r.o.BootDir.Env)
+}
+
+// devices maps the recorded disks to block devices: offline, the disk (or the loop device
+// of the image file) given with --device; on the node, each disk found by its spec id and
+// locked as a deploy locks it.
+func (r *reload) devices(ctx context.Context) (partition.Devices, error) {
+	l := r.rec.Layout
+	devs := partition.Devices{}
+	if r.o.BootDir.Device != "" {
+		if len(l.Disks) != 1 {
+			return nil, Usagef("reload: the node's plan has %d disks; offline, --device gives one: reload it on the node", len(l.Disks))
+		}
+		devs[l.Disks[0].ID.Value] = r.bd.Disk
+		return devs, nil
+	}
+	for _, d := range l.Disks {
+		p, err := r.o.BootDir.Env.Sys.Resolve(ctx, d.ID.Type, d.ID.Value)
+		if err != nil {
+			return nil, Environmentf("reload: disk %s: %w", d.ID, err)
+		}
+		p = canonicalDev(p)
+		if p != canonicalDev(r.bd.Disk) {
+			if err := r.bd.lock(ctx, r.o.BootDir, p, "disk "+d.ID.String()); err != nil {
+				return nil, err
+			}
+		}
+		devs[d.ID.Value] = p
+	}
+	return devs, nil
+}
+
+// refuseMounted refuses the reload when a filesystem it would re-create is mounted (the
+// root the node runs from, say): mkfs would pull it from under its users.
+func (r *reload) refuseMounted() error {
+	mounts, err := r.o.BootDir.Env.Sys.Mounts()
+	if err != nil {
+		return Environmentf("reload: %w", err)
+	}
+	byUUID := map[string]string{}
+	for _, t := range partition.FilesystemDevices(r.plan.Layout, r.devs) {
+		byUUID[t.FS.UUID] = t.Dev
+	}
+	for _, fs := range r.plan.Recreate {
+		dev := byUUID[fs.UUID]
+		var st unix.Stat_t
+		if err := unix.Stat(dev, &st); err != nil {
+			return Environmentf("reload: image %s: the device of its filesystem %s: %w", r.el.OSID, fs.UUID, err)
+		}
+		num := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+		for _, m := range mounts {
+			if m.DevNum == num {
+				return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root through the deploy ramdisk", r.el.OSID, dev, fs.UUID, fs.Mount, m.Point)
+			}
+		}
+	}
+	return nil
+}
+
+// newDeployer sets up the deploy code for the one image.
+func (r *reload) newDeployer() {
+	fetcher := r.o.Fetcher
+	if fetcher == nil {
+		fetcher = &deploy.Fetcher{Log: r.o.Log}
+	}
+	env := r.o.BootDir.Env
+	r.probe = newKernelSet()
+	r.d = &deploy.Deployer{
+		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
+		Run: env.Run, Sys: env.Sys, Out: r.o.Out, TTY: r.o.TTY, Log: r.o.Log,
+		TmpDir: r.o.TmpDir, ProgressInterval: r.o.ProgressInterval, Inspect: r.probe.inspect,
+	}
+	if r.o.Events != nil {
+		r.d.OnProgress = func(image string, done, total int64) {
+			r.events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
+		}
+	}
+}
+
+// describe lists mounts for messages: "/ (UUID)".
+func describe(ms []partition.KeptMount) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Path + " (" + m.UUID + ")"
+		if m.Reason != "" {
+			parts[i] += ", " + m.Reason
+		}
+	}
+	return strings.Join(parts, "; ")
+}
