@@ -86,7 +86,7 @@ disagree (a switch cut short by a power loss), it says how; grubenv is what grub
 			return flags.withBootDir(ctx, false, func(bd *engine.BootDir) error {
 				st, err := engine.ListBoot(ctx, bd, engine.HostEnv(nil))
 				if err != nil {
-					return classifyBootErr(err)
+					return err
 				}
 				if asJSON {
 					return writeJSON(s.out, engine.NewBootList(bd.Source, st))

@@ -20,15 +20,20 @@ type BootList struct {
 	Elements []bootloader.Element `json:"elements"`
 }
 
-// ListBoot reads the boot entries of an opened boot directory. Which entry is booted
-// now is only looked up for the running system's own boot files (bd.Live): elsewhere the
-// running root says nothing about them.
+// ListBoot reads the boot entries of an opened boot directory; boot files it cannot read
+// are an environment problem (exit 3). Which entry is booted now is only looked up for
+// the running system's own boot files (bd.Live): elsewhere the running root says nothing
+// about them.
 func ListBoot(ctx context.Context, bd *BootDir, env partition.Env) (bootloader.Status, error) {
 	booted := ""
 	if bd.Live {
 		booted = BootedRootUUID(ctx, env)
 	}
-	return bootloader.List(bd.Path, booted)
+	st, err := bootloader.List(bd.Path, booted)
+	if err != nil {
+		return st, Environmentf("%w", err)
+	}
+	return st, nil
 }
 
 // NewBootList is the document of st, read from the boot files at source.
