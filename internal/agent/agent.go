@@ -122,7 +122,7 @@ type Agent struct {
 	bootInfo   *bootloader.BootInfo
 	powerBusy  bool
 	confirming bool
-	running    chan struct{} // closed when the last deploy started has ended; nil before one
+	running    chan struct{} // closed when the last operation started has ended; nil before one
 
 	q queue
 }
@@ -300,7 +300,7 @@ func (a *Agent) runningLocked() bool {
 	return a.state == StateDeploying || a.state == StateReloading
 }
 
-// Wait blocks until the deploy started last has ended (its cleanup done, its final
+// Wait blocks until the operation started last has ended (its cleanup done, its final
 // event queued); it returns at once when none was started. A process that stops serving
 // calls it, so that a deploy cancelled by the shutdown finishes its cleanup first.
 func (a *Agent) Wait() {
