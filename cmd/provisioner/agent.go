@@ -30,11 +30,11 @@ func newAgentCmd(s *streams) *cobra.Command {
 	var (
 		listen, token, tokenFile, cert, key, callback, node, prober, bootInfo string
 		heartbeat                                                             time.Duration
-		insecure, power                                                       bool
+		insecure, power, nodeAPI                                              bool
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --listen ADDR --token TOKEN [flags]",
-		Short: "Serve the deploy agent API (Ironic-style JSON over HTTP) on this machine",
+		Use:   "agent --listen ADDR --token TOKEN [--node-api] [flags]",
+		Short: "Serve the deploy agent API (Ironic-style JSON over HTTP), or a deployed node's",
 		Long: `agent serves the deploy API that a conductor drives, deploying onto this machine's disks
 (found by the spec's disk ids). Every request needs "Authorization: Bearer TOKEN".
 
@@ -52,11 +52,23 @@ backoff; --heartbeat also POSTs {node, state, agent_url} periodically. TLS is se
 --tls-cert and --tls-key are given. The deploy ramdisk runs the same agent when its kernel
 command line has provisioner.agent=ADDR.
 
+With --node-api the agent serves a deployed node instead (run it there, e.g. from a systemd
+unit): POST /v1/deploy answers 409, since a deploy would wipe the disks the node runs from,
+and these endpoints are added (without --node-api they answer 404):
+
+  POST /v1/reload     {"image", "url", "checksum", "format", "image_uuid", "image_name",
+                      "tries", "no_trial"}: reload one image, as provisioner reload does;
+                      202 accepted, then GET /v1/status as for a deploy; 400 naming the
+                      bad field; 409 while a reload or a confirm runs
+  POST /v1/confirm    make the image booted on trial the default; 409 during a reload
+  GET  /v1/boot       what provisioner list --json prints; 409 during a reload
+
 On SIGTERM, SIGINT or SIGHUP the agent stops accepting requests, cancels a running deploy
-(it fails, reported with its step, and cleans up as after any failure), waits for it,
+or reload (it fails, reported with its step, and cleans up as after any failure), waits for it,
 delivers the last events (at most 10 s) and exits 0; a second signal exits at once.`,
 		Example: `  provisioner agent --listen :9999 --token-file /etc/provisioner/token
-  provisioner agent --listen 10.0.0.5:9999 --token s3cret --callback https://conductor/v1/events --heartbeat 30s`,
+  provisioner agent --listen 10.0.0.5:9999 --token s3cret --callback https://conductor/v1/events --heartbeat 30s
+  provisioner agent --node-api --listen :9999 --token-file /etc/provisioner/token --power`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if listen == "" {
@@ -69,11 +81,19 @@ delivers the last events (at most 10 s) and exits 0; a second signal exits at on
 			if tok == "" && !insecure {
 				return engine.Usagef("a token is required (--token or --token-file); --insecure serves without one")
 			}
-			return bootflow.ServeAgent(cmd.Context(), bootflow.AgentOptions{
+			if nodeAPI && (cmd.Flags().Changed("prober") || cmd.Flags().Changed("boot-info")) {
+				return engine.Usagef("--prober and --boot-info set up deploys, and an agent with --node-api does not deploy")
+			}
+			log := slog.New(slog.NewTextHandler(s.err, nil))
+			o := bootflow.AgentOptions{
 				Listen: listen, Token: tok, Insecure: insecure, TLSCert: cert, TLSKey: key,
 				Callback: callback, Heartbeat: heartbeat, Node: node, Prober: prober, BootInfo: bootInfo,
-				Power: power, Log: slog.New(slog.NewTextHandler(s.err, nil)), Progress: s.err,
-			})
+				Power: power, Log: log, Progress: s.err,
+			}
+			if nodeAPI {
+				o.NodeAPI = bootflow.MachineNode(log, "")
+			}
+			return bootflow.ServeAgent(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -89,6 +109,7 @@ delivers the last events (at most 10 s) and exits 0; a second signal exits at on
 	f.StringVar(&bootInfo, "boot-info", engine.DefaultBootInfoPath, "also write boot-info.json here")
 	f.BoolVar(&insecure, "insecure", false, "serve without a token (closed test networks only)")
 	f.BoolVar(&power, "power", false, "allow POST /v1/power to reboot, power off or kexec this machine")
+	f.BoolVar(&nodeAPI, "node-api", false, "serve the API of this deployed node (reload, confirm, boot) instead of deploys")
 	return cmd
 }
 

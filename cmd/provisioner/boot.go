@@ -65,18 +65,6 @@ disks: a command finding them locked by another run waits --lock-wait (30s by de
 then fails with exit code 3, having changed nothing. An image file attached to a loop
 device with a mounted partition is refused (use --boot-dir with its mount point).`
 
-// listJSON is list --json's document.
-type listJSON struct {
-	Source   string               `json:"source"`
-	Default  int                  `json:"default"`
-	Saved    int                  `json:"saved"`
-	Pending  *int                 `json:"pending_once"`
-	Booted   *int                 `json:"booted"`
-	Mismatch string               `json:"mismatch,omitempty"`
-	GrubEnv  string               `json:"grubenv_error,omitempty"`
-	Elements []bootloader.Element `json:"elements"`
-}
-
 func newListCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
 	var asJSON bool
@@ -96,16 +84,12 @@ disagree (a switch cut short by a power loss), it says how; grubenv is what grub
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return flags.withBootDir(ctx, false, func(bd *engine.BootDir) error {
-				booted := ""
-				if bd.Live {
-					booted = engine.BootedRootUUID(ctx, engine.HostEnv(nil))
-				}
-				st, err := bootloader.List(bd.Path, booted)
+				st, err := engine.ListBoot(ctx, bd, engine.HostEnv(nil))
 				if err != nil {
-					return classifyBootErr(err)
+					return err
 				}
 				if asJSON {
-					return writeJSON(s.out, listJSON{Source: bd.Source, Default: st.Default, Saved: st.Saved, Pending: st.Pending, Booted: st.Booted, Mismatch: st.Mismatch, GrubEnv: st.EnvError, Elements: st.Elements})
+					return writeJSON(s.out, engine.NewBootList(bd.Source, st))
 				}
 				printList(s.out, bd.Source, st)
 				return nil

@@ -1,6 +1,7 @@
 // Package agent is the provisioner's Ironic-style agent: one deploy at a time, driven
 // through a small JSON-over-HTTP API (Server) or by the ramdisk's boot flow (Agent.Run),
-// with its progress pushed to a conductor's callback URL (Callback) in order.
+// with its progress pushed to a conductor's callback URL (Callback) in order. On a
+// deployed node (Agent.NodeAPI) it reloads, confirms and lists that node's images instead.
 package agent
 
 import (
@@ -35,8 +36,15 @@ type PowerFunc func(ctx context.Context, action string) error
 const (
 	StateIdle      = "idle"
 	StateDeploying = "deploying"
+	StateReloading = "reloading"
 	StateSucceeded = "succeeded"
 	StateFailed    = "failed"
+)
+
+// Operations an Agent runs in the background, as reported by Status and events.
+const (
+	OpDeploy = "deploy"
+	OpReload = "reload"
 )
 
 // Power actions accepted by POST /v1/power.
@@ -46,8 +54,22 @@ const (
 	ActionKexec    = "kexec"
 )
 
-// ErrBusy is returned by Start (and the API answers 409) while a deploy runs.
+// ErrBusy is returned by Start (and the API answers 409) while a deploy runs; the
+// errors for the other operations that keep the agent busy match it too.
 var ErrBusy = errors.New("a deploy is already running")
+
+// ErrReloading and ErrConfirming say what keeps the agent busy on a deployed node; both
+// match ErrBusy, so a caller that only needs "busy" checks one error.
+var (
+	ErrReloading  error = busyError("a reload is running")
+	ErrConfirming error = busyError("a confirm is running")
+)
+
+// busyError is an ErrBusy that says which operation runs.
+type busyError string
+
+func (e busyError) Error() string        { return string(e) }
+func (e busyError) Is(target error) bool { return target == ErrBusy }
 
 // ErrPowerPending is returned by Start once a power action has been accepted: the
 // machine is about to go down, so a deploy started now would be cut short.
@@ -70,6 +92,9 @@ type Agent struct {
 	Plan PlanFunc
 	// Power performs power actions for POST /v1/power (nil: the endpoint answers 501).
 	Power PowerFunc
+	// NodeAPI, when set, makes this the agent of a deployed node: it serves reload,
+	// confirm and boot, and refuses deploys (ErrDeployedNode).
+	NodeAPI *Node
 	// Callback receives the events (nil: events are only logged).
 	Callback *Callback
 	// Log receives the agent's own log lines (nil: discarded).
@@ -82,7 +107,8 @@ type Agent struct {
 	nodeName string
 
 	mu         sync.Mutex
-	gen        int // counts deploys, so late events of an old deploy are ignored
+	gen        int    // counts operations, so late events of an old one are ignored
+	op         string // the last operation started: OpDeploy or OpReload
 	state      string
 	phase      string
 	images     map[string]*imageState
@@ -95,7 +121,8 @@ type Agent struct {
 	plan       *partition.Layout
 	bootInfo   *bootloader.BootInfo
 	powerBusy  bool
-	running    chan struct{} // closed when the last deploy started has ended; nil before one
+	confirming bool
+	running    chan struct{} // closed when the last operation started has ended; nil before one
 
 	q queue
 }
@@ -118,6 +145,7 @@ type ImageProgress struct {
 // Status is a JSON-able snapshot of an Agent.
 type Status struct {
 	State      string                   `json:"state"`
+	Operation  string                   `json:"operation,omitempty"` // of the last operation started
 	Phase      string                   `json:"phase,omitempty"`
 	Images     map[string]ImageProgress `json:"images,omitempty"`
 	Error      string                   `json:"error,omitempty"`
@@ -157,7 +185,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := Status{
-		State: a.stateLocked(), Phase: a.phase, Error: a.lastErr, FailedStep: a.failedStep,
+		State: a.stateLocked(), Operation: a.op, Phase: a.phase, Error: a.lastErr, FailedStep: a.failedStep,
 		StartedAt: a.startedAt, FinishedAt: a.finishedAt,
 	}
 	if len(a.images) > 0 {
@@ -178,7 +206,8 @@ func (a *Agent) BootInfo() *bootloader.BootInfo {
 }
 
 // Start begins a deploy of spec in the background and returns; it returns ErrBusy while
-// another deploy runs. ctx bounds the deploy, so it must not be a request's context.
+// another operation runs, and ErrDeployedNode on a deployed node. ctx bounds the deploy,
+// so it must not be a request's context.
 // Start queues a "started" event, one "phase" event per phase change, rate-limited
 // "progress" events per image, then "succeeded" with boot_info or "failed" with error
 // and step. done (may be nil) is called with the result when the deploy ends, after
@@ -187,42 +216,91 @@ func (a *Agent) Start(ctx context.Context, spec *schema.Spec, done func(*engine.
 	if spec == nil {
 		return errors.New("starting a deploy: no spec")
 	}
+	if a.NodeAPI != nil {
+		return ErrDeployedNode
+	}
 	if a.Deploy == nil {
 		return errors.New("starting a deploy: the agent has no deploy function")
 	}
-	a.mu.Lock()
-	switch {
-	case a.state == StateDeploying:
-		a.mu.Unlock()
-		return ErrBusy
-	case a.powerBusy:
-		a.mu.Unlock()
-		return ErrPowerPending
+	var res *engine.DeployResult
+	run := func(ctx context.Context, events func(engine.Event)) (*bootloader.BootInfo, *partition.Layout, error) {
+		var err error
+		res, err = a.runDeploy(ctx, spec, events)
+		if res == nil {
+			return nil, nil, err
+		}
+		return res.BootInfo, res.Layout, err
 	}
-	a.gen++
-	gen := a.gen
-	a.state, a.phase, a.images = StateDeploying, "", map[string]*imageState{}
-	a.lastErr, a.failedStep = "", ""
-	a.startedAt, a.finishedAt = time.Now().UTC(), time.Time{}
-	a.spec, a.specGen, a.plan, a.bootInfo = spec, gen, nil, nil
-	running := make(chan struct{})
-	a.running = running
-	a.emitLocked(ctx, Event{Type: EventStarted})
-	a.mu.Unlock()
-	a.log().Info("deploy started", "images", len(spec.Images))
-
-	go func() {
-		defer close(running)
-		res, err := a.runDeploy(ctx, spec, func(e engine.Event) { a.onEvent(ctx, gen, e) })
-		a.finish(ctx, gen, res, err)
+	return a.startOp(ctx, operation{kind: OpDeploy, state: StateDeploying, spec: spec, run: run}, func(err error) {
 		if done != nil {
 			done(res, err)
 		}
+	})
+}
+
+// operation is one background run of the agent: a deploy or a reload.
+type operation struct {
+	kind, state string
+	image       string       // a reload's image, for the started event
+	spec        *schema.Spec // a deploy's spec, kept for GET /v1/plan
+	// run does the work; a non-nil layout replaces the cached plan on success.
+	run func(ctx context.Context, events func(engine.Event)) (*bootloader.BootInfo, *partition.Layout, error)
+}
+
+// startOp starts op in the background unless the agent is busy; done (not nil) is called
+// when it ends, after the agent's state has been updated.
+func (a *Agent) startOp(ctx context.Context, op operation, done func(error)) error {
+	a.mu.Lock()
+	if err := a.busyLocked(); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	a.gen++
+	gen := a.gen
+	a.op, a.state, a.phase, a.images = op.kind, op.state, "", map[string]*imageState{}
+	a.lastErr, a.failedStep = "", ""
+	a.startedAt, a.finishedAt = time.Now().UTC(), time.Time{}
+	// The last boot info describes disks that are being rewritten now.
+	a.bootInfo = nil
+	if op.spec != nil {
+		a.spec, a.specGen, a.plan = op.spec, gen, nil
+	}
+	running := make(chan struct{})
+	a.running = running
+	a.emitLocked(ctx, Event{Type: EventStarted, Operation: op.kind, Image: op.image})
+	a.mu.Unlock()
+	a.log().Info(op.kind+" started", "image", op.image)
+
+	go func() {
+		defer close(running)
+		bi, l, err := op.run(ctx, func(e engine.Event) { a.onEvent(ctx, gen, e) })
+		a.finish(ctx, gen, bi, l, err)
+		done(err)
 	}()
 	return nil
 }
 
-// Wait blocks until the deploy started last has ended (its cleanup done, its final
+// busyLocked says why no operation may start now, or nil. a.mu must be held.
+func (a *Agent) busyLocked() error {
+	switch {
+	case a.state == StateDeploying:
+		return ErrBusy
+	case a.state == StateReloading:
+		return ErrReloading
+	case a.confirming:
+		return ErrConfirming
+	case a.powerBusy:
+		return ErrPowerPending
+	}
+	return nil
+}
+
+// runningLocked reports whether a background operation runs. a.mu must be held.
+func (a *Agent) runningLocked() bool {
+	return a.state == StateDeploying || a.state == StateReloading
+}
+
+// Wait blocks until the operation started last has ended (its cleanup done, its final
 // event queued); it returns at once when none was started. A process that stops serving
 // calls it, so that a deploy cancelled by the shutdown finishes its cleanup first.
 func (a *Agent) Wait() {
@@ -266,7 +344,7 @@ func (a *Agent) Run(ctx context.Context, spec *schema.Spec) (*engine.DeployResul
 func (a *Agent) onEvent(ctx context.Context, gen int, e engine.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if gen != a.gen || a.state != StateDeploying {
+	if gen != a.gen || !a.runningLocked() {
 		return
 	}
 	if e.Phase != "" && e.Phase != a.phase {
@@ -275,7 +353,7 @@ func (a *Agent) onEvent(ctx context.Context, gen int, e engine.Event) {
 		a.flushProgressLocked(ctx)
 		a.phase = e.Phase
 		a.emitLocked(ctx, Event{Type: EventPhase, Phase: e.Phase, Message: e.Message})
-		a.log().Info("deploy phase", "phase", e.Phase, "message", e.Message)
+		a.log().Info(a.op+" phase", "phase", e.Phase, "message", e.Message)
 		if e.Image == "" {
 			return
 		}
@@ -335,8 +413,8 @@ func progressEvent(e engine.Event, phase string) Event {
 	return Event{Type: EventProgress, Phase: phase, Image: e.Image, Done: e.Done, Total: e.Total, Message: e.Message}
 }
 
-// finish records the outcome of deploy gen and queues its final event.
-func (a *Agent) finish(ctx context.Context, gen int, res *engine.DeployResult, err error) {
+// finish records the outcome of operation gen and queues its final event.
+func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, layout *partition.Layout, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if gen != a.gen {
@@ -352,21 +430,19 @@ func (a *Agent) finish(ctx context.Context, gen int, res *engine.DeployResult, e
 			step = engine.PhasePlan
 		}
 		a.state, a.lastErr, a.failedStep = StateFailed, err.Error(), step
-		a.emitLocked(ctx, Event{Type: EventFailed, Phase: a.phase, Error: err.Error(), Step: step})
-		a.log().Error("deploy failed", "step", step, "err", err)
+		a.emitLocked(ctx, Event{Type: EventFailed, Operation: a.op, Phase: a.phase, Error: err.Error(), Step: step})
+		a.log().Error(a.op+" failed", "step", step, "err", err)
 		return
 	}
 	a.state = StateSucceeded
-	if res != nil {
-		a.bootInfo = res.BootInfo
-		if res.Layout != nil {
-			// What was deployed is the plan's truth from now on; probing the
-			// freshly written disks again could plan something else.
-			a.plan = res.Layout
-		}
+	a.bootInfo = bi
+	if layout != nil {
+		// What was deployed is the plan's truth from now on; probing the freshly
+		// written disks again could plan something else.
+		a.plan = layout
 	}
-	a.emitLocked(ctx, Event{Type: EventSucceeded, BootInfo: a.bootInfo})
-	a.log().Info("deploy succeeded")
+	a.emitLocked(ctx, Event{Type: EventSucceeded, Operation: a.op, BootInfo: a.bootInfo})
+	a.log().Info(a.op + " succeeded")
 }
 
 // CurrentPlan returns the plan of the last accepted spec: the deployed layout after a
@@ -400,15 +476,12 @@ func (a *Agent) CurrentPlan(ctx context.Context) (*partition.Layout, error) {
 	return l, nil
 }
 
-// beginPower reserves the machine for a power action: no deploy may start after it.
+// beginPower reserves the machine for a power action: no operation may start after it.
 func (a *Agent) beginPower() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
-	case a.state == StateDeploying:
-		return ErrBusy
-	case a.powerBusy:
-		return ErrPowerPending
+	if err := a.busyLocked(); err != nil {
+		return err
 	}
 	a.powerBusy = true
 	return nil

@@ -20,19 +20,21 @@ import (
 
 // Event is what the callback receives, one JSON object per POST.
 type Event struct {
-	Type     string               `json:"type"` // EventStarted, EventPhase, ...
-	Time     time.Time            `json:"time"`
-	Node     string               `json:"node"`
-	Phase    string               `json:"phase,omitempty"`
-	Image    string               `json:"image,omitempty"`
-	Done     int64                `json:"done,omitempty"`
-	Total    int64                `json:"total,omitempty"`
-	Message  string               `json:"message,omitempty"`
-	Error    string               `json:"error,omitempty"`
-	Step     string               `json:"step,omitempty"`
-	BootInfo *bootloader.BootInfo `json:"boot_info,omitempty"`
-	State    string               `json:"state,omitempty"`     // heartbeat
-	AgentURL string               `json:"agent_url,omitempty"` // heartbeat
+	Type string    `json:"type"` // EventStarted, EventPhase, ...
+	Time time.Time `json:"time"`
+	Node string    `json:"node"`
+	// Operation is OpDeploy or OpReload on started, succeeded and failed events.
+	Operation string               `json:"operation,omitempty"`
+	Phase     string               `json:"phase,omitempty"`
+	Image     string               `json:"image,omitempty"`
+	Done      int64                `json:"done,omitempty"`
+	Total     int64                `json:"total,omitempty"`
+	Message   string               `json:"message,omitempty"`
+	Error     string               `json:"error,omitempty"`
+	Step      string               `json:"step,omitempty"`
+	BootInfo  *bootloader.BootInfo `json:"boot_info,omitempty"`
+	State     string               `json:"state,omitempty"`     // heartbeat
+	AgentURL  string               `json:"agent_url,omitempty"` // heartbeat
 	// Seq increases with every event a Callback sends (from 1, per process), and stays
 	// the same across the retries of one event, so a receiver can order and dedupe.
 	Seq int64 `json:"seq"`

@@ -42,7 +42,14 @@ const (
 //	GET  /v1/boot-info  the last successful deploy's boot info; 404 before one
 //	POST /v1/power      body: {"action": "reboot"|"poweroff"|"kexec"}; 202, then the action
 //
-// Every request needs "Authorization: Bearer <Token>" (401 otherwise). Errors are JSON
+// On a deployed node (Agent.NodeAPI set) it also serves, and POST /v1/deploy answers 409:
+//
+//	POST /v1/reload     body: ReloadRequest; 202, then status as for a deploy; 400 naming
+//	                    the bad field; 409 while another operation runs
+//	POST /v1/confirm    200 with Node.Confirm's answer; 409 while a reload runs
+//	GET  /v1/boot       200 with Node.Boot's answer (list --json); 409 while a reload runs
+//
+// Without a Node these paths answer 404, as any unknown path does. Every request needs "Authorization: Bearer <Token>" (401 otherwise). Errors are JSON
 // objects {"error": "..."}; a method not listed answers 405 with Allow.
 type Server struct {
 	Agent *Agent
@@ -90,6 +97,9 @@ func (s *Server) Handler() http.Handler {
 		"/v1/plan":      {http.MethodGet: s.handlePlan},
 		"/v1/boot-info": {http.MethodGet: s.handleBootInfo},
 		"/v1/power":     {http.MethodPost: s.handlePower},
+	}
+	if s.Agent != nil && s.Agent.NodeAPI != nil {
+		maps.Copy(routes, s.nodeRoutes())
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Authentication comes before routing, so an unauthenticated client learns
@@ -141,6 +151,12 @@ type specError struct {
 }
 
 func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	if s.Agent.NodeAPI != nil {
+		// The endpoint stays, answering why, so that a conductor pointed at the wrong
+		// agent learns it; the spec is not even read.
+		writeError(w, http.StatusConflict, ErrDeployedNode.Error())
+		return
+	}
 	limit := s.MaxBody
 	if limit <= 0 {
 		limit = defaultMaxBody
@@ -160,7 +176,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Agent.Start(s.baseContext(r), spec, nil); err != nil {
-		if errors.Is(err, ErrBusy) || errors.Is(err, ErrPowerPending) {
+		if errors.Is(err, ErrBusy) || errors.Is(err, ErrPowerPending) || errors.Is(err, ErrDeployedNode) {
 			writeError(w, http.StatusConflict, err.Error())
 			return
 		}

@@ -60,6 +60,10 @@ type AgentOptions struct {
 	Prober, BootInfo string
 	// Power allows POST /v1/power to reboot, power off or kexec this machine.
 	Power bool
+	// NodeAPI, when set, serves the API of a deployed node (reload, confirm, boot; see
+	// MachineNode) instead of the deploy API: deploying from the running system would
+	// wipe the disks it runs from.
+	NodeAPI *agent.Node
 	// Log receives the agent's log; Progress the deploy's progress lines and the
 	// listening notice.
 	Log      *slog.Logger
@@ -70,11 +74,12 @@ type AgentOptions struct {
 // delivered.
 const agentFlushTimeout = 10 * time.Second
 
-// ServeAgent serves the deploy agent API on this machine until ctx ends. It then accepts
-// nothing more, waits for a deploy it started (which runs under ctx, so it is failing
-// and cleaning up), and gives the final events a bounded moment to reach the conductor.
+// ServeAgent serves the agent API on this machine until ctx ends: the deploy API, or a
+// deployed node's with o.NodeAPI. It then accepts nothing more, waits for an operation it
+// started (which runs under ctx, so it is failing and cleaning up), and gives the final
+// events a bounded moment to reach the conductor.
 func ServeAgent(ctx context.Context, o AgentOptions) error {
-	ag, err := MachineAgent(o.Log, o.Node, o.Prober, o.BootInfo, o.Progress)
+	ag, err := agentFor(o)
 	if err != nil {
 		return err
 	}
@@ -91,7 +96,11 @@ func ServeAgent(ctx context.Context, o AgentOptions) error {
 		go ag.Heartbeat(ctx, o.Heartbeat, AgentURL(Config{AgentAddr: o.Listen, TLSCert: o.TLSCert}))
 	}
 	srv := &agent.Server{Agent: ag, Token: o.Token, Insecure: o.Insecure, Log: o.Log}
-	fmt.Fprintf(o.Progress, "agent API on %s\n", o.Listen)
+	what := "agent API"
+	if o.NodeAPI != nil {
+		what = "node agent API"
+	}
+	fmt.Fprintf(o.Progress, "%s on %s\n", what, o.Listen)
 	err = srv.Serve(ctx, o.Listen, o.TLSCert, o.TLSKey)
 	ag.Wait()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentFlushTimeout)
@@ -100,6 +109,15 @@ func ServeAgent(ctx context.Context, o AgentOptions) error {
 		o.Log.Warn("events not all delivered", "err", ferr)
 	}
 	return err
+}
+
+// agentFor is ServeAgent's agent before its callback and power: on a node it has
+// no deploy function at all, so nothing in it can start one.
+func agentFor(o AgentOptions) (*agent.Agent, error) {
+	if o.NodeAPI != nil {
+		return &agent.Agent{Node: o.Node, Log: o.Log, NodeAPI: o.NodeAPI}, nil
+	}
+	return MachineAgent(o.Log, o.Node, o.Prober, o.BootInfo, o.Progress)
 }
 
 // RamdiskOptions are what the ramdisk's boot program takes from its init.

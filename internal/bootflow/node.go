@@ -1,0 +1,44 @@
+package bootflow
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/provisioner/provisioner/internal/agent"
+	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/partition"
+)
+
+// nodeLockWait bounds how long a node request waits for another run holding the boot
+// files (a switch-default, a confirm from the console): `provisioner list`'s default.
+const nodeLockWait = 30 * time.Second
+
+// MachineNode returns the node API of this deployed machine. bootDir is a directory
+// holding boot-info.json; "" finds the running system's boot files as `provisioner list`
+// does (the multiboot partition by its label, or /boot).
+func MachineNode(log *slog.Logger, bootDir string) *agent.Node {
+	env := engine.HostEnv(log)
+	o := engine.BootDirOptions{Dir: bootDir, Env: env, LockWait: nodeLockWait}
+	return &agent.Node{
+		Boot: func(ctx context.Context) (any, error) { return nodeBoot(ctx, o, env) },
+	}
+}
+
+// nodeBoot is GET /v1/boot: list --json's document, read under list's shared lock.
+func nodeBoot(ctx context.Context, o engine.BootDirOptions, env partition.Env) (_ any, err error) {
+	bd, err := engine.OpenBootDir(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	st, err := engine.ListBoot(ctx, bd, env)
+	if err != nil {
+		return nil, err
+	}
+	return engine.NewBootList(bd.Source, st), nil
+}

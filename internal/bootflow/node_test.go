@@ -1,0 +1,97 @@
+package bootflow
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/engine"
+)
+
+// writeBootDir writes the boot files of a deployed node with two images, the second
+// one the default.
+func writeBootDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bi := &bootloader.BootInfo{CurrentElement: 1}
+	for i, name := range []string{"a", "b"} {
+		bi.Elements = append(bi.Elements, bootloader.Element{
+			GrubID: i, ImageName: name + "-image", OSID: name, BootName: "Linux (" + name + ")",
+			RootUUID: "0b5e1c3a-0000-4000-8000-00000000001" + string(rune('0'+i)), MenuentryID: "provisioner-" + name,
+		})
+	}
+	data, err := bi.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &bootloader.Env{}
+	env.Set("saved_entry", "provisioner-b")
+	envData, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(bootloader.GrubEnvPath)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bootloader.BootInfoPath), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bootloader.GrubEnvPath), envData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestMachineNodeBoot(t *testing.T) {
+	dir := writeBootDir(t)
+	n := MachineNode(slog.New(slog.DiscardHandler), dir)
+	if n.Boot == nil {
+		t.Fatal("no Boot")
+	}
+	ans, err := n.Boot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the endpoint encodes is what list --json prints for the same directory.
+	data, err := json.Marshal(ans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got engine.BootList
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Source != dir || got.Saved != 1 || got.Default != 1 || got.Booted != nil || got.Pending != nil || len(got.Elements) != 2 || got.Elements[1].OSID != "b" {
+		t.Errorf("boot: %s", data)
+	}
+
+	// A directory without boot files is the environment's fault, as for list (exit 3).
+	empty := MachineNode(slog.New(slog.DiscardHandler), t.TempDir())
+	if _, err := empty.Boot(context.Background()); engine.ExitCode(err) != engine.ExitEnvironment {
+		t.Errorf("boot without boot files: %v (exit %d), want exit 3", err, engine.ExitCode(err))
+	}
+}
+
+func TestAgentForNode(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	n := MachineNode(log, t.TempDir())
+	ag, err := agentFor(AgentOptions{Log: log, Node: "n1", NodeAPI: n, Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On a node nothing can deploy, not even through the Agent's own methods.
+	if ag.NodeAPI != n || ag.Deploy != nil || ag.Plan != nil || ag.Node != "n1" {
+		t.Errorf("node agent %+v", ag)
+	}
+	ag, err = agentFor(AgentOptions{Log: log, Progress: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ag.NodeAPI != nil || ag.Deploy == nil {
+		t.Errorf("deploy agent %+v", ag)
+	}
+}
