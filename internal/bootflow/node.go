@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
@@ -22,7 +23,25 @@ func MachineNode(log *slog.Logger, bootDir string) *agent.Node {
 	o := engine.BootDirOptions{Dir: bootDir, Env: env, LockWait: nodeLockWait}
 	return &agent.Node{
 		Boot: func(ctx context.Context) (any, error) { return nodeBoot(ctx, o, env) },
+		Reload: func(ctx context.Context, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
+			return nodeReload(ctx, log, o, req, events)
+		},
 	}
+}
+
+// nodeReload is POST /v1/reload: the reload of one image, as `provisioner reload` does it
+// on the node, its events to the callback and to the log.
+func nodeReload(ctx context.Context, log *slog.Logger, o engine.BootDirOptions, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
+	res, err := engine.Reload(ctx, engine.ReloadOptions{
+		Image: req.Image, URL: req.URL, Checksum: req.Checksum, Format: req.Format,
+		ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
+		BootDir: o, Boot: engine.BootOptions{Self: []string{"/proc/self/exe"}},
+		Events: events, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.BootInfo, nil
 }
 
 // nodeBoot is GET /v1/boot: list --json's document, read under list's shared lock.
