@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -114,7 +115,9 @@ var imageHostTools = []string{"mke2fs", "blkid"}
 // bpanic (its kernel panics once the marker is out) and bcorrupt (grub cannot load its
 // kernel) are what a reload inside a booted image installs in b's place.
 func osImages() []testimage.Options {
-	withProvisioner := map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755}}
+	// mke2fs finds mounted filesystems through /etc/mtab, a link on Debian.
+	withProvisioner := map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755},
+		"etc/mtab": {Data: []byte("../proc/self/mounts"), Mode: fs.ModeSymlink}}
 	var l []testimage.Options
 	for _, name := range []string{"a", "b", "b2"} {
 		l = append(l, testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
