@@ -46,8 +46,8 @@ var grubErrorRE = regexp.MustCompile(`error: [^\r\n]*`)
 // image whose kernel grub cannot load falls back to A in the same boot (no key to
 // press); a download cut for good exits 4 and A stays the default.
 //
-// One deploy and 9 boots of the disk (about 10 s each under TCG, 2 to 4 minutes in all
-// with the deploy): A reloads b2; B2 on trial, confirms; B2 as default, switches to A;
+// One deploy (about 75 s under TCG) and 9 boots of the disk (20 to 35 s each; the
+// panicking ones are shorter), 5 to 6 minutes in all: A reloads b2; B2 on trial, confirms; B2 as default, switches to A;
 // A reloads bpanic; BPANIC twice; A by itself, lists and reloads bcorrupt; grub's
 // error then A, which reloads the cut image; A.
 func TestScenarioReloadTrialBIOS(t *testing.T) {
@@ -105,8 +105,8 @@ func TestScenarioReloadTrialBIOS(t *testing.T) {
 
 // TestScenarioReloadTrialUEFI is the good reload of TestScenarioReloadTrialBIOS under
 // OVMF: A reloads b2 with two tries, B2 boots on trial and confirms, B2 boots again as
-// the default. One deploy and 3 boots (about 15 s each under OVMF and TCG, 2 minutes in
-// all with the deploy).
+// the default. One deploy (about 75 s under TCG) and 3 boots (OVMF adds a few seconds to
+// the 20 to 35 s of a boot), about 3 minutes in all.
 func TestScenarioReloadTrialUEFI(t *testing.T) {
 	needSuite(t)
 	if _, err := os.Stat(vmrun.OVMFCode); err != nil {
