@@ -115,7 +115,8 @@ var imageHostTools = []string{"mke2fs", "blkid"}
 // bpanic (its kernel panics once the marker is out) and bcorrupt (grub cannot load its
 // kernel) are what a reload inside a booted image installs in b's place.
 func osImages() []testimage.Options {
-	// mke2fs finds mounted filesystems through /etc/mtab, a link on Debian.
+	// As on Debian, /etc/mtab is a link to the kernel's mount table, for the tools that
+	// read it (mke2fs, when /proc/mounts cannot tell).
 	withProvisioner := map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755},
 		"etc/mtab": {Data: []byte("../proc/self/mounts"), Mode: fs.ModeSymlink}}
 	var l []testimage.Options
