@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -89,15 +90,13 @@ func prepare(tmp string) error {
 	if provisionerBin, err = os.ReadFile(bin); err != nil {
 		return err
 	}
-	for _, name := range []string{"a", "b"} {
+	for _, o := range osImages() {
 		var b bytes.Buffer
-		o := testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
-			Files:      map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755}},
-			InitScript: imageInitScript}
 		if err := kit.WriteTarGz(&b, o); err != nil {
 			return err
 		}
-		images[name+".tar.gz"] = b.Bytes()
+		images[o.Name+".tar.gz"] = b.Bytes()
+		fmt.Fprintf(os.Stderr, "integration: image %s.tar.gz: %d bytes\n", o.Name, b.Len())
 	}
 	var tools bytes.Buffer
 	if err := kit.WriteTarGz(&tools, testimage.Options{Name: "tools", Marker: "UTILITY-IMAGE", NoKernel: true}); err != nil {
@@ -107,11 +106,37 @@ func prepare(tmp string) error {
 	return nil
 }
 
+// imageHostTools are the host programs a provisioner inside a booted image runs to
+// reload another image's root: mke2fs re-creates it with its UUID and label, blkid
+// probes the kept filesystems and finds partitions by UUID.
+var imageHostTools = []string{"mke2fs", "blkid"}
+
+// osImages are the OS images of the suite. a and b are deployed; b2 (a new version of b),
+// bpanic (its kernel panics once the marker is out) and bcorrupt (grub cannot load its
+// kernel) are what a reload inside a booted image installs in b's place.
+func osImages() []testimage.Options {
+	// As on Debian, /etc/mtab is a link to the kernel's mount table, for the tools that
+	// read it (mke2fs, when /proc/mounts cannot tell).
+	withProvisioner := map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755},
+		"etc/mtab": {Data: []byte("../proc/self/mounts"), Mode: fs.ModeSymlink}}
+	var l []testimage.Options
+	for _, name := range []string{"a", "b", "b2"} {
+		l = append(l, testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
+			Files: withProvisioner, InitScript: imageInitScript, HostTools: imageHostTools})
+	}
+	return append(l,
+		testimage.Options{Name: "bpanic", Marker: "BOOTED-IMAGE-BPANIC", PrettyName: "Tiny test image B (kernel panic)", PanicAfterMarker: true},
+		testimage.Options{Name: "bcorrupt", Marker: "BOOTED-IMAGE-BCORRUPT", PrettyName: "Tiny test image B (corrupt kernel)", CorruptKernel: true})
+}
+
 // imageInitScript runs in every booted OS image after its marker: it mounts what its
 // fstab lists (printing each /srv and /boot mount, and a utility image's id found under
 // /srv/tools), then runs the script a test put on a command disk: a disk whose content
 // starts with the line "PROVCMD:" (see commandDisk). Its output goes to the console.
+// /run is a tmpfs as on a systemd node (blkid keeps its cache there); the script's PATH
+// has the sbin directories, where the images' host tools are.
 const imageInitScript = `mount -t tmpfs tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
 mount -a 2>/dev/null
 grep -E ' /(srv|boot)' /proc/mounts | while read dev mnt rest; do echo "MOUNTED $mnt" >/dev/console; done
 [ -f /srv/tools/etc/image-id ] && echo "TOOLS=$(cat /srv/tools/etc/image-id)" >/dev/console
@@ -119,7 +144,7 @@ for d in /dev/vd?; do
 	if [ "$(head -c 8 $d)" = "PROVCMD:" ]; then
 		head -c 65536 $d | tr -d '\000' | tail -n +2 >/tmp/cmd.sh
 		echo "CMD-BEGIN" >/dev/console
-		PATH=/bin:/usr/bin sh /tmp/cmd.sh >/dev/console 2>&1
+		PATH=/bin:/usr/bin:/sbin:/usr/sbin sh /tmp/cmd.sh >/dev/console 2>&1
 		echo "CMD-END rc=$?" >/dev/console
 	fi
 done`

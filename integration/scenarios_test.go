@@ -53,7 +53,15 @@ const failedShell = "starting a shell on the console"
 // holding script, and returns the serial log; the booted image powers off by itself.
 func boot(t *testing.T, disks []string, uefi bool, script string) []byte {
 	t.Helper()
-	all := append([]string(nil), disks...)
+	return bootWith(t, disks, nil, uefi, script)
+}
+
+// bootWith is boot with extra disks (a data disk) attached after disks and before the
+// command disk, so the deployed disks keep their names (vda...), the extra ones follow
+// and the command disk comes last.
+func bootWith(t *testing.T, disks, extra []string, uefi bool, script string) []byte {
+	t.Helper()
+	all := append(append([]string(nil), disks...), extra...)
 	if script != "" {
 		all = append(all, commandDisk(t, script))
 	}

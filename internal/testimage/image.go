@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +37,17 @@ type Options struct {
 	// activates LVM (Kit.StorageInitrd, from PrepareStorage), for a root on a logical
 	// volume or an md raid1 array.
 	Storage bool
+	// HostTools are host programs (found in /usr/sbin, /usr/bin, /sbin, /bin) copied
+	// into /usr/sbin of the image with their loader and libraries, for a provisioner
+	// run inside the booted image that calls them (mke2fs, blkid). Files win over them.
+	HostTools []string
+	// PanicAfterMarker makes /sbin/init exit after the marker and InitScript, so the
+	// kernel panics ("Attempted to kill init") as a broken OS would; with panic=-1 on
+	// the kernel command line the guest reboots at once.
+	PanicAfterMarker bool
+	// CorruptKernel replaces the kernel under /boot with pseudo-random bytes of the
+	// same size and name: kernel probers still find it, a bootloader cannot load it.
+	CorruptKernel bool
 }
 
 // File is an extra file's content and mode. A Mode with fs.ModeSymlink makes a symbolic
@@ -73,9 +87,18 @@ done
 read up _ </proc/uptime
 echo "$(cat /etc/image-id) root=$root uptime=$up" >/dev/console
 %s
-sync
+%s`
+
+// initEnd ends /sbin/init: power off, or (PanicAfterMarker) exit, which the kernel
+// answers with a panic.
+const (
+	initEnd = `sync
 poweroff -f
 `
+	initPanicEnd = `echo "init exits: the kernel panics" >/dev/console
+exit 1
+`
+)
 
 // entry is one member of the image tar.
 type entry struct {
@@ -144,28 +167,17 @@ func (k *Kit) entries(o Options) (map[string]entry, error) {
 		es["bin/"+a] = entry{typ: tar.TypeSymlink, mode: 0o777, link: "busybox"}
 	}
 	if !o.NoKernel {
-		for _, d := range []string{"boot", "dev", "lib64", "run", "sbin"} {
-			es[d] = dir
+		if err := addOSEntries(es, o, k.KernelVersion, k.Vmlinuz, initrd); err != nil {
+			return nil, err
 		}
-		// proc and sys are read-only mount points, tmp is world-writable and sticky, as
-		// on Debian.
-		es["proc"] = entry{typ: tar.TypeDir, mode: 0o555}
-		es["sys"] = entry{typ: tar.TypeDir, mode: 0o555}
-		es["tmp"] = entry{typ: tar.TypeDir, mode: 0o1777}
-		es["sbin/init"] = entry{typ: tar.TypeReg, mode: 0o755, data: []byte(fmt.Sprintf(rootInit, o.InitScript))}
-		// os-prober calls a partition Linux only when /lib*/ld*.so* exists; an empty
-		// file is enough.
-		es["lib64/ld-linux-x86-64.so.2"] = entry{typ: tar.TypeReg, mode: 0o755}
-		es["boot/vmlinuz-"+k.KernelVersion] = entry{typ: tar.TypeReg, mode: 0o644, src: k.Vmlinuz}
-		es["boot/initrd.img-"+k.KernelVersion] = entry{typ: tar.TypeReg, mode: 0o644, src: initrd}
 	}
-	extra := make([]string, 0, len(o.Files))
-	for p := range o.Files {
-		extra = append(extra, p)
+	files, err := o.allFiles()
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(extra) // so the first conflict reported is always the same
-	for _, p := range extra {
-		f := o.Files[p]
+	// Sorted, so the first conflict reported is always the same.
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		f := files[p]
 		e := entry{typ: tar.TypeReg, mode: int64(f.Mode.Perm()), data: f.Data}
 		switch {
 		case f.Mode&fs.ModeSymlink != 0:
@@ -198,6 +210,35 @@ func (k *Kit) entries(o Options) (map[string]entry, error) {
 	return es, nil
 }
 
+// addOSEntries adds what a bootable image has beyond a utility image: the mount points,
+// /sbin/init, the kernel and the stage-1 initramfs.
+func addOSEntries(es map[string]entry, o Options, ver, vmlinuz, initrd string) error {
+	dir := entry{typ: tar.TypeDir, mode: 0o755}
+	for _, d := range []string{"boot", "dev", "lib64", "run", "sbin"} {
+		es[d] = dir
+	}
+	// proc and sys are read-only mount points, tmp is world-writable and sticky, as
+	// on Debian.
+	es["proc"] = entry{typ: tar.TypeDir, mode: 0o555}
+	es["sys"] = entry{typ: tar.TypeDir, mode: 0o555}
+	es["tmp"] = entry{typ: tar.TypeDir, mode: 0o1777}
+	end := initEnd
+	if o.PanicAfterMarker {
+		end = initPanicEnd
+	}
+	es["sbin/init"] = entry{typ: tar.TypeReg, mode: 0o755, data: []byte(fmt.Sprintf(rootInit, o.InitScript, end))}
+	// os-prober calls a partition Linux only when /lib*/ld*.so* exists; an empty
+	// file is enough.
+	es["lib64/ld-linux-x86-64.so.2"] = entry{typ: tar.TypeReg, mode: 0o755}
+	kernel, err := kernelEntry(vmlinuz, o.CorruptKernel)
+	if err != nil {
+		return fmt.Errorf("testimage: image %q: %w", o.Name, err)
+	}
+	es["boot/vmlinuz-"+ver] = kernel
+	es["boot/initrd.img-"+ver] = entry{typ: tar.TypeReg, mode: 0o644, src: initrd}
+	return nil
+}
+
 // validate rejects options that would make a broken or ambiguous image.
 func (o Options) validate() error {
 	if o.Name == "" || strings.Trim(o.Name, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
@@ -209,6 +250,14 @@ func (o Options) validate() error {
 	if o.Storage && o.NoKernel {
 		return fmt.Errorf("testimage: image %q: a utility image (no kernel) has no initramfs to give storage support", o.Name)
 	}
+	if (o.PanicAfterMarker || o.CorruptKernel) && o.NoKernel {
+		return fmt.Errorf("testimage: image %q: a utility image (no kernel) cannot panic or have a corrupt kernel", o.Name)
+	}
+	for _, t := range o.HostTools {
+		if t == "" || strings.ContainsAny(t, "/\x00") {
+			return fmt.Errorf("testimage: image %q: host tool %q: want a program name", o.Name, t)
+		}
+	}
 	if strings.ContainsAny(o.PrettyName, "\n\r") {
 		return fmt.Errorf("testimage: image %q: pretty name %q: want one line", o.Name, o.PrettyName)
 	}
@@ -218,6 +267,44 @@ func (o Options) validate() error {
 		}
 	}
 	return nil
+}
+
+// allFiles returns the host tools' files with Files over them.
+func (o Options) allFiles() (map[string]File, error) {
+	if len(o.HostTools) == 0 {
+		return o.Files, nil
+	}
+	tools := make([]hostTool, len(o.HostTools))
+	for i, n := range o.HostTools {
+		tools[i] = hostTool{name: n}
+	}
+	files, err := hostToolFiles(tools, hostToolDirs, "usr/sbin")
+	if err != nil {
+		return nil, fmt.Errorf("testimage: image %q: host tools: %w", o.Name, err)
+	}
+	maps.Copy(files, o.Files)
+	return files, nil
+}
+
+// corruptSeed makes a corrupt kernel's bytes the same in every run, so equal options
+// still give equal images.
+var corruptSeed = [32]byte{'c', 'o', 'r', 'r', 'u', 'p', 't'}
+
+// kernelEntry is the image's kernel: the kit's file, or with corrupt, as many
+// pseudo-random bytes. Random bytes fail grub's and the kernel's checks (the "HdrS"
+// magic of the x86 boot protocol at 0x202, the PE header) the way a torn or damaged
+// file would, without matching any format by chance.
+func kernelEntry(vmlinuz string, corrupt bool) (entry, error) {
+	if !corrupt {
+		return entry{typ: tar.TypeReg, mode: 0o644, src: vmlinuz}, nil
+	}
+	st, err := os.Stat(vmlinuz)
+	if err != nil {
+		return entry{}, err
+	}
+	data := make([]byte, st.Size())
+	rand.NewChaCha8(corruptSeed).Read(data)
+	return entry{typ: tar.TypeReg, mode: 0o644, data: data}, nil
 }
 
 // osRelease renders /etc/os-release; values are quoted as os-release(5) asks.

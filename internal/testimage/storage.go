@@ -3,23 +3,16 @@ package testimage
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/provisioner/provisioner/internal/elfdeps"
 )
-
-// storageTool is a host program a storage image's stage 1 runs, with its Debian package
-// for the error that names what to install.
-type storageTool struct{ name, pkg string }
 
 // storageTools go into /bin of a storage initramfs. They come from the build host, which
 // has them anyway (the deploy ramdisk is built from the same host tools): Debian has no
 // static builds of either, and fetching their packages with every library's package
 // would mean resolving dependencies the way apt does.
-var storageTools = []storageTool{{"mdadm", "mdadm"}, {"lvm", "lvm2"}}
+var storageTools = []hostTool{{"mdadm", "mdadm"}, {"lvm", "lvm2"}}
 
 // storageToolDirs are searched, in order, for storageTools; a variable so tests can
 // point it elsewhere.
@@ -71,43 +64,10 @@ func (k *Kit) PrepareStorage(ctx context.Context) error {
 // the lvm configuration, by archive path. Each library keeps the path it was found at,
 // in a directory the loader searches by default, so the initramfs needs no ld.so.cache.
 func storageFiles(dirs []string) (map[string]File, error) {
-	var progs, missing []string
-	for _, t := range storageTools {
-		p := elfdeps.FindProgram(t.name, dirs)
-		if p == "" {
-			missing = append(missing, fmt.Sprintf("%s (package %s)", t.name, t.pkg))
-			continue
-		}
-		progs = append(progs, p)
+	files, err := hostToolFiles(storageTools, dirs, "bin")
+	if err != nil {
+		return nil, fmt.Errorf("testimage: storage initramfs: %w", err)
 	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("testimage: storage initramfs: not found in %s: %s", strings.Join(dirs, ":"), strings.Join(missing, ", "))
-	}
-	files := map[string]File{"etc/lvm/lvm.conf": {Data: []byte(stage1LVMConf), Mode: 0o644}}
-	r := &elfdeps.Resolver{Dirs: libDirs}
-	for _, p := range progs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("testimage: storage initramfs: %w", err)
-		}
-		files["bin/"+filepath.Base(p)] = File{Data: data, Mode: 0o755}
-		libs, err := r.Needs(p)
-		if err != nil {
-			return nil, fmt.Errorf("testimage: storage initramfs: %w", err)
-		}
-		for _, l := range libs {
-			name := strings.TrimPrefix(filepath.Clean(l), "/")
-			if _, done := files[name]; done {
-				continue
-			}
-			// A library found through a symlink (libudev.so.1 -> libudev.so.1.7.5) is
-			// stored under the name the loader asks for, with the target's bytes.
-			data, err := os.ReadFile(l)
-			if err != nil {
-				return nil, fmt.Errorf("testimage: storage initramfs: %s needs %w", p, err)
-			}
-			files[name] = File{Data: data, Mode: 0o755}
-		}
-	}
+	files["etc/lvm/lvm.conf"] = File{Data: []byte(stage1LVMConf), Mode: 0o644}
 	return files, nil
 }
