@@ -353,3 +353,20 @@ func TestReloadRejectsBadBodies(t *testing.T) {
 		t.Errorf("state after bad bodies: %+v", st)
 	}
 }
+
+// TestNodeRefusesKexec: on a node, kexec would boot a kernel without grub, so a pending
+// trial would go uncounted; reboot and poweroff stay available.
+func TestNodeRefusesKexec(t *testing.T) {
+	fn := newFakeNode()
+	powered := make(chan string, 1)
+	ts := apiServer(t, &Server{Agent: &Agent{NodeAPI: fn.node(), Power: func(_ context.Context, action string) error { powered <- action; return nil }}})
+	ans := call(t, ts, "POST", "/v1/power", testToken, `{"action": "kexec"}`)
+	if ans.code != http.StatusBadRequest || !strings.Contains(ans.json(t)["error"].(string), "use reboot") {
+		t.Errorf("kexec on a node: %d %s", ans.code, ans.body)
+	}
+	select {
+	case a := <-powered:
+		t.Errorf("power action %q ran", a)
+	default:
+	}
+}

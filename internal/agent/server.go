@@ -251,6 +251,12 @@ func (s *Server) handlePower(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown power action %q: want reboot, poweroff or kexec", req.Action))
 		return
 	}
+	if req.Action == ActionKexec && s.Agent.NodeAPI != nil {
+		// kexec loads a kernel without grub: a pending trial would not be counted, and
+		// the entry grub would pick (a trial, a one-shot entry) not booted.
+		writeError(w, http.StatusBadRequest, "kexec is not available on a deployed node: it would bypass grub and a pending trial's count; use reboot")
+		return
+	}
 	if err := s.Agent.beginPower(); err != nil {
 		writeError(w, http.StatusConflict, err.Error())
 		return
