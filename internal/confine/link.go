@@ -86,3 +86,32 @@ func (d *Dir) Lchown(name string, uid, gid int) error {
 	}
 	return nil
 }
+
+// CheckMkdir fails when MkdirAll(name) would: a component of name that exists is not a
+// real directory (a symlink, even one that stays inside the tree, or a file). Nothing
+// is made, so a caller can check every directory it is about to make before it writes
+// anything.
+func (d *Dir) CheckMkdir(name string) error {
+	c, err := d.rel(name)
+	if err != nil {
+		return err
+	}
+	if c == "." {
+		return nil
+	}
+	parts := strings.Split(c, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := d.root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.Path(p), d.escapes(p, err))
+		}
+		if !fi.IsDir() {
+			return d.unsafe(p, "is "+kind(fi.Mode())+", not a directory")
+		}
+	}
+	return nil
+}

@@ -78,3 +78,21 @@ func uid(fi os.FileInfo) int {
 	}
 	return -1
 }
+
+func TestCheckMkdir(t *testing.T) {
+	top, _, _ := tree(t)
+	d := open(t, top)
+	for _, name := range []string{"etc", "etc/new/deeper", "boot/real/x", "missing/a/b", "/"} {
+		if err := d.CheckMkdir(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"dir-link/x", "boot/inside-link", "etc/os-release/x", "fifo"} {
+		if err := d.CheckMkdir(name); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("%s: err = %v, want ErrUnsafe", name, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(top, "etc/new")); !os.IsNotExist(err) {
+		t.Errorf("CheckMkdir made etc/new: %v", err)
+	}
+}
