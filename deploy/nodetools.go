@@ -107,11 +107,11 @@ func (d *Deployer) CheckNodeTools(images []*partition.Image) error {
 func checkStatic(name string, r io.ReaderAt) error {
 	f, err := elf.NewFile(r)
 	if err != nil {
-		return fmt.Errorf("%s is not an ELF program: %w", name, err)
+		return fmt.Errorf("%s is not an ELF program (%v): %w", name, err, ErrNotStatic)
 	}
 	defer f.Close()
-	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-		return fmt.Errorf("%s is an ELF %s, not a program: %w", name, f.Type, ErrNotStatic)
+	if (f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN) || f.Entry == 0 {
+		return fmt.Errorf("%s is an ELF %s without an entry point, not a program: %w", name, f.Type, ErrNotStatic)
 	}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
