@@ -41,6 +41,9 @@ type Deployer struct {
 	// volumes need not be mounted twice. Its error fails the image as it is, so it names
 	// the image itself.
 	Inspect func(ctx context.Context, im *partition.Image, root string) error
+	// NodeToolsBinary is the provisioner program installed into the images that ask for
+	// the node tools; it must be statically linked. "" is the running program.
+	NodeToolsBinary string
 
 	// digests holds what ResolveDigests found, by image name.
 	digests map[string]Digest
@@ -80,7 +83,8 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 // temporary root (shallowest first), streams the image into its target (tar extracted,
 // raw written block-wise before mounting) or, for an rsync source, copies the tree there
 // with rsync, verifies a stream's checksum while streaming, writes
-// the image's /etc/fstab from the plan, and unmounts in reverse order, also on failure.
+// the image's /etc/fstab from the plan, installs the node tools into a whole-OS image
+// that asks for them, and unmounts in reverse order, also on failure.
 // Its errors name the image, or the mount point a failed unmount leaves held. They match
 // ErrImage when the image is at fault (fetch, checksum, format, decompression,
 // truncation, an entry the tree cannot take) and ErrWrite when a target filesystem or
@@ -103,10 +107,10 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 			err = unmountErr // it names the mount point
 		}
 	}()
-	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab}
+	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab, dp.nodeTools}
 	if _, isRsync, _ := rsyncSource(im.URL); isRsync {
 		// A tree, not a stream: nothing to sniff, decompress or checksum.
-		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab}
+		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab, dp.nodeTools}
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

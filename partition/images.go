@@ -56,6 +56,7 @@ func (p *planner) planImages() {
 		p.l.Images = append(p.l.Images, &Image{
 			Name: si.Name, URL: si.Source(), Target: si.Target, Boot: si.Name == p.l.BootImage,
 			Checksum: si.Checksum, Format: si.Format, ImageUUID: si.ImageUUID, ImageName: si.ImageName,
+			NodeTools: si.NodeTools && si.IsRoot(),
 		})
 	}
 	p.l.renderImages()

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -248,5 +249,39 @@ func TestPlanUtilityImage(t *testing.T) {
 	}
 	if got := mountPaths(imageByName(t, l, "ubuntu")); !reflect.DeepEqual(got, []string{"/", "/usr/share/utils"}) {
 		t.Errorf("ubuntu mounts %q", got)
+	}
+}
+
+func TestPlanNodeTools(t *testing.T) {
+	const doc = `{
+	  "images": [
+	    {"name": "centos", "url": "u", "target": "/", "boot": true, "node_tools": true},
+	    {"name": "ubuntu", "url": "u", "target": "/"},
+	    {"name": "utils", "url": "u", "target": "/usr/share/utils", "node_tools": true}
+	  ],
+	  "partitions": [{
+	    "type": "disk", "id": {"type": "name", "value": "vda"}, "size": "15000 MB",
+	    "volumes": [
+	      {"type": "partition", "mount": "/", "file_system": "ext4", "size": "5000 MB", "images": ["centos"]},
+	      {"type": "partition", "mount": "/", "file_system": "ext4", "size": "5000 MB", "images": ["ubuntu"]},
+	      {"type": "partition", "mount": "/usr/share/utils", "file_system": "ext4", "size": "2000",
+	       "images": ["centos", "ubuntu", "utils"]}
+	    ]
+	  }]
+	}`
+	l := mustPlan(t, doc, nil, "tools")
+	// The utility image is never booted: its node_tools is dropped.
+	for name, want := range map[string]bool{"centos": true, "ubuntu": false, "utils": false} {
+		im := imageByName(t, l, name)
+		if im.NodeTools != want {
+			t.Errorf("image %s: NodeTools %v, want %v", name, im.NodeTools, want)
+		}
+		b, err := json.Marshal(im)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `"node_tools":true`); got != want {
+			t.Errorf("image %s in JSON: %s", name, b)
+		}
 	}
 }

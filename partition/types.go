@@ -205,6 +205,9 @@ type Image struct {
 	Format    string `json:"format,omitempty"`
 	ImageUUID string `json:"image_uuid,omitempty"`
 	ImageName string `json:"image_name,omitempty"`
+	// NodeTools asks the deploy to install the provisioner and its confirm unit into the
+	// image; the planner sets it only for a whole-OS image, the only kind that boots.
+	NodeTools bool `json:"node_tools,omitempty"`
 	// RootUUID is the UUID of the filesystem mounted at the image's target.
 	RootUUID string `json:"root_uuid"`
 	// Mounts are mounted in this order (shallowest first) and unmounted in reverse.

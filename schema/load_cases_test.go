@@ -316,6 +316,18 @@ func TestLoadCases(t *testing.T) {
 			errs: []want{has("/partitions/1/keep_data", `keep_data cannot apply`)},
 		},
 
+		// node_tools, our extension: a boolean, and only for a whole OS.
+		{
+			name: "node_tools that is a string",
+			ops:  []op{set("/images/0/node_tools", `"yes"`)},
+			errs: []want{has("/images/0/node_tools", "got string, want boolean")},
+		},
+		{
+			name: "node_tools written as 1",
+			ops:  []op{set("/images/1/node_tools", `1`)},
+			errs: []want{has("/images/1/node_tools", "got number, want boolean")},
+		},
+
 		// Labels.
 		{
 			name: "ext4 label of 17 bytes",
@@ -557,6 +569,15 @@ func TestLoadCases(t *testing.T) {
 			warns: []want{is("/partitions/1/volumes/0/size", `size "0%": the volume is skipped`)},
 		},
 		{
+			name: "node_tools on a utility image",
+			ops: []op{
+				add("/images/-", utilsImage),
+				add("/partitions/0/volumes/-", utilsVolume),
+				set("/images/2/node_tools", `true`),
+			},
+			warns: []want{is("/images/2/node_tools", `image "utils" is deployed at "/usr/share/utils", not "/": a utility image is never booted, so node_tools is ignored`)},
+		},
+		{
 			name:  "esp_size with bios boot mode",
 			ops:   []op{set("/boot_mode", `"bios"`), set("/esp_size", `"256 MiB"`)},
 			warns: []want{is("/esp_size", `ignored: this spec has no such partition`)},
@@ -637,6 +658,15 @@ func TestLoadCases(t *testing.T) {
 			check: func(t *testing.T, s *schema.Spec) {
 				if s.Policy() != schema.PolicyVerify || !volumeAt(t, s, 1, 0).KeepData {
 					t.Errorf("policy %q, keep_data %v; want verify, true", s.Policy(), volumeAt(t, s, 1, 0).KeepData)
+				}
+			},
+		},
+		{
+			name: "node_tools on one OS image",
+			ops:  []op{set("/images/1/node_tools", `true`)},
+			check: func(t *testing.T, s *schema.Spec) {
+				if s.Images[0].NodeTools || !s.Images[1].NodeTools {
+					t.Errorf("node_tools: centos %v, ubuntu %v; want false, true", s.Images[0].NodeTools, s.Images[1].NodeTools)
 				}
 			},
 		},

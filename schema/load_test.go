@@ -633,6 +633,8 @@ func TestExtensionValues(t *testing.T) {
 		"boot_mode uefi":    {set("/boot_mode", `"uefi"`)},
 		"policy verify":     {set("/partitions_policy", `"verify"`)},
 		"policy nailgun":    {set("/partitions_policy", `"nailgun_legacy"`)},
+		"node_tools true":   {set("/images/0/node_tools", `true`)},
+		"node_tools false":  {set("/images/0/node_tools", `false`)},
 	}
 	for _, f := range []string{"tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "raw", "raw.gz", "raw.xz", "raw.zst", "raw.bz2"} {
 		ok["format "+f] = []op{set("/images/0/format", `"`+f+`"`)}
@@ -654,6 +656,7 @@ func TestExtensionValues(t *testing.T) {
 		{"unknown format", set("/images/0/format", `"qcow2"`), "/images/0/format"},
 		{"unknown id type", set("/partitions/0/id", `{"type": "uuid", "value": "x"}`), "/partitions/0/id/type"},
 		{"unknown boot mode", set("/boot_mode", `"legacy"`), "/boot_mode"},
+		{"node_tools null", set("/images/1/node_tools", `null`), "/images/1/node_tools"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

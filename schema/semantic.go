@@ -103,6 +103,9 @@ func (c *checker) checkImages() {
 		} else if im.Target != "" {
 			c.errf(ptr+"/target", "target %q must be an absolute path without \"..\"", im.Target)
 		}
+		if im.NodeTools && !im.IsRoot() && im.Target != "" {
+			c.warnf(ptr+"/node_tools", "image %q is deployed at %q, not \"/\": a utility image is never booted, so node_tools is ignored", im.Name, im.Target)
+		}
 		if im.Boot {
 			switch {
 			case !im.IsRoot():

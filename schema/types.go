@@ -93,6 +93,11 @@ type Image struct {
 	ImageName string `json:"image_name,omitempty"`
 	Checksum  string `json:"checksum,omitempty"`
 	Format    string `json:"format,omitempty"`
+	// NodeTools asks for the provisioner binary and its confirm unit to be installed
+	// into the image, so that the booted OS can confirm a trial boot and reload its
+	// siblings. Off by default: the image is changed only when it asks. Only a whole-OS
+	// image boots, so a utility image's NodeTools is ignored (Load warns).
+	NodeTools bool `json:"node_tools,omitempty"`
 }
 
 // Source returns where the image is pulled from, whichever key named it.

@@ -35,6 +35,9 @@ type DeployOptions struct {
 	// PreserveOnError keeps what a failed clean deploy wrote; by default its partition
 	// tables are erased so the machine cannot boot a half-written OS.
 	PreserveOnError bool
+	// NodeToolsBinary is the provisioner program installed into images with node_tools
+	// ("": the running one); it must be statically linked.
+	NodeToolsBinary string
 }
 
 // DeployResult is what a deploy produced.
@@ -65,10 +68,15 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: opts.Env.Run},
 		Run: opts.Env.Run, Sys: opts.Env.Sys, Out: opts.Out, TTY: opts.TTY, Log: opts.Log,
 		TmpDir: opts.TmpDir, ProgressInterval: opts.ProgressInterval, Inspect: kernels.inspect,
+		NodeToolsBinary: opts.NodeToolsBinary,
 	}
 	opts.check = func(ctx context.Context, l *partition.Layout) error {
 		if err := checkProber(l, opts.Boot); err != nil {
 			return err
+		}
+		// A program the images cannot run is found before anything is written.
+		if err := d.CheckNodeTools(l.Images); err != nil {
+			return Environmentf("%w", err)
 		}
 		if err := checkOutputPath(opts.Boot.BootInfoPath); err != nil || opts.DryRun {
 			return err
@@ -160,10 +168,13 @@ func bootDryRun(w io.Writer, l *partition.Layout, o BootOptions) {
 }
 
 func fstabNote(im *partition.Image) string {
-	if im.Target == "/" {
-		return "written to /etc/fstab"
+	if im.Target != "/" {
+		return "not written (utility image)"
 	}
-	return "not written (utility image)"
+	if im.NodeTools {
+		return "written to /etc/fstab, node tools installed"
+	}
+	return "written to /etc/fstab"
 }
 
 // deployAll runs one goroutine per image; each holds a lock on every disk its
