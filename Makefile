@@ -8,7 +8,7 @@ DEMO_SPEC ?= examples/demo.json
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/provisioner
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/provisioner
 
 # Every test layer: unit and golden tests everywhere, loop-device tests when run as root
 # (CI runs as root), then the QEMU integration suite (build tag integration: it builds the

@@ -185,6 +185,9 @@ func (r *reload) prepare(ctx context.Context) error {
 		return err
 	}
 	r.newDeployer()
+	if err := r.d.CheckNodeTools([]*partition.Image{r.plan.Image}); err != nil {
+		return Environmentf("reload: %w", err)
+	}
 	r.events.emit(Event{Message: fmt.Sprintf("opening %s and checking its format and checksum", r.o.URL)})
 	if err := r.d.Preflight(ctx, r.plan.Image); err != nil {
 		return err
@@ -312,6 +315,7 @@ func (r *reload) newDeployer() {
 		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
 		Run: env.Run, Sys: env.Sys, Out: r.o.Out, TTY: r.o.TTY, Log: r.o.Log,
 		TmpDir: r.o.TmpDir, ProgressInterval: r.o.ProgressInterval, Inspect: r.probe.inspect,
+		NodeToolsBinary: r.o.NodeToolsBinary,
 	}
 	if r.o.Events != nil {
 		r.d.OnProgress = func(image string, done, total int64) {
