@@ -243,7 +243,9 @@ func (f *bootFiles) status(bootedRootUUID string) Status {
 	if _, saved := env.Get(envSavedEntry); !saved || f.envErr != nil {
 		// Without saved_entry grub.cfg falls back to the deploy's boot image.
 		if e := f.fallback(); e != nil {
-			st.Default = e.GrubID
+			if st.bySaved {
+				st.Default = e.GrubID
+			}
 			if st.Pending == nil {
 				st.Saved = e.GrubID
 			}
@@ -275,8 +277,9 @@ const maxGrubCfg = 1 << 20
 // Status is what List reports.
 type Status struct {
 	Elements []Element
-	// Default is the grub_id grub will boot: next_entry if set, else saved_entry, else
-	// current_element. A value naming no entry makes grub boot its first entry, grub_id 0.
+	// Default is the grub_id grub will boot: next_entry if set, else a pending trial's entry
+	// while it has tries left, else saved_entry, else current_element. A value naming no
+	// entry makes grub boot its first entry, grub_id 0.
 	Default int
 	// Saved is the grub_id of saved_entry (current_element when saved_entry is unset).
 	Saved int
@@ -290,6 +293,15 @@ type Status struct {
 	// EnvError is non-empty when grubenv does not parse: grub then boots grub.cfg's fallback
 	// entry (Default says which, when grub.cfg could be read), and switch-default rewrites it.
 	EnvError string
+	// Trial is the pending trial boot (trial_entry in grubenv), nil when none.
+	Trial *TrialStatus
+	// FailedTrial is a trial grub rolled back (trial_failed in grubenv) that NoteRollback has
+	// not noted yet, nil when none; its At is zero.
+	FailedTrial *TrialOutcome
+	// LastTrial is how the last trial ended, as boot-info.json records it.
+	LastTrial *TrialOutcome
+	// bySaved is set when Default is saved_entry's: neither a one-shot nor a trial entry.
+	bySaved bool
 }
 
 // List reads the boot files under dir; bootedRootUUID is the running system's root
@@ -307,7 +319,7 @@ func List(dir, bootedRootUUID string) (Status, error) {
 // grubenv wins over boot-info.json wherever they disagree, because grubenv is what grub
 // actually reads at boot.
 func status(bi *BootInfo, env *Env, bootedRootUUID string) Status {
-	st := Status{Elements: bi.Elements, Saved: bi.CurrentElement, Default: bi.CurrentElement}
+	st := Status{Elements: bi.Elements, Saved: bi.CurrentElement, Default: bi.CurrentElement, bySaved: true}
 	var mismatch []string
 	if elementByID(bi, bi.CurrentElement) == nil {
 		mismatch = append(mismatch, fmt.Sprintf("boot-info.json current_element %d names no element", bi.CurrentElement))
@@ -329,17 +341,18 @@ func status(bi *BootInfo, env *Env, bootedRootUUID string) Status {
 		if e := resolveEnvEntry(bi, next); e != nil {
 			id := e.GrubID
 			st.Pending = &id
-			st.Default = id
+			st.Default, st.bySaved = id, false
 			if bi.PendingOnce == nil || *bi.PendingOnce != id {
 				mismatch = append(mismatch, fmt.Sprintf("grubenv next_entry %q is grub_id %d but boot-info.json pending_once is %s", next, id, optInt(bi.PendingOnce)))
 			}
 		} else {
-			st.Default = 0
+			st.Default, st.bySaved = 0, false
 			mismatch = append(mismatch, fmt.Sprintf("grubenv next_entry %q names no entry in boot-info.json; grub boots its first entry", next))
 		}
 	}
 	// A pending_once without next_entry is not a mismatch: grub clears next_entry when it
 	// boots the one-shot entry and cannot update boot-info.json.
+	mismatch = append(mismatch, st.addTrial(bi, env)...)
 	if bootedRootUUID != "" {
 		for _, e := range bi.Elements {
 			// vfat and some tools print UUIDs in upper case.
