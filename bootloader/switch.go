@@ -45,6 +45,12 @@ type SwitchResult struct {
 	// EnvRewritten, when set, says why grubenv could not be read: the switch replaced it
 	// with a valid block holding only the switch's variables.
 	EnvRewritten string
+	// CancelledTrial is the entry whose pending trial a permanent switch cancelled, nil
+	// when none was pending.
+	CancelledTrial *Element
+	// NotedRollback is the record of a rollback grub had made, which the switch noted
+	// first (NoteRollback); nil when there was none.
+	NotedRollback *HistoryEntry
 }
 
 // SwitchOptions say which entry SwitchDefault makes boot next, and how.
@@ -72,7 +78,11 @@ type SwitchOptions struct {
 // <why>" or the error.
 //
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
-// boot next, and a leftover next_entry would boot something else first.
+// boot next, and a leftover next_entry would boot something else first. For the same reason it
+// cancels a pending trial (ArmTrial), and its record says so. A one-shot switch leaves a trial
+// alone: the one-shot entry boots once, without taking a try, and the trial goes on after it.
+// A rollback grub made is noted (NoteRollback) before the switch, which would otherwise
+// clear it unrecorded.
 //
 // A grubenv that does not parse (corrupted, or not a grub environment block) is replaced by a
 // valid one (EnvRewritten says why): grub cannot read it either, so nothing it held still
@@ -93,6 +103,9 @@ func SwitchDefault(ctx context.Context, dir string, o SwitchOptions) (SwitchResu
 // history record or failed doing so.
 func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res SwitchResult, recorded bool, err error) {
 	res = SwitchResult{Once: o.Once}
+	if res.NotedRollback, err = NoteRollback(ctx, dir); err != nil {
+		return res, false, err
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return res, false, err
@@ -120,7 +133,7 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 	saved, _ := env.Get(envSavedEntry)
 	next, _ := env.Get(envNextEntry)
 	if !o.Once && files.envErr == nil && saved == target.MenuentryID && next == "" &&
-		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil {
+		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil && !trialPending(bi, env) {
 		res.Unchanged = true
 		return res, false, nil
 	}
@@ -134,6 +147,9 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 		env.Unset(envNextEntry)
 		bi.CurrentElement = id
 		bi.PendingOnce = nil
+		res.CancelledTrial = pendingTrialEntry(bi, env)
+		clearTrial(env)
+		bi.Trial = nil
 	}
 	rec := switchRecord(o, res, nil)
 	err = Commit(ctx, files.d, State{Info: bi, Env: env, History: &rec}, CommitOptions{hook: o.hook})
@@ -177,7 +193,28 @@ func switchRecord(o SwitchOptions, res SwitchResult, err error) HistoryEntry {
 	case res.EnvRewritten != "":
 		h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
 	}
+	if res.CancelledTrial != nil && err == nil {
+		h.Result += "; trial of " + res.CancelledTrial.OSID + " cancelled"
+	}
 	return h
+}
+
+// pendingTrialEntry returns the entry of the trial pending in env (else in bi), nil when
+// none is or it names no entry.
+func pendingTrialEntry(bi *BootInfo, env *Env) *Element {
+	if entry, _ := env.Get(envTrialEntry); entry != "" {
+		if e := resolveEnvEntry(bi, entry); e != nil {
+			c := *e
+			return &c
+		}
+	}
+	if bi.Trial != nil {
+		if e := elementByID(bi, bi.Trial.GrubID); e != nil {
+			c := *e
+			return &c
+		}
+	}
+	return nil
 }
 
 // bootFiles are boot-info.json and grubenv as read from a boot directory.
