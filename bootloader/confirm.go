@@ -142,7 +142,7 @@ func notOnTrialText(st Status) string {
 	if st.Booted != nil {
 		s += ", but " + st.name(*st.Booted) + " is booted now"
 	} else {
-		s += ", but the booted system is none of the entries"
+		s += ", but none of the entries is booted here"
 	}
 	return s + ": nothing changed (confirm runs inside the system on trial)"
 }

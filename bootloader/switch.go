@@ -35,7 +35,9 @@ const bootFilePerm = 0o644
 
 // SwitchResult says what SwitchDefault did.
 type SwitchResult struct {
-	// From is the entry grub would have booted next before the switch; To the chosen one.
+	// From is the entry grub would have booted next before the switch, except that a
+	// permanent switch during a trial comes from the default the trial would have rolled
+	// back to; To is the chosen one.
 	From, To Element
 	// Once is set for a one-shot switch (next_entry).
 	Once bool
@@ -126,7 +128,11 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 		return res, false, fmt.Errorf("switching default in %s: boot entry %d has no menuentry_id in %s", dir, target.GrubID, BootInfoPath)
 	}
 	st := files.status("")
-	if from := elementByID(bi, st.Default); from != nil {
+	fromID := st.Default
+	if !o.Once && st.Trial != nil {
+		fromID = st.Saved
+	}
+	if from := elementByID(bi, fromID); from != nil {
 		res.From = *from
 	}
 

@@ -229,7 +229,7 @@ func TestConfirmElsewhere(t *testing.T) {
 		want         string
 	}{
 		{"previous default", "aaaa-root-0", 1, "trial of ubuntu pending with 2 of 3 tries left, but centos is booted now: nothing changed (confirm runs inside the system on trial)"},
-		{"unknown system", "", 0, "trial of ubuntu pending with 3 of 3 tries left, but the booted system is none of the entries: nothing changed (confirm runs inside the system on trial)"},
+		{"unknown system", "", 0, "trial of ubuntu pending with 3 of 3 tries left, but none of the entries is booted here: nothing changed (confirm runs inside the system on trial)"},
 		{"no try left", "cccc-root-2", 3, "trial of ubuntu pending with no try left (the next boot rolls back to centos), but utility is booted now: nothing changed (confirm runs inside the system on trial)"},
 	} {
 		dir := trialDir(t, 3, tc.used)
@@ -287,7 +287,7 @@ func TestSwitchDefaultTrial(t *testing.T) {
 	}
 	// A permanent switch cancels it, even to the default it would roll back to.
 	res, err = SwitchDefault(ctx, dir, SwitchOptions{Entry: "centos"})
-	if err != nil || res.Unchanged || res.CancelledTrial == nil || res.CancelledTrial.GrubID != 1 {
+	if err != nil || res.Unchanged || res.CancelledTrial == nil || res.CancelledTrial.GrubID != 1 || res.From.GrubID != 0 {
 		t.Fatalf("%v %+v", err, res)
 	}
 	env = readEnv(t, dir)
