@@ -273,9 +273,9 @@ func Render(c Config) []byte {
 //     so that an entry whose kernel or initrd cannot be loaded falls back to the
 //     previous default in the same boot instead of stopping at grub's error.
 //   - A trial with no try left is over: its entry is moved to trial_failed (list, history
-//     and confirm report and note it) and saved_entry boots. Variables are cleared with
-//     "set var=" before save_env, since save_env of an unset variable deletes it from the
-//     file only, which would read the same but differs from what the provisioner writes.
+//     and confirm report and note it) and saved_entry boots. trial_entry is emptied with
+//     "set var=", not unset: save_env writes an empty value as it is, while it deletes an
+//     unset variable from grubenv, and every test of the script reads empty as not set.
 //   - Else saved_entry, the default.
 //   - With no default at all (a fresh, cleared or unreadable grubenv), the plan's boot
 //     image rather than grub's first entry.
