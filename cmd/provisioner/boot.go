@@ -75,30 +75,7 @@ then fails with exit code 3, having changed nothing. An image file attached to a
 device with a mounted partition is refused (use --boot-dir with its mount point).`
 
 // listJSON is list --json's document.
-type listJSON struct {
-	Source  string `json:"source"`
-	Default int    `json:"default"`
-	Saved   int    `json:"saved"`
-	Pending *int   `json:"pending_once"`
-	Booted  *int   `json:"booted"`
-	// Trial is the pending trial boot, null when none.
-	Trial *bootloader.TrialStatus `json:"trial"`
-	// Rollback is a rollback grub made that this list found (and recorded, unless the
-	// boot files cannot be written), null when none.
-	Rollback *engine.Rollback `json:"rollback"`
-	// LastTrial is how the last trial ended, null before the first.
-	LastTrial *bootloader.TrialOutcome `json:"last_trial"`
-	Mismatch  string                   `json:"mismatch,omitempty"`
-	GrubEnv   string                   `json:"grubenv_error,omitempty"`
-	Elements  []bootloader.Element     `json:"elements"`
-}
-
-// newListJSON is list --json's document for l.
-func newListJSON(l engine.BootListing) listJSON {
-	st := l.Status
-	return listJSON{Source: l.Source, Default: st.Default, Saved: st.Saved, Pending: st.Pending, Booted: st.Booted,
-		Trial: st.Trial, Rollback: l.Rollback, LastTrial: st.LastTrial, Mismatch: st.Mismatch, GrubEnv: st.EnvError, Elements: st.Elements}
-}
+type listJSON = engine.BootDocument
 
 func newListCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
@@ -132,7 +109,7 @@ cannot be written, it is only shown).
 				return err
 			}
 			if asJSON {
-				return writeJSON(s.out, newListJSON(l))
+				return writeJSON(s.out, l.Document())
 			}
 			printList(s.out, l.Source, l.Status)
 			printRollback(s.out, l.Rollback)
