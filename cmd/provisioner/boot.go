@@ -69,9 +69,10 @@ node. --device PATH looks in a disk, partition or disk-image file instead (offli
 image file is attached to a loop device), --boot-dir DIR in a directory.
 
 The disk or image file and then the boot directory are locked (flock) while the command
-runs, exclusively by switch-default and confirm, shared by list and history, as a deploy
-locks its disks: a command finding them locked by another run waits --lock-wait (30s by default),
-then fails with exit code 3, having changed nothing. An image file attached to a loop
+runs, exclusively by switch-default and confirm, shared by list and history (exclusively
+while they record a rollback grub made), as a deploy locks its disks: a command finding
+them locked by another run waits --lock-wait (30s by default), then fails with exit code
+3, having changed nothing. An image file attached to a loop
 device with a mounted partition is refused (use --boot-dir with its mount point).`
 
 // listJSON is list --json's document.

@@ -65,6 +65,17 @@ func TestListConfirmTrial(t *testing.T) {
 	}
 
 	before, _ := os.ReadFile(filepath.Join(dir, bootloader.GrubEnvPath))
+	// grub took every try: list says what the next boot does.
+	env, _ := bootloader.ParseEnv(before)
+	env.Set("trial_tries", "")
+	used, _ := env.Encode()
+	os.WriteFile(filepath.Join(dir, bootloader.GrubEnvPath), used, 0o644)
+	r = runCLI(t, "", "list", "--boot-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "on trial (0 of 3 tries left)") ||
+		!strings.Contains(r.stdout, "trial: no try left for 1 (centos): unless confirmed in it now, the next boot rolls back to 0 (ubuntu)\n") {
+		t.Errorf("list, no try left: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	os.WriteFile(filepath.Join(dir, bootloader.GrubEnvPath), before, 0o644)
 	r = runCLI(t, "", "confirm", "--boot-dir", dir)
 	if r.code != 0 || r.stdout != "trial of centos pending with 3 of 3 tries left, but none of the entries is booted here: nothing changed (confirm runs inside the system on trial)\n" {
 		t.Errorf("confirm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
