@@ -313,3 +313,24 @@ func TestSwitchDefaultTrial(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 }
+
+// TestTrialGrubEditenv: grub's own tool reads the trial the provisioner arms, and a rollback
+// written by it (as grub's save_env writes one: emptied values, not removed) is noted.
+func TestTrialGrubEditenv(t *testing.T) {
+	dir := trialDir(t, 3, 0)
+	envPath := filepath.Join(dir, GrubEnvPath)
+	got := grubEditenv(t, envPath, "list")
+	for _, want := range []string{"saved_entry=provisioner-centos\n", "trial_entry=provisioner-ubuntu\n", "trial_tries=xxx\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("grub-editenv list lacks %q:\n%s", want, got)
+		}
+	}
+	grubEditenv(t, envPath, "set", "trial_tries=", "trial_entry=", "trial_failed=provisioner-ubuntu")
+	rec, err := NoteRollback(context.Background(), dir)
+	if err != nil || rec == nil || rec.Result != "trial of ubuntu failed after 3 boots; centos boots now" {
+		t.Fatalf("%v %+v", err, rec)
+	}
+	if got := grubEditenv(t, envPath, "list"); got != "saved_entry=provisioner-centos\n" {
+		t.Errorf("after the note, grub-editenv list:\n%s", got)
+	}
+}
