@@ -25,6 +25,10 @@ type BootInfo struct {
 	// GrubDir is grub's directory relative to the directory holding boot-info.json:
 	// "boot/grub" on the multiboot partition, "grub" in a single image's /boot.
 	GrubDir string `json:"grub_dir,omitempty"`
+	// Trial is the trial boot armed in grubenv (see ArmTrial), nil when none is pending.
+	Trial *Trial `json:"trial,omitempty"`
+	// LastTrial is how the last trial ended (confirmed or rolled back), nil before the first.
+	LastTrial *TrialOutcome `json:"last_trial,omitempty"`
 }
 
 // GrubEnv returns the path of grubenv for the boot-info.json in dir. A file without

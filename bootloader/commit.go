@@ -199,7 +199,9 @@ func (c *commit) perm(name string) fs.FileMode {
 
 // DeployState returns the state a deploy commits to the boot directory d: the menu
 // rendered, info, a grubenv that saves info's current element as the default (cancelling
-// any pending one-shot entry), and the deploy's history record.
+// any pending one-shot entry and any trial of an earlier deploy, whose entries it replaces:
+// info's trial too), and the deploy's history record. A caller that boots an entry on trial arms it on the
+// state's Env and Info afterwards (ArmTrial).
 //
 // The grubenv to build on is the one d holds, when it parses: a redeploy over a kept
 // multiboot filesystem keeps its other variables. DeployState runs before grub-install,
@@ -218,6 +220,8 @@ func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	}
 	env.Set(envSavedEntry, def.MenuentryID)
 	env.Unset(envNextEntry)
+	clearTrial(env)
+	info.Trial = nil
 	return State{
 		Menu:    Render(menu),
 		Info:    info,

@@ -233,6 +233,8 @@ func TestDeployState(t *testing.T) {
 	}{
 		{"kept", mustEncode(t, map[string]string{"saved_entry": "provisioner-centos", "next_entry": "provisioner-utility", "other": "kept"}),
 			"saved_entry=provisioner-ubuntu\nother=kept\n"},
+		{"an earlier deploy's trial", mustEncode(t, map[string]string{"saved_entry": "provisioner-centos", "trial_entry": "provisioner-utility", "trial_tries": "x", "trial_failed": "provisioner-utility"}),
+			"saved_entry=provisioner-ubuntu\n"},
 		{"missing", nil, "saved_entry=provisioner-ubuntu\n"},
 		{"not a grubenv", []byte("garbage"), "saved_entry=provisioner-ubuntu\n"},
 	} {
@@ -271,7 +273,7 @@ func TestDeployState(t *testing.T) {
 func mustEncode(t *testing.T, vars map[string]string) []byte {
 	t.Helper()
 	e := &Env{}
-	for _, k := range []string{"saved_entry", "next_entry", "other"} {
+	for _, k := range []string{"saved_entry", "next_entry", "trial_entry", "trial_tries", "trial_failed", "other"} {
 		if v, ok := vars[k]; ok {
 			e.Set(k, v)
 		}

@@ -220,10 +220,9 @@ func onBootFS(p string) (string, error) {
 }
 
 // Render writes grub.cfg, the same bytes for the same Config: a header, the terminal
-// settings, load_env, next_entry one-shot handling exactly as grub's 00_header does,
-// else the saved_entry (or, with none saved, the Default entry), the timeout, and one
-// menuentry per entry. Every word taken from the plan or an image is quoted for grub's
-// shell syntax.
+// settings, load_env, the choice of the entry to boot (see writeSelection), the timeout,
+// and one menuentry per entry. Every word taken from the plan or an image is quoted for
+// grub's shell syntax.
 func Render(c Config) []byte {
 	var b bytes.Buffer
 	b.WriteString("# grub.cfg written by the provisioner; it is rewritten on every deploy.\n")
@@ -238,18 +237,7 @@ func Render(c Config) []byte {
 	}
 	// Without the test, a missing grubenv prints an error at every boot.
 	b.WriteString("\nif [ -s $prefix/grubenv ]; then\n  load_env\nfi\n")
-	b.WriteString("if [ \"${next_entry}\" ] ; then\n")
-	b.WriteString("   set default=\"${next_entry}\"\n")
-	b.WriteString("   set next_entry=\n")
-	b.WriteString("   save_env next_entry\n")
-	b.WriteString("   set boot_once=true\n")
-	b.WriteString("else\n")
-	b.WriteString("   set default=\"${saved_entry}\"\n")
-	b.WriteString("fi\n")
-	if c.Default >= 0 && c.Default < len(c.Entries) {
-		// A fresh or cleared grubenv must still boot the plan's boot image, not entry 0.
-		fmt.Fprintf(&b, "%s\n   set default=%s\nfi\n", fallbackGuard, grubQuote(c.Entries[c.Default].ID))
-	}
+	writeSelection(&b, c)
 	fmt.Fprintf(&b, "set timeout=%d\n", max(c.Timeout, 0))
 	for _, e := range c.Entries {
 		fmt.Fprintf(&b, "\nmenuentry %s --id %s {\n", grubQuoteAlways(e.Title), grubQuoteAlways(e.ID))
@@ -268,6 +256,59 @@ func Render(c Config) []byte {
 		b.WriteString("}\n")
 	}
 	return b.Bytes()
+}
+
+// writeSelection writes the script that sets default, in this order:
+//
+//   - A one-shot next_entry (switch-default --once) wins, exactly as grub's 00_header
+//     handles it: it is cleared before it boots, so the boot after returns to the default.
+//     A pending trial is left alone for that boot and loses no try.
+//   - A trial (trial_entry, see ArmTrial) with tries left boots its entry. One try is
+//     taken off trial_tries and saved before the entry boots, so a kernel that panics or
+//     hangs still used its try: the counter is a string of one character per try, because
+//     upstream grub script has no arithmetic, and regexp can drop the first character.
+//     save_env rewrites grubenv's sectors in place, which grub can only do on a plain
+//     filesystem (not LVM or RAID). saved_entry stays the previous default, and fallback
+//     (a menu index in upstream grub, not an id, hence one test per entry) is its index,
+//     so that an entry whose kernel or initrd cannot be loaded falls back to the
+//     previous default in the same boot instead of stopping at grub's error.
+//   - A trial with no try left is over: its entry is moved to trial_failed (list, history
+//     and confirm report and note it) and saved_entry boots. trial_entry is emptied with
+//     "set var=", not unset: save_env writes an empty value as it is, while it deletes an
+//     unset variable from grubenv, and every test of the script reads empty as not set.
+//   - Else saved_entry, the default.
+//   - With no default at all (a fresh, cleared or unreadable grubenv), the plan's boot
+//     image rather than grub's first entry.
+func writeSelection(b *bytes.Buffer, c Config) {
+	b.WriteString("if [ \"${next_entry}\" ] ; then\n")
+	b.WriteString("   set default=\"${next_entry}\"\n")
+	b.WriteString("   set next_entry=\n")
+	b.WriteString("   save_env next_entry\n")
+	b.WriteString("   set boot_once=true\n")
+	b.WriteString("elif [ \"${trial_entry}\" ] ; then\n")
+	b.WriteString("   if [ \"${trial_tries}\" ] ; then\n")
+	b.WriteString("      regexp --set 1:trial_tries '^.(.*)$' \"${trial_tries}\"\n")
+	b.WriteString("      save_env trial_tries\n")
+	b.WriteString("      set default=\"${trial_entry}\"\n")
+	if c.Default >= 0 && c.Default < len(c.Entries) {
+		fmt.Fprintf(b, "      set fallback=%d\n", c.Default)
+	}
+	for i, e := range c.Entries {
+		fmt.Fprintf(b, "      if [ \"${saved_entry}\" = %s ] ; then set fallback=%d ; fi\n", grubQuote(e.ID), i)
+	}
+	b.WriteString("   else\n")
+	b.WriteString("      set trial_failed=\"${trial_entry}\"\n")
+	b.WriteString("      set trial_entry=\n")
+	b.WriteString("      save_env trial_failed trial_entry\n")
+	b.WriteString("      set default=\"${saved_entry}\"\n")
+	b.WriteString("   fi\n")
+	b.WriteString("else\n")
+	b.WriteString("   set default=\"${saved_entry}\"\n")
+	b.WriteString("fi\n")
+	if c.Default >= 0 && c.Default < len(c.Entries) {
+		// A fresh or cleared grubenv must still boot the plan's boot image, not entry 0.
+		fmt.Fprintf(b, "%s\n   set default=%s\nfi\n", fallbackGuard, grubQuote(c.Entries[c.Default].ID))
+	}
 }
 
 // fallbackGuard is the line of Render's grub.cfg before the fallback default.

@@ -12,10 +12,15 @@ import (
 // grub boots next (the saved default, a pending one-shot entry or a pending trial), the
 // default first moves to the element moveTo, so that at no moment does the default point
 // at a root being rewritten; the history says so. moveTo nil means there is no other image
-// to boot (an offline reload of a disk's only image): the default stays. It returns the
+// to boot (an offline reload of a disk's only image): the default stays. A rollback grub
+// made is noted first (NoteRollback), since the reload clears the trial's variables. It returns the
 // element the default moved to, nil when it did not move. The files are written by Commit
 // without a menu: grubenv first, then boot-info.json and the history record.
 func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Element, error) {
+	// A rollback grub made and nobody noted yet would be lost with the trial's variables.
+	if _, err := NoteRollback(ctx, dir); err != nil {
+		return nil, err
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return nil, err
@@ -61,7 +66,17 @@ func bootsNext(f *bootFiles, grubID int) bool {
 	if st.Pending != nil && *st.Pending == grubID {
 		return true
 	}
-	return pendingTrialOf(f.env, f.bi, grubID)
+	return trialOf(f.env, f.bi, grubID)
+}
+
+// trialOf reports whether a trial of the element grubID is pending in env or bi.
+func trialOf(env *Env, bi *BootInfo, grubID int) bool {
+	if v, _ := env.Get(envTrialEntry); v != "" {
+		if e := resolveEnvEntry(bi, v); e != nil && e.GrubID == grubID {
+			return true
+		}
+	}
+	return bi.Trial != nil && bi.Trial.GrubID == grubID
 }
 
 // dropEntry cancels what would make grub boot el: a one-shot entry or a trial naming it.
@@ -72,8 +87,9 @@ func dropEntry(env *Env, bi *BootInfo, el *Element) {
 	if bi.PendingOnce != nil && *bi.PendingOnce == el.GrubID {
 		bi.PendingOnce = nil
 	}
-	if pendingTrialOf(env, bi, el.GrubID) {
-		cancelTrial(env, bi)
+	if trialOf(env, bi, el.GrubID) {
+		clearTrial(env)
+		bi.Trial = nil
 	}
 }
 

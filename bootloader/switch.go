@@ -35,7 +35,9 @@ const bootFilePerm = 0o644
 
 // SwitchResult says what SwitchDefault did.
 type SwitchResult struct {
-	// From is the entry grub would have booted next before the switch; To the chosen one.
+	// From is the entry grub would have booted next before the switch, except that a
+	// permanent switch during a trial comes from the default the trial would have rolled
+	// back to; To is the chosen one.
 	From, To Element
 	// Once is set for a one-shot switch (next_entry).
 	Once bool
@@ -45,6 +47,12 @@ type SwitchResult struct {
 	// EnvRewritten, when set, says why grubenv could not be read: the switch replaced it
 	// with a valid block holding only the switch's variables.
 	EnvRewritten string
+	// CancelledTrial is the entry whose pending trial a permanent switch cancelled, nil
+	// when none was pending.
+	CancelledTrial *Element
+	// NotedRollback is the record of a rollback grub had made, which the switch noted
+	// first (NoteRollback); nil when there was none.
+	NotedRollback *HistoryEntry
 }
 
 // SwitchOptions say which entry SwitchDefault makes boot next, and how.
@@ -72,7 +80,11 @@ type SwitchOptions struct {
 // <why>" or the error.
 //
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
-// boot next, and a leftover next_entry would boot something else first.
+// boot next, and a leftover next_entry would boot something else first. For the same reason it
+// cancels a pending trial (ArmTrial), and its record says so. A one-shot switch leaves a trial
+// alone: the one-shot entry boots once, without taking a try, and the trial goes on after it.
+// A rollback grub made is noted (NoteRollback) before the switch, which would otherwise
+// clear it unrecorded.
 //
 // A grubenv that does not parse (corrupted, or not a grub environment block) is replaced by a
 // valid one (EnvRewritten says why): grub cannot read it either, so nothing it held still
@@ -93,6 +105,9 @@ func SwitchDefault(ctx context.Context, dir string, o SwitchOptions) (SwitchResu
 // history record or failed doing so.
 func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res SwitchResult, recorded bool, err error) {
 	res = SwitchResult{Once: o.Once}
+	if res.NotedRollback, err = NoteRollback(ctx, dir); err != nil {
+		return res, false, err
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return res, false, err
@@ -113,14 +128,18 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 		return res, false, fmt.Errorf("switching default in %s: boot entry %d has no menuentry_id in %s", dir, target.GrubID, BootInfoPath)
 	}
 	st := files.status("")
-	if from := elementByID(bi, st.Default); from != nil {
+	fromID := st.Default
+	if !o.Once && st.Trial != nil {
+		fromID = st.Saved
+	}
+	if from := elementByID(bi, fromID); from != nil {
 		res.From = *from
 	}
 
 	saved, _ := env.Get(envSavedEntry)
 	next, _ := env.Get(envNextEntry)
 	if !o.Once && files.envErr == nil && saved == target.MenuentryID && next == "" &&
-		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil {
+		bi.CurrentElement == target.GrubID && bi.PendingOnce == nil && !trialPending(bi, env) {
 		res.Unchanged = true
 		return res, false, nil
 	}
@@ -134,6 +153,9 @@ func switchDefault(ctx context.Context, dir string, o SwitchOptions) (res Switch
 		env.Unset(envNextEntry)
 		bi.CurrentElement = id
 		bi.PendingOnce = nil
+		res.CancelledTrial = pendingTrialEntry(bi, env)
+		clearTrial(env)
+		bi.Trial = nil
 	}
 	rec := switchRecord(o, res, nil)
 	err = Commit(ctx, files.d, State{Info: bi, Env: env, History: &rec}, CommitOptions{hook: o.hook})
@@ -177,7 +199,28 @@ func switchRecord(o SwitchOptions, res SwitchResult, err error) HistoryEntry {
 	case res.EnvRewritten != "":
 		h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
 	}
+	if res.CancelledTrial != nil && err == nil {
+		h.Result += "; trial of " + res.CancelledTrial.OSID + " cancelled"
+	}
 	return h
+}
+
+// pendingTrialEntry returns the entry of the trial pending in env (else in bi), nil when
+// none is or it names no entry.
+func pendingTrialEntry(bi *BootInfo, env *Env) *Element {
+	if entry, _ := env.Get(envTrialEntry); entry != "" {
+		if e := resolveEnvEntry(bi, entry); e != nil {
+			c := *e
+			return &c
+		}
+	}
+	if bi.Trial != nil {
+		if e := elementByID(bi, bi.Trial.GrubID); e != nil {
+			c := *e
+			return &c
+		}
+	}
+	return nil
 }
 
 // bootFiles are boot-info.json and grubenv as read from a boot directory.
@@ -243,7 +286,9 @@ func (f *bootFiles) status(bootedRootUUID string) Status {
 	if _, saved := env.Get(envSavedEntry); !saved || f.envErr != nil {
 		// Without saved_entry grub.cfg falls back to the deploy's boot image.
 		if e := f.fallback(); e != nil {
-			st.Default = e.GrubID
+			if st.bySaved {
+				st.Default = e.GrubID
+			}
 			if st.Pending == nil {
 				st.Saved = e.GrubID
 			}
@@ -275,8 +320,9 @@ const maxGrubCfg = 1 << 20
 // Status is what List reports.
 type Status struct {
 	Elements []Element
-	// Default is the grub_id grub will boot: next_entry if set, else saved_entry, else
-	// current_element. A value naming no entry makes grub boot its first entry, grub_id 0.
+	// Default is the grub_id grub will boot: next_entry if set, else a pending trial's entry
+	// while it has tries left, else saved_entry, else current_element. A value naming no
+	// entry makes grub boot its first entry, grub_id 0.
 	Default int
 	// Saved is the grub_id of saved_entry (current_element when saved_entry is unset).
 	Saved int
@@ -290,6 +336,15 @@ type Status struct {
 	// EnvError is non-empty when grubenv does not parse: grub then boots grub.cfg's fallback
 	// entry (Default says which, when grub.cfg could be read), and switch-default rewrites it.
 	EnvError string
+	// Trial is the pending trial boot (trial_entry in grubenv), nil when none.
+	Trial *TrialStatus
+	// FailedTrial is a trial grub rolled back (trial_failed in grubenv) that NoteRollback has
+	// not noted yet, nil when none; its At is zero.
+	FailedTrial *TrialOutcome
+	// LastTrial is how the last trial ended, as boot-info.json records it.
+	LastTrial *TrialOutcome
+	// bySaved is set when Default is saved_entry's: neither a one-shot nor a trial entry.
+	bySaved bool
 }
 
 // List reads the boot files under dir; bootedRootUUID is the running system's root
@@ -307,7 +362,7 @@ func List(dir, bootedRootUUID string) (Status, error) {
 // grubenv wins over boot-info.json wherever they disagree, because grubenv is what grub
 // actually reads at boot.
 func status(bi *BootInfo, env *Env, bootedRootUUID string) Status {
-	st := Status{Elements: bi.Elements, Saved: bi.CurrentElement, Default: bi.CurrentElement}
+	st := Status{Elements: bi.Elements, Saved: bi.CurrentElement, Default: bi.CurrentElement, bySaved: true}
 	var mismatch []string
 	if elementByID(bi, bi.CurrentElement) == nil {
 		mismatch = append(mismatch, fmt.Sprintf("boot-info.json current_element %d names no element", bi.CurrentElement))
@@ -329,17 +384,18 @@ func status(bi *BootInfo, env *Env, bootedRootUUID string) Status {
 		if e := resolveEnvEntry(bi, next); e != nil {
 			id := e.GrubID
 			st.Pending = &id
-			st.Default = id
+			st.Default, st.bySaved = id, false
 			if bi.PendingOnce == nil || *bi.PendingOnce != id {
 				mismatch = append(mismatch, fmt.Sprintf("grubenv next_entry %q is grub_id %d but boot-info.json pending_once is %s", next, id, optInt(bi.PendingOnce)))
 			}
 		} else {
-			st.Default = 0
+			st.Default, st.bySaved = 0, false
 			mismatch = append(mismatch, fmt.Sprintf("grubenv next_entry %q names no entry in boot-info.json; grub boots its first entry", next))
 		}
 	}
 	// A pending_once without next_entry is not a mismatch: grub clears next_entry when it
 	// boots the one-shot entry and cannot update boot-info.json.
+	mismatch = append(mismatch, st.addTrial(bi, env)...)
 	if bootedRootUUID != "" {
 		for _, e := range bi.Elements {
 			// vfat and some tools print UUIDs in upper case.

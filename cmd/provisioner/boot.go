@@ -31,12 +31,21 @@ func (f *bootDirFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.lockWait, "lock-wait", defaultLockWait, "wait this long for another run holding the boot files (0: do not wait)")
 }
 
+// options are the engine's options for the boot files the flags name.
+func (f *bootDirFlags) options(writable bool) (engine.BootDirOptions, error) {
+	if f.lockWait < 0 {
+		return engine.BootDirOptions{}, engine.Usagef("--lock-wait %v: want a duration of 0 or more", f.lockWait)
+	}
+	return engine.BootDirOptions{Dir: f.dir, Device: f.device, Writable: writable, Env: engine.HostEnv(nil), LockWait: f.lockWait}, nil
+}
+
 // open finds, locks and, if needed, mounts the boot files.
 func (f *bootDirFlags) open(ctx context.Context, writable bool) (*engine.BootDir, error) {
-	if f.lockWait < 0 {
-		return nil, engine.Usagef("--lock-wait %v: want a duration of 0 or more", f.lockWait)
+	o, err := f.options(writable)
+	if err != nil {
+		return nil, err
 	}
-	return engine.OpenBootDir(ctx, engine.BootDirOptions{Dir: f.dir, Device: f.device, Writable: writable, Env: engine.HostEnv(nil), LockWait: f.lockWait})
+	return engine.OpenBootDir(ctx, o)
 }
 
 // withBootDir runs fn on the opened boot directory and always closes it; a failure to
@@ -60,40 +69,52 @@ node. --device PATH looks in a disk, partition or disk-image file instead (offli
 image file is attached to a loop device), --boot-dir DIR in a directory.
 
 The disk or image file and then the boot directory are locked (flock) while the command
-runs, exclusively by switch-default, shared by list and history, as a deploy locks its
-disks: a command finding them locked by another run waits --lock-wait (30s by default),
-then fails with exit code 3, having changed nothing. An image file attached to a loop
+runs, exclusively by switch-default and confirm, shared by list and history (exclusively
+while they record a rollback grub made), as a deploy locks its disks: a command finding
+them locked by another run waits --lock-wait (30s by default), then fails with exit code
+3, having changed nothing. An image file attached to a loop
 device with a mounted partition is refused (use --boot-dir with its mount point).`
+
+// listJSON is list --json's document.
+type listJSON = engine.BootDocument
 
 func newListCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list [--json] [--device PATH | --boot-dir DIR]",
-		Short: "List the boot entries: the default, the one booted now, a pending one-shot",
+		Short: "List the boot entries: the default, the one booted now, a pending one-shot or trial",
 		Long: `list prints the deployed images' boot entries from boot-info.json and grubenv: each
 entry's grub_id, os_id, image name and title; which entry grub boots next (a pending
-one-shot entry, else the saved default); and, on the running system, which entry is
-booted now (matched by the root filesystem's UUID). When grubenv and boot-info.json
-disagree (a switch cut short by a power loss), it says how; grubenv is what grub reads.
+one-shot entry, else an entry on trial with tries left, else the saved default); and, on
+the running system, which entry is booted now (matched by the root filesystem's UUID).
+When grubenv and boot-info.json disagree (a switch cut short by a power loss), it says
+how; grubenv is what grub reads.
+
+An entry on trial (after a reload) shows its tries left. When grub has rolled a trial
+back, the first list, history or confirm after it says which trial failed after how many
+boots and what boots now, and records it in the history, once (where the boot files
+cannot be written, it is only shown).
 
 ` + bootDirHelp,
 		Example: `  provisioner list
   provisioner list --json --device disk.img`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return flags.withBootDir(ctx, false, func(bd *engine.BootDir) error {
-				st, err := engine.ListBoot(ctx, bd, engine.HostEnv(nil))
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return writeJSON(s.out, engine.NewBootList(bd.Source, st))
-				}
-				printList(s.out, bd.Source, st)
-				return nil
-			})
+			o, err := flags.options(false)
+			if err != nil {
+				return err
+			}
+			l, err := engine.List(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(s.out, l.Document())
+			}
+			printList(s.out, l.Source, l.Status)
+			printRollback(s.out, l.Rollback)
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -119,17 +140,52 @@ func printList(w io.Writer, source string, st bootloader.Status) {
 		if st.Pending != nil && *st.Pending == e.GrubID {
 			add("next boot (once)")
 		}
+		if st.Trial != nil && st.Trial.GrubID == e.GrubID {
+			add(trialState(st.Trial))
+		}
 		if st.Booted != nil && *st.Booted == e.GrubID {
 			add("booted now")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GrubID, e.OSID, dash(e.ImageName), e.BootName, state)
 	}
 	tw.Flush()
+	if st.Trial != nil && st.Trial.TriesLeft == 0 {
+		fmt.Fprintf(w, "trial: no try left for %s: unless confirmed in it now, the next boot rolls back to %s\n", entryName(st, st.Trial.GrubID), entryName(st, st.Saved))
+	}
 	if st.Mismatch != "" {
 		fmt.Fprintf(w, "warning: %s\n", st.Mismatch)
 	}
 	if st.EnvError != "" {
 		fmt.Fprintf(w, "warning: %s; grub boots its fallback entry (marked default above), and switch-default writes a valid grubenv\n", st.EnvError)
+	}
+}
+
+// trialState is the STATE of an entry on trial.
+func trialState(t *bootloader.TrialStatus) string {
+	if t.Tries > 0 {
+		return fmt.Sprintf("on trial (%d of %d tries left)", t.TriesLeft, t.Tries)
+	}
+	return fmt.Sprintf("on trial (%d tries left)", t.TriesLeft)
+}
+
+// entryName is "1 (tiny-b)" for the entry grubID of st.
+func entryName(st bootloader.Status, grubID int) string {
+	for _, e := range st.Elements {
+		if e.GrubID == grubID {
+			return fmt.Sprintf("%d (%s)", grubID, e.OSID)
+		}
+	}
+	return fmt.Sprint(grubID)
+}
+
+// printRollback says what list or history found of a rollback grub made.
+func printRollback(w io.Writer, rb *engine.Rollback) {
+	switch {
+	case rb == nil:
+	case rb.Recorded:
+		fmt.Fprintf(w, "rollback: %s (recorded in the history)\n", rb.Message)
+	default:
+		fmt.Fprintf(w, "rollback: %s (not recorded: %s)\n", rb.Message, rb.NotRecorded)
 	}
 }
 
@@ -151,6 +207,9 @@ NAME (an image's name, i.e. its os_id, or its image_name) the default: it sets
 saved_entry in grubenv, then current_element in boot-info.json. With --once it sets
 next_entry instead, which grub clears when it boots it, so the following boot returns to
 the default; boot-info.json records it as pending_once and current_element stays.
+
+A permanent switch cancels a pending trial boot; --once leaves it alone (the one-shot
+entry boots once without taking one of its tries).
 
 Each file is replaced whole (a temporary file, fsync, rename, fsync of the directory),
 so a power loss at any moment leaves each one either old or new, never torn. An unknown
@@ -175,6 +234,9 @@ history (provisioner history).
 				if res.EnvRewritten != "" {
 					fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
 				}
+				if res.NotedRollback != nil {
+					fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
+				}
 				to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
 				from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
 				switch {
@@ -184,6 +246,9 @@ history (provisioner history).
 					fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
 				default:
 					fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
+				}
+				if c := res.CancelledTrial; c != nil {
+					fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
 				}
 				return nil
 			})
@@ -199,34 +264,42 @@ func newHistoryCmd(s *streams) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "history [--json] [--device PATH | --boot-dir DIR]",
-		Short: "Print the deploys and switches recorded next to boot-info.json",
-		Long: `history prints history.jsonl from the boot files, oldest first: one line per deploy and
-per switch-default, with its time (UTC), operation, the entry before and after, and the
-result.
+		Short: "Print the deploys, switches and trials recorded next to boot-info.json",
+		Long: `history prints history.jsonl from the boot files, oldest first: one line per deploy,
+switch-default, confirm and rollback of a trial, with its time (UTC), operation, the entry
+before and after, and the result. A rollback grub made and nothing recorded yet is
+recorded first, as by list.
 
 ` + bootDirHelp,
 		Example: `  provisioner history
   provisioner history --json --device disk.img`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return flags.withBootDir(cmd.Context(), false, func(bd *engine.BootDir) error {
-				entries, err := bootloader.ReadHistory(bd.Path)
-				if err != nil {
-					return classifyBootErr(err)
+			o, err := flags.options(false)
+			if err != nil {
+				return err
+			}
+			h, err := engine.History(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if rb := h.Rollback; rb != nil && !rb.Recorded {
+				// Not in the history: say it where it does not spoil the output.
+				fmt.Fprintf(s.err, "warning: rollback: %s (not recorded: %s)\n", rb.Message, rb.NotRecorded)
+			}
+			entries := h.Entries
+			if asJSON {
+				if entries == nil {
+					entries = []bootloader.HistoryEntry{}
 				}
-				if asJSON {
-					if entries == nil {
-						entries = []bootloader.HistoryEntry{}
-					}
-					return writeJSON(s.out, entries)
-				}
-				tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tOPERATION\tFROM\tTO\tRESULT")
-				for _, e := range entries {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Operation, dash(e.From), dash(e.To), e.Result)
-				}
-				return tw.Flush()
-			})
+				return writeJSON(s.out, entries)
+			}
+			tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tOPERATION\tFROM\tTO\tRESULT")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Operation, dash(e.From), dash(e.To), e.Result)
+			}
+			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

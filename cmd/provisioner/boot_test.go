@@ -63,7 +63,7 @@ func TestListSwitchHistory(t *testing.T) {
 	}
 
 	r = runCLI(t, "", "list", "--json", "--boot-dir", dir)
-	var got engine.BootList
+	var got engine.BootDocument
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
 		t.Fatalf("list --json: exit %d, %v\n%s", r.code, err, r.stdout)
 	}
@@ -162,7 +162,7 @@ func TestCorruptGrubEnvCLI(t *testing.T) {
 		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "list", "--json", "--boot-dir", dir)
-	var got engine.BootList
+	var got engine.BootDocument
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 || !strings.Contains(got.GrubEnv, "unreadable") || len(got.Elements) != 2 {
 		t.Errorf("list --json: exit %d, %v %+v", r.code, err, got)
 	}

@@ -118,7 +118,7 @@ func mountMultiboot(t *testing.T, img string) string {
 func checkSwitchResult(t *testing.T, where []string, ok int) {
 	t.Helper()
 	r := runCLI(t, "", append([]string{"list", "--json"}, where...)...)
-	var st engine.BootList
+	var st engine.BootDocument
 	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
 		t.Fatalf("list afterwards: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}

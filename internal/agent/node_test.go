@@ -68,7 +68,7 @@ func (f *fakeNode) boot(ctx context.Context) (any, error) {
 		return nil, f.bootErr
 	}
 	one := 1
-	return engine.BootList{Source: "/dev/vda2 (multiboot)", Default: 1, Saved: 1, Booted: &one,
+	return engine.BootDocument{Source: "/dev/vda2 (multiboot)", Default: 1, Saved: 1, Booted: &one,
 		Elements: testBootInfo().Elements}, nil
 }
 
@@ -287,7 +287,7 @@ func TestConfirmAndBoot(t *testing.T) {
 	}
 
 	ans := call(t, ts, "GET", "/v1/boot", testToken, "")
-	var bl engine.BootList
+	var bl engine.BootDocument
 	if err := json.Unmarshal(ans.body, &bl); ans.code != http.StatusOK || err != nil ||
 		bl.Source != "/dev/vda2 (multiboot)" || bl.Booted == nil || *bl.Booted != 1 || len(bl.Elements) != 1 || bl.Elements[0].RootUUID != "1234" {
 		t.Errorf("boot: %d %s", ans.code, ans.body)

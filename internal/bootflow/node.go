@@ -8,7 +8,6 @@ import (
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/engine"
-	"github.com/provisioner/provisioner/partition"
 )
 
 // nodeLockWait bounds how long a node request waits for another run holding the boot
@@ -22,7 +21,8 @@ func MachineNode(log *slog.Logger, bootDir string) *agent.Node {
 	env := engine.HostEnv(log)
 	o := engine.BootDirOptions{Dir: bootDir, Env: env, LockWait: nodeLockWait}
 	return &agent.Node{
-		Boot: func(ctx context.Context) (any, error) { return nodeBoot(ctx, o, env) },
+		Boot:    func(ctx context.Context) (any, error) { return nodeBoot(ctx, o) },
+		Confirm: func(ctx context.Context) (any, error) { return nodeConfirm(ctx, o) },
 		Reload: func(ctx context.Context, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
 			return nodeReload(ctx, log, o, req, events)
 		},
@@ -44,20 +44,17 @@ func nodeReload(ctx context.Context, log *slog.Logger, o engine.BootDirOptions, 
 	return res.BootInfo, nil
 }
 
-// nodeBoot is GET /v1/boot: list --json's document, read under list's shared lock.
-func nodeBoot(ctx context.Context, o engine.BootDirOptions, env partition.Env) (_ any, err error) {
-	bd, err := engine.OpenBootDir(ctx, o)
+// nodeBoot is GET /v1/boot: list --json's document, read under list's shared lock (and
+// recording a rollback grub made, as list does).
+func nodeBoot(ctx context.Context, o engine.BootDirOptions) (any, error) {
+	l, err := engine.List(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	st, err := engine.ListBoot(ctx, bd, env)
-	if err != nil {
-		return nil, err
-	}
-	return engine.NewBootList(bd.Source, st), nil
+	return l.Document(), nil
+}
+
+// nodeConfirm is POST /v1/confirm: what `provisioner confirm --json` prints.
+func nodeConfirm(ctx context.Context, o engine.BootDirOptions) (any, error) {
+	return engine.Confirm(ctx, o)
 }

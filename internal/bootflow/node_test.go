@@ -61,7 +61,7 @@ func TestMachineNodeBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got engine.BootList
+	var got engine.BootDocument
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
