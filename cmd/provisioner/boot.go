@@ -146,11 +146,22 @@ func printList(w io.Writer, source string, st bootloader.Status) {
 		if st.Booted != nil && *st.Booted == e.GrubID {
 			add("booted now")
 		}
+		switch e.State {
+		case bootloader.ElementReloading:
+			add("FAILED: a reload was cut short; its root may be half written")
+		case bootloader.ElementFailed:
+			add("FAILED: its last reload failed; its root may be half written")
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GrubID, e.OSID, dash(e.ImageName), e.BootName, state)
 	}
 	tw.Flush()
 	if st.Trial != nil && st.Trial.TriesLeft == 0 {
 		fmt.Fprintf(w, "trial: no try left for %s: unless confirmed in it now, the next boot rolls back to %s\n", entryName(st, st.Trial.GrubID), entryName(st, st.Saved))
+	}
+	for _, e := range st.Elements {
+		if e.State == bootloader.ElementFailed && e.StateError != "" {
+			fmt.Fprintf(w, "reload of %s failed: %s\n", entryName(st, e.GrubID), e.StateError)
+		}
 	}
 	if st.Mismatch != "" {
 		fmt.Fprintf(w, "warning: %s\n", st.Mismatch)

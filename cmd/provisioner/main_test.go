@@ -193,7 +193,7 @@ func TestPlanErrorsAndExitCodes(t *testing.T) {
 }
 
 func TestHelpHasExamples(t *testing.T) {
-	for _, cmd := range []string{"validate", "plan", "reload"} {
+	for _, cmd := range []string{"validate", "plan", "reload", "confirm"} {
 		r := runCLI(t, "", cmd, "--help")
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "provisioner "+cmd) {
 			t.Errorf("%s --help: exit %d\n%s", cmd, r.code, r.stdout)

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/provisioner/provisioner/bootloader"
 )
 
 // TestReloadRefusals: what reload refuses before it writes anything, each with its exit
@@ -27,5 +31,26 @@ func TestReloadRefusals(t *testing.T) {
 				t.Errorf("exit %d, want %d; stderr:\n%s", r.code, tc.code, r.stderr)
 			}
 		})
+	}
+}
+
+// TestListShowsFailedReload: an element a reload left half written is marked in list,
+// with the reload's error; one cut short is marked too.
+func TestListShowsFailedReload(t *testing.T) {
+	dir := bootDir(t)
+	bi, err := bootloader.ReadBootInfo(filepath.Join(dir, bootloader.BootInfoPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi.Elements[1].State, bi.Elements[1].StateError = bootloader.ElementFailed, "image centos: unexpected EOF"
+	bi.Elements[0].State = bootloader.ElementReloading
+	data, _ := bi.Encode()
+	if err := os.WriteFile(filepath.Join(dir, bootloader.BootInfoPath), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "", "list", "--boot-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "FAILED: its last reload failed") || !strings.Contains(r.stdout, "FAILED: a reload was cut short") ||
+		!strings.Contains(r.stdout, "reload of 1 (centos) failed: image centos: unexpected EOF") {
+		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
