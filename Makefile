@@ -13,9 +13,9 @@ build:
 # Every test layer: unit and golden tests everywhere, loop-device tests when run as root
 # (CI runs as root), then the QEMU integration suite (build tag integration: it builds the
 # deploy ramdisk once and boots it and the deployed disks under TCG).
-# internal/arch's test also checks gofmt and the package import rules. The deploy
-# benchmark's short mode (TestDeployVsPipelineShort) runs among the unit tests, with the
-# tools of `make bench`.
+# internal/arch's test also checks gofmt and the package import rules. The short modes
+# of the deploy and reload benchmarks (TestDeployVsPipelineShort,
+# TestReloadVsPipelineShort) run among the unit tests, with the tools of `make bench`.
 test:
 	./scripts/deps.sh test
 	./scripts/deps.sh bench
@@ -40,13 +40,14 @@ demo: build
 	$(GO) run ./cmd/demo -out out -spec examples/demo.json -go $(CURDIR)/scripts/go
 	$(BIN) list --device out/demo-disk.img
 
-# Micro-benchmarks (spec loading, planning), then the deploy benchmark: >= 1 GiB tree
-# over HTTP, ours against curl | zstd -dc | tar -x (and gzip), one run each (root); both
-# trees are then compared with the tar.
+# Micro-benchmarks (spec loading, planning), then in one run the deploy and the reload
+# benchmarks: a >= 1 GiB tree over HTTP, ours against curl | zstd -dc | tar -x (and gzip
+# for the deploy), the reload of one root of a deployed disk image against mke2fs and the
+# same pipeline, one round each (root); every tree is then compared with the tar.
 bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./partition/
-	$(GO) test -run '^$$' -bench DeployVsPipeline -benchtime 1x -timeout 60m -v ./internal/engine/
+	$(GO) test -run '^$$' -bench '(Deploy|Reload)VsPipeline' -benchtime 1x -timeout 60m -v ./internal/engine/
 
 # The deploy ramdisk: out/vmlinuz and out/initramfs.cpio.zst (u-root's init, the
 # provisioner, busybox, the tools it runs and the kernel modules it needs), built from

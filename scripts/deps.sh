@@ -75,6 +75,11 @@ case "${1:-}" in
     need tar tar
     need mke2fs e2fsprogs
     need losetup mount
+    # the reload benchmark first deploys a two-image disk, which installs grub (BIOS)
+    need grub-install grub2-common
+    need grub-editenv grub-common
+    [ -d /usr/lib/grub/i386-pc ] || pkgs+=(grub-pc-bin)   # platform files only, never grub-pc
+    need udevadm udev          # grub-install finds loop partitions' starts through udevadm
     ;;
   ramdisk)
     ramdisk_needs

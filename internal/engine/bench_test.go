@@ -91,10 +91,17 @@ func TestDeployVsPipelineShort(t *testing.T) {
 	e := setupBench(t, benchConfig{dir: t.TempDir(), tarBytes: 32 << 20, minBytes: 1 << 20, disk: "512MiB", formats: []string{"zst"}})
 	r := e.round(t, "zst")
 	t.Log(r.summary(e.tarSize))
+	checkFigures(t, r, e.tarSize)
+}
+
+// checkFigures fails t when a round checked no entries or a figure is not a positive
+// finite number; it never judges the speed.
+func checkFigures(t *testing.T, r benchRound, tarSize int64) {
+	t.Helper()
 	if r.entries == 0 {
 		t.Error("the tar has no entries")
 	}
-	mbOurs, mbPipe := r.rates(e.tarSize)
+	mbOurs, mbPipe := r.rates(tarSize)
 	for _, f := range []struct {
 		name string
 		v    float64
@@ -161,11 +168,11 @@ func (e *benchEnv) round(tb testing.TB, format string) benchRound {
 	r := benchRound{format: format}
 	ours := filepath.Join(e.work, "ours.img")
 	r.ours, r.rss = timeOurs(tb, e.bin, e.specs[format], ours, e.disk)
-	r.entries = verifyImage(tb, ours, e.tarPath, "provisioner deploy")
+	r.entries = verifyImage(tb, ours, 0, e.tarPath, "provisioner deploy")
 	os.Remove(ours)
 	pipe := filepath.Join(e.work, "pipe.img")
 	r.pipe = timePipeline(tb, e.bin, e.specs[format], pipe, e.disk, e.urls[format], format)
-	verifyImage(tb, pipe, e.tarPath, "the pipeline")
+	verifyImage(tb, pipe, 0, e.tarPath, "the pipeline")
 	os.Remove(pipe)
 	return r
 }
@@ -371,7 +378,17 @@ func timePipeline(tb testing.TB, bin, spec, img, diskSize, url, format string) t
 	if out, err := exec.Command(bin, "partition", spec, "--device", "vda="+img, "--size", "vda="+diskSize, "--seed", "bench").CombinedOutput(); err != nil {
 		tb.Fatalf("provisioner partition: %v\n%s", err, out)
 	}
-	mnt, unmount, detach := mountImage(tb, img, true)
+	mnt, unmount, detach := mountImage(tb, img, 0, true)
+	pipeInto(tb, url, format, mnt)
+	unmount()
+	elapsed := time.Since(start)
+	detach()
+	return elapsed
+}
+
+// pipeInto runs curl URL | zstd -dc | tar -x -C mnt (gzip for format "gz"): three
+// processes joined by pipes, no shell.
+func pipeInto(tb testing.TB, url, format, mnt string) {
 	// --noproxy: a proxy from the environment must not carry loopback traffic; the
 	// provisioner's HTTP client never sends loopback through one either.
 	curl := exec.Command("curl", "-sSf", "--noproxy", "*", url)
@@ -404,17 +421,25 @@ func timePipeline(tb testing.TB, bin, spec, img, diskSize, url, format string) t
 	if err := errors.Join(errs...); err != nil {
 		tb.Fatal(err)
 	}
-	unmount()
-	elapsed := time.Since(start)
-	detach()
-	return elapsed
 }
 
 // mountImage attaches img (read-write or read-only), makes the kernel see its
-// partitions and mounts the last one, the spec's only filesystem, at a new directory.
-// unmount and detach undo the two halves; each also runs when the test ends, if not
-// called before.
-func mountImage(tb testing.TB, img string, writable bool) (mnt string, unmount, detach func()) {
+// partitions and mounts the ext4 of partition n (0: the last one, the deploy spec's only
+// filesystem) at a new directory. unmount and detach undo the two halves; each also runs
+// when the test ends, if not called before.
+func mountImage(tb testing.TB, img string, n int, writable bool) (mnt string, unmount, detach func()) {
+	loop, tbl, detach := attachImage(tb, img, writable)
+	if n == 0 {
+		n = tbl[len(tbl)-1].Number
+	}
+	mnt, unmount = mountDev(tb, disk.PartitionPath(loop, n), writable)
+	return mnt, unmount, detach
+}
+
+// attachImage attaches img (read-write or read-only) and makes the kernel see the
+// partitions of its GPT, which it returns with the loop device. detach also runs when the
+// test ends, if not called before.
+func attachImage(tb testing.TB, img string, writable bool) (loopPath string, tbl []disk.Part, detach func()) {
 	ctx := context.Background()
 	attach := disk.AttachLoop
 	if !writable {
@@ -442,7 +467,7 @@ func mountImage(tb testing.TB, img string, writable bool) (mnt string, unmount, 
 		}
 	}
 	tb.Cleanup(detach)
-	tbl, err := readTable(ctx, loop.Path)
+	tbl, err = readTable(ctx, loop.Path)
 	if err == nil && len(tbl) == 0 {
 		err = fmt.Errorf("%s: no partitions", img)
 	}
@@ -452,8 +477,15 @@ func mountImage(tb testing.TB, img string, writable bool) (mnt string, unmount, 
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return loop.Path, tbl, detach
+}
+
+// mountDev mounts the ext4 on dev at a new directory; unmount also runs when the test
+// ends, if not called before.
+func mountDev(tb testing.TB, dev string, writable bool) (mnt string, unmount func()) {
+	ctx := context.Background()
 	mnt = tb.TempDir()
-	if err := disk.MountPrivate(ctx, disk.PartitionPath(loop.Path, tbl[len(tbl)-1].Number), mnt, "ext4", writable); err != nil {
+	if err := disk.MountPrivate(ctx, dev, mnt, "ext4", writable); err != nil {
 		tb.Fatal(err)
 	}
 	mounted := true
@@ -466,14 +498,15 @@ func mountImage(tb testing.TB, img string, writable bool) (mnt string, unmount, 
 		}
 	}
 	tb.Cleanup(unmount)
-	return mnt, unmount, detach
+	return mnt, unmount
 }
 
-// verifyImage mounts img's filesystem read-only and compares its tree with the tar; it
-// returns the number of entries compared. who names the side that wrote the tree.
-func verifyImage(tb testing.TB, img, tarPath, who string) int {
+// verifyImage mounts img's filesystem (partition part, 0 for the last) read-only and
+// compares its tree with the tar; it returns the number of entries compared. who names
+// the side that wrote the tree.
+func verifyImage(tb testing.TB, img string, part int, tarPath, who string) int {
 	tb.Helper()
-	mnt, unmount, detach := mountImage(tb, img, false)
+	mnt, unmount, detach := mountImage(tb, img, part, false)
 	defer detach()
 	defer unmount()
 	n, errs := compareTree(tarPath, mnt)
