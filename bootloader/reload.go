@@ -26,11 +26,7 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 		return nil, err
 	}
 	defer files.close()
-	bi, env := files.bi, files.env
-	if files.envErr != nil {
-		// grub cannot read it either; a valid block with the new default replaces it.
-		env = &Env{}
-	}
+	bi, env := files.bi, files.commitEnv()
 	el := elementByID(bi, grubID)
 	if el == nil {
 		return nil, fmt.Errorf("reload: boot info has no grub_id %d", grubID)
@@ -136,10 +132,7 @@ func CommitReload(ctx context.Context, dir string, menu Config, r Reloaded) (*Bo
 		return nil, err
 	}
 	defer files.close()
-	bi, env := files.bi, files.env
-	if files.envErr != nil {
-		env = &Env{}
-	}
+	bi, env := files.bi, files.commitEnv()
 	el := elementByID(bi, r.GrubID)
 	if el == nil {
 		return nil, fmt.Errorf("reload: boot info has no grub_id %d", r.GrubID)
@@ -181,4 +174,13 @@ func menuIndex(menu Config, grubID int, bi *BootInfo) int {
 		}
 	}
 	return 0
+}
+
+// commitEnv is the grubenv a reload's commit builds on: the one read, or an empty block
+// when it does not parse, since grub cannot read it either and a valid block replaces it.
+func (f *bootFiles) commitEnv() *Env {
+	if f.envErr != nil {
+		return &Env{}
+	}
+	return f.env
 }

@@ -49,7 +49,8 @@ func dataDisk(t *testing.T, files map[string][]byte) string {
 
 // mountData is the command script's first line when the data disk is attached: it
 // mounts the disk after the deployed one (vdb when one disk was deployed) read-only on
-// /mnt, so the image's URLs are file:///mnt/<name>.
+// /tmp/data (the root is mounted read-only; /tmp is a tmpfs), so the image's URLs are
+// file:///tmp/data/<name>.
 func mountData(dev string) string {
-	return "mkdir -p /mnt && mount -t ext4 -o ro " + dev + " /mnt\n"
+	return "mkdir -p /tmp/data && mount -t ext4 -o ro " + dev + " /tmp/data\n"
 }

@@ -31,7 +31,7 @@ func reloadFiles() map[string][]byte {
 // mountData first), checked against the digest of image (the full image even when file
 // is a cut copy), with tries boots on trial.
 func reloadB(file, image string, tries int) string {
-	return fmt.Sprintf("provisioner reload tiny-b --url file:///mnt/%s --checksum sha256:%x --tries %d", file, sha256.Sum256(images[image]), tries)
+	return fmt.Sprintf("provisioner reload tiny-b --url file:///tmp/data/%s --checksum sha256:%x --tries %d", file, sha256.Sum256(images[image]), tries)
 }
 
 // rollbackRE matches what list or history say about a trial grub rolled back.
