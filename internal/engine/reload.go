@@ -175,7 +175,7 @@ func (r *reload) prepare(ctx context.Context) error {
 		return Environmentf("reload: %w", err)
 	}
 	r.applySource()
-	if err := r.chooseFallback(); err != nil {
+	if err := r.chooseFallback(ctx); err != nil {
 		return err
 	}
 	if r.devs, err = r.devices(ctx); err != nil {
@@ -206,8 +206,8 @@ func (r *reload) applySource() {
 
 // chooseFallback picks the entry that boots while the image is rewritten, and refuses a
 // trial that grub could not count or could not roll back.
-func (r *reload) chooseFallback() error {
-	st, err := bootloader.List(r.bd.Path, r.bootedRoot())
+func (r *reload) chooseFallback(ctx context.Context) error {
+	st, err := bootloader.List(r.bd.Path, r.bootedRoot(ctx))
 	if err != nil {
 		return err
 	}
@@ -240,11 +240,11 @@ func (r *reload) chooseFallback() error {
 }
 
 // bootedRoot is the running system's root UUID on the node, "" offline.
-func (r *reload) bootedRoot() string {
+func (r *reload) bootedRoot(ctx context.Context) string {
 	if !r.bd.Live {
 		return ""
 	}
-	return BootedRootUUID(context.Background(), r.o.BootDir.Env)
+	return BootedRootUUID(ctx, r.o.BootDir.Env)
 }
 
 // devices maps the recorded disks to block devices: offline, the disk (or the loop device

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/partition"
 )
 
@@ -67,7 +69,9 @@ func (c *reloadCase) reload(t *testing.T, image, name, checksum string, edit fun
 	if m := mountedUnder(t, c.tmp); len(m) > 0 {
 		t.Errorf("still mounted after reload: %v", m)
 	}
-	noLoopFor(t, c.img)
+	if o.BootDir.Device == c.img {
+		noLoopFor(t, c.img) // a test that attached the image itself detaches it
+	}
 	return res, err
 }
 
@@ -244,5 +248,35 @@ func TestReloadDefaultMovesFirst(t *testing.T) {
 	}
 	if _, err := c.reload(t, "alpha", "gamma.tar.zst", "", func(o *ReloadOptions) { o.Tries = 11 }); ExitCode(err) != ExitFailure {
 		t.Errorf("--tries 11: %v", err)
+	}
+}
+
+// TestReloadRefusesMounted: a reload whose image has a filesystem mounted (its root, as the
+// running root would be) is refused with exit 3, naming the mount, and writes nothing (the
+// xfs root is mounted read-only without log recovery, so the mount itself writes nothing).
+func TestReloadRefusesMounted(t *testing.T) {
+	c := newReloadCase(t)
+	d := c.layout.Disks[0]
+	betaRoot := findFS(c.layout, c.layout.Images[1].RootUUID)
+	before := partitionSum(t, c.img, d, betaRoot)
+	c.srv.blobs["gamma.tar.gz"] = gzipBytes(rootfsTar(t, "gamma"))
+	dev := attachPlanned(t, c.img, d)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "ro,norecovery", disk.PartitionPath(dev, betaRoot.Number), mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	_, err := c.reload(t, "beta", "gamma.tar.gz", "", func(o *ReloadOptions) { o.BootDir.Device = dev })
+	if out, uerr := exec.Command("umount", mnt).CombinedOutput(); uerr != nil {
+		t.Errorf("umount: %v: %s", uerr, out)
+	}
+	if ExitCode(err) != ExitEnvironment || !strings.Contains(fmt.Sprint(err), "is mounted at "+mnt) {
+		t.Fatalf("exit %d: %v", ExitCode(err), err)
+	}
+	if partitionSum(t, c.img, d, betaRoot) != before {
+		t.Error("the mounted root was written")
+	}
+	bi, _, _ := c.bootFiles(t)
+	if e := bi.Elements[1]; e.State != "" || bi.CurrentElement != 0 {
+		t.Errorf("boot info after the refusal: %+v", bi)
 	}
 }
