@@ -61,7 +61,7 @@ func Confirm(ctx context.Context, dir, bootedRootUUID string) (ConfirmResult, er
 	defer files.close()
 	bi, env := files.bi, files.env
 	st := files.status(bootedRootUUID)
-	res := ConfirmResult{Default: elementByID(bi, st.Saved), Noted: noted}
+	res := ConfirmResult{Default: moveTarget(bi, st.Saved), Noted: noted}
 	if st.Booted != nil {
 		res.Booted = elementByID(bi, *st.Booted)
 	}

@@ -12,7 +12,9 @@ import (
 // grub boots next (the saved default, a pending one-shot entry or a pending trial), the
 // default first moves to the element moveTo, so that at no moment does the default point
 // at a root being rewritten; the history says so. moveTo nil means there is no other image
-// to boot (an offline reload of a disk's only image): the default stays. A rollback grub
+// to boot (an offline reload of a disk's only image): the default stays. moveTo
+// RamdiskGrubID makes the kept deploy ramdisk the default (the ramdisk reloading a
+// single-image node's root). A rollback grub
 // made is noted first (NoteRollback), since the reload clears the trial's variables. It returns the
 // element the default moved to, nil when it did not move. The files are written by Commit
 // without a menu: grubenv first, then boot-info.json and the history record.
@@ -35,13 +37,15 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 	s := State{Info: bi}
 	var moved *Element
 	if bootsNext(files, grubID) && moveTo != nil {
-		to := elementByID(bi, *moveTo)
+		to := moveTarget(bi, *moveTo)
 		if to == nil || to.MenuentryID == "" || to.GrubID == grubID {
 			return nil, fmt.Errorf("reload: cannot move the default to grub_id %d", *moveTo)
 		}
 		dropEntry(env, bi, el)
 		env.Set(envSavedEntry, to.MenuentryID)
-		bi.CurrentElement = to.GrubID
+		if to.GrubID != RamdiskGrubID {
+			bi.CurrentElement = to.GrubID
+		}
 		s.Env = env
 		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID)}
 		moved = to
@@ -50,6 +54,15 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 		return nil, fmt.Errorf("reload: marking %s as being reloaded in %s: %w", el.OSID, dir, err)
 	}
 	return moved, nil
+}
+
+// moveTarget is the element BeginReload may move the default to: an element of bi, or the
+// ramdisk's stand-in.
+func moveTarget(bi *BootInfo, id int) *Element {
+	if id == RamdiskGrubID {
+		return ramdiskElement()
+	}
+	return elementByID(bi, id)
 }
 
 // bootsNext reports whether grub would boot the element grubID next, or may boot it on

@@ -371,7 +371,9 @@ func status(bi *BootInfo, env *Env, bootedRootUUID string) Status {
 		if e := resolveEnvEntry(bi, saved); e != nil {
 			st.Saved = e.GrubID
 			st.Default = e.GrubID
-			if e.GrubID != bi.CurrentElement {
+			// While the ramdisk is the default, current_element keeps naming the image
+			// the ramdisk reloads: boot-info.json has no element for the ramdisk.
+			if e.GrubID != bi.CurrentElement && e.GrubID != RamdiskGrubID {
 				mismatch = append(mismatch, fmt.Sprintf("grubenv saved_entry %q is grub_id %d but boot-info.json current_element is %d", saved, e.GrubID, bi.CurrentElement))
 			}
 		} else {
@@ -431,6 +433,9 @@ func elementByID(bi *BootInfo, id int) *Element {
 // does: by menuentry id, by index (grub-set-default N, written by hand or by older tools),
 // or by title.
 func resolveEnvEntry(bi *BootInfo, v string) *Element {
+	if v == RamdiskEntryID {
+		return ramdiskElement()
+	}
 	for i := range bi.Elements {
 		if bi.Elements[i].MenuentryID == v {
 			return &bi.Elements[i]

@@ -209,6 +209,9 @@ func boots(n int) string {
 
 // name returns the os_id of the element grubID, or the number when there is none.
 func (st Status) name(grubID int) string {
+	if grubID == RamdiskGrubID {
+		return ramdiskName
+	}
 	for _, e := range st.Elements {
 		if e.GrubID == grubID && e.OSID != "" {
 			return e.OSID

@@ -155,6 +155,12 @@ func printList(w io.Writer, source string, st bootloader.Status) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GrubID, e.OSID, dash(e.ImageName), e.BootName, state)
 	}
 	tw.Flush()
+	switch {
+	case st.Pending != nil && *st.Pending == bootloader.RamdiskGrubID:
+		fmt.Fprintln(w, "next boot (once): the deploy ramdisk kept on the multiboot partition (a reload through it is staged)")
+	case st.Saved == bootloader.RamdiskGrubID:
+		fmt.Fprintln(w, "default: the deploy ramdisk kept on the multiboot partition (the only image is being reloaded, or its trial failed)")
+	}
 	if st.Trial != nil && st.Trial.TriesLeft == 0 {
 		fmt.Fprintf(w, "trial: no try left for %s: unless confirmed in it now, the next boot rolls back to %s\n", entryName(st, st.Trial.GrubID), entryName(st, st.Saved))
 	}
@@ -181,6 +187,9 @@ func trialState(t *bootloader.TrialStatus) string {
 
 // entryName is "1 (tiny-b)" for the entry grubID of st.
 func entryName(st bootloader.Status, grubID int) string {
+	if grubID == bootloader.RamdiskGrubID {
+		return "the deploy ramdisk"
+	}
 	for _, e := range st.Elements {
 		if e.GrubID == grubID {
 			return fmt.Sprintf("%d (%s)", grubID, e.OSID)

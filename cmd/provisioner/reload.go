@@ -7,15 +7,19 @@ import (
 	"strings"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/bootflow"
 	"github.com/provisioner/provisioner/internal/engine"
+	execrun "github.com/provisioner/provisioner/internal/run"
+	"github.com/provisioner/provisioner/schema"
 	"github.com/spf13/cobra"
 )
 
 func newReloadCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
 	var o engine.ReloadOptions
+	var via viaFlags
 	cmd := &cobra.Command{
-		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N] [--no-trial] [--device PATH | --boot-dir DIR]",
+		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N] [--no-trial] [--via-ramdisk [--ramdisk-url U] [--kexec] [--reboot]] [--device PATH | --boot-dir DIR]",
 		Short:   "Reload one deployed image in place from a new image, and boot it on trial",
 		Long:    reloadHelp + "\n" + bootDirHelp,
 		Example: reloadExamples,
@@ -33,6 +37,12 @@ func newReloadCmd(s *streams) *cobra.Command {
 			o.Log = slog.New(slog.NewTextHandler(s.err, nil))
 			o.Out = s.err
 			o.Events = engine.TextEvents(s.err)
+			if via.viaRamdisk {
+				return reloadViaRamdisk(cmd, s, o, via)
+			}
+			if via.set(cmd) {
+				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback and --token go with --via-ramdisk")
+			}
 			res, err := engine.Reload(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -58,8 +68,64 @@ func newReloadCmd(s *streams) *cobra.Command {
 	cmd.Flags().IntVar(&o.Tries, "tries", 0, fmt.Sprintf("boot the image on trial this many times before grub rolls back (default %d)", engine.DefaultTries))
 	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make the image the default at once, without a trial")
 	cmd.Flags().StringVar(&o.Prober, "prober", "", "kernel discovery: auto, os-prober or builtin (default: the one the deploy used)")
+	via.bind(cmd)
 	flags.bind(cmd)
 	return cmd
+}
+
+// viaFlags are reload's flags of a reload through the deploy ramdisk.
+type viaFlags struct {
+	viaRamdisk, kexec, reboot bool
+	v                         engine.ViaRamdiskOptions
+}
+
+func (f *viaFlags) bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.viaRamdisk, "via-ramdisk", false, "reload through the deploy ramdisk kept on the node, at the next boot: the way to reload the root the node runs from")
+	fl.StringVar(&f.v.RamdiskURL, "ramdisk-url", "", "with --via-ramdisk: fetch the ramdisk first from this directory URL (vmlinuz and initramfs.cpio.zst, as make ramdisk builds them)")
+	fl.StringVar(&f.v.RamdiskChecksum, "ramdisk-checksum", "", "with --ramdisk-url: the URL of a checksum file listing vmlinuz and initramfs.cpio.zst")
+	fl.BoolVar(&f.kexec, "kexec", false, "with --via-ramdisk: load the ramdisk with kexec instead of booting it through the firmware and grub (reboots at once)")
+	fl.BoolVar(&f.reboot, "reboot", false, "with --via-ramdisk: reboot at once (default: tell the operator to)")
+	fl.StringVar(&f.v.Report.Callback, "callback", "", "with --via-ramdisk: the URL the ramdisk POSTs its events to, as a deploy's provisioner.callback")
+	fl.StringVar(&f.v.Report.Token, "token", "", "with --via-ramdisk: the callback's bearer token")
+	fl.StringVar(&f.v.Report.Node, "node", "", "with --via-ramdisk: the node name the events carry (default: the ramdisk's hostname)")
+}
+
+// set reports whether any of the flags of --via-ramdisk was given.
+func (f *viaFlags) set(cmd *cobra.Command) bool {
+	for _, n := range []string{"ramdisk-url", "ramdisk-checksum", "kexec", "reboot", "callback", "token", "node"} {
+		if cmd.Flags().Changed(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// reloadViaRamdisk stages the reload for the deploy ramdisk and reboots into it (with
+// --reboot or --kexec), or says how.
+func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, via viaFlags) error {
+	runner := execrun.Exec{Logger: o.Log}
+	if via.kexec {
+		via.v.Kexec = bootflow.LoadKexec
+	}
+	res, err := engine.StageReloadViaRamdisk(cmd.Context(), o, via.v)
+	if err != nil {
+		return err
+	}
+	e := res.Element
+	if res.Fetched {
+		fmt.Fprintf(s.out, "fetched the deploy ramdisk (%s kernel, %s initramfs) onto the multiboot partition\n", schema.HumanBytes(uint64(res.Ramdisk.KernelBytes)), schema.HumanBytes(uint64(res.Ramdisk.InitrdBytes)))
+	}
+	switch {
+	case via.kexec:
+		fmt.Fprintf(s.out, "the deploy ramdisk is loaded for kexec and reloads %d (%s) from %s; rebooting into it\n", e.GrubID, e.OSID, o.URL)
+	case via.reboot:
+		fmt.Fprintf(s.out, "the deploy ramdisk boots once, at the next boot, and reloads %d (%s) from %s; rebooting\n", e.GrubID, e.OSID, o.URL)
+	default:
+		fmt.Fprintf(s.out, "the deploy ramdisk boots once, at the next boot, and reloads %d (%s) from %s: reboot to start it\n", e.GrubID, e.OSID, o.URL)
+		return nil
+	}
+	return bootflow.NodeReboot(cmd.Context(), runner, via.kexec)
 }
 
 // describeVersion shows an image version for people: its name, uuid and digest, as known.
@@ -101,8 +167,21 @@ does not confirm (it did not boot, or did not come up healthy), grub boots the p
 default again by itself after the last try, and list and history report the failed trial.
 When grub cannot load its kernel at all, the same boot falls back to the previous default.
 --no-trial makes the image the default at once.
+
+The root the node runs from (reload refuses it: its filesystem is mounted) is reloaded
+with --via-ramdisk, by the deploy ramdisk kept on the multiboot partition (a spec with
+"ramdisk" keeps it at deploy; --ramdisk-url fetches it now). reload checks the image and
+the record here, writes the ramdisk's boot entry with the reload on its kernel command
+line (with --callback and --token, where it reports), and makes grub boot it once; then
+reboot, or give --reboot, or --kexec to load the ramdisk with kexec and skip the firmware.
+The ramdisk reloads the image with the code above and the same crash-safe order, arms
+its trial and reboots. On a single-image node the ramdisk is the default while the root
+is rewritten (a power cut boots it again, and it reloads again), and the trial falls back
+to it: after the last failed try grub boots the ramdisk, which reports the failed trial
+to the callback and waits.
 `
 
 const reloadExamples = `  provisioner reload tiny-b --url http://images.example/b-2.tar.zst --checksum http://images.example/SHA256SUMS
   provisioner reload 1 --url /srv/images/b.tar.gz --checksum sha256:9f86d0... --tries 2
-  provisioner reload ubuntu --url file:///srv/u24.tar.xz --no-trial --device disk.img`
+  provisioner reload ubuntu --url file:///srv/u24.tar.xz --no-trial --device disk.img
+  provisioner reload tiny-a --url http://images.example/a-2.tar.zst --via-ramdisk --callback http://conductor/events --token s3cret --reboot`

@@ -102,6 +102,21 @@ func (a *Agent) StartReload(ctx context.Context, req ReloadRequest, done func(*b
 	})
 }
 
+// RunReload is StartReload and wait: it returns the reload's boot info (the ramdisk's
+// reload mode uses it).
+func (a *Agent) RunReload(ctx context.Context, req ReloadRequest) (*bootloader.BootInfo, error) {
+	type result struct {
+		bi  *bootloader.BootInfo
+		err error
+	}
+	ch := make(chan result, 1)
+	if err := a.StartReload(ctx, req, func(bi *bootloader.BootInfo, err error) { ch <- result{bi, err} }); err != nil {
+		return nil, err
+	}
+	r := <-ch
+	return r.bi, r.err
+}
+
 // Confirm runs the node's Confirm and returns its answer. It returns an error matching
 // ErrBusy while a reload or another confirm runs, ErrPowerPending once a power action
 // was accepted (the grubenv it writes must not be cut by the reboot), and one matching

@@ -9,8 +9,12 @@ package bootflow
 import (
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 // After actions: what the ramdisk does once a deploy succeeded.
@@ -49,6 +53,12 @@ type Config struct {
 	// TLSCert and TLSKey are provisioner.tls_cert and provisioner.tls_key: files in the
 	// ramdisk holding the agent API's certificate.
 	TLSCert, TLSKey string
+	// Reload is the reload of one image that `provisioner reload --via-ramdisk` put on
+	// the kernel command line (provisioner.reload and the words after it), nil when none.
+	Reload *engine.RamdiskReload
+	// Kept is provisioner.kept: the ramdisk was booted from the copy kept on the node,
+	// whose boot files it checks when it has nothing else to do.
+	Kept bool
 }
 
 // ParseCmdline reads the parameters the ramdisk understands from a kernel command line
@@ -75,6 +85,13 @@ func ParseCmdline(s string) (Config, error) {
 			c.TLSCert = val
 		case "provisioner.tls_key":
 			c.TLSKey = val
+		case engine.WordReload, engine.WordURL, engine.WordChecksum, engine.WordFormat, engine.WordImageUUID,
+			engine.WordImageName, engine.WordTries, engine.WordNoTrial:
+			if err := c.reloadWord(key, val); err != nil {
+				return c, err
+			}
+		case engine.WordKept:
+			c.Kept = val == "1"
 		case "provisioner.after":
 			switch val {
 			case AfterReboot, AfterPoweroff, AfterKexec, AfterNone:
@@ -105,7 +122,68 @@ func ParseCmdline(s string) (Config, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("provisioner.tls_cert and provisioner.tls_key go together")
 	}
+	if r := c.Reload; r != nil {
+		switch {
+		case r.Image == "":
+			return c, fmt.Errorf("%s=... without %s=IMAGE", engine.WordURL, engine.WordReload)
+		case r.URL == "":
+			return c, fmt.Errorf("%s=%s: %s is required", engine.WordReload, r.Image, engine.WordURL)
+		case c.SpecURL != "":
+			return c, fmt.Errorf("provisioner.spec and %s exclude each other: a ramdisk deploys or reloads", engine.WordReload)
+		}
+	}
 	return c, nil
+}
+
+// reloadWord sets one word of the reload mode.
+func (c *Config) reloadWord(key, val string) error {
+	if c.Reload == nil {
+		c.Reload = &engine.RamdiskReload{}
+	}
+	r := c.Reload
+	switch key {
+	case engine.WordReload:
+		r.Image = val
+	case engine.WordURL:
+		r.URL = val
+	case engine.WordChecksum:
+		r.Checksum = val
+	case engine.WordFormat:
+		r.Format = val
+	case engine.WordImageUUID:
+		r.ImageUUID = val
+	case engine.WordImageName:
+		r.ImageName = val
+	case engine.WordTries:
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%s=%q: want a number of tries, 1 or more", key, val)
+		}
+		r.Tries = n
+	case engine.WordNoTrial:
+		r.NoTrial = val == "1"
+	}
+	return nil
+}
+
+// reloadWords are the words of the reload mode and the ones grub adds, which the ramdisk's
+// entry must not keep once the reload is done (see AfterReloadWords).
+var reloadWords = []string{engine.WordReload, engine.WordURL, engine.WordChecksum, engine.WordFormat,
+	engine.WordImageUUID, engine.WordImageName, engine.WordTries, engine.WordNoTrial, "BOOT_IMAGE"}
+
+// AfterReloadWords returns the words of the kernel command line cmdline without the
+// reload's: what the ramdisk's entry boots with once the reload is done (the console, the
+// callback and provisioner.kept), so that a trial falling back to the ramdisk reports
+// instead of reloading again.
+func AfterReloadWords(cmdline string) []string {
+	var out []string
+	for _, w := range splitCmdline(cmdline) {
+		key, _, _ := strings.Cut(w, "=")
+		if !slices.Contains(reloadWords, key) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // parseDuration accepts Go durations ("30s", "1m") and bare seconds ("30").

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -29,6 +31,35 @@ func TestParseCmdline(t *testing.T) {
 		{"provisioner.heartbeat=soon", "provisioner.heartbeat"},
 		{"BOOTIF=01-zz", "BOOTIF"},
 		{"provisioner.tls_cert=/c.pem", "tls_key"},
+	} {
+		if _, err := ParseCmdline(bad.line); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: err = %v", bad.line, err)
+		}
+	}
+}
+
+// TestRamdiskReloadWords: the words reload --via-ramdisk writes read back as the same
+// reload, and AfterReloadWords keeps everything but the reload's words.
+func TestRamdiskReloadWords(t *testing.T) {
+	r := engine.RamdiskReload{Image: "b", URL: "http://10.0.2.2:8080/b2.tar.zst", Checksum: "sha256:9f86", Format: "tar.zst",
+		ImageUUID: "u-2", ImageName: "B 2", Tries: 2, Report: engine.RamdiskReport{Callback: "http://10.0.2.2:8080/events", Token: "tok", Node: "n4"}}
+	line := "BOOT_IMAGE=/ramdisk/vmlinuz console=ttyS0 " + strings.Join(r.Words(), " ")
+	c, err := ParseCmdline(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Report = engine.RamdiskReport{}
+	if c.Reload == nil || *c.Reload != r || !c.Kept || c.Callback != "http://10.0.2.2:8080/events" || c.Token != "tok" || c.Node != "n4" {
+		t.Errorf("parsed %+v, reload %+v", c, c.Reload)
+	}
+	if got := strings.Join(AfterReloadWords(line), " "); got != "console=ttyS0 provisioner.kept=1 provisioner.callback=http://10.0.2.2:8080/events provisioner.token=tok provisioner.node=n4" {
+		t.Errorf("after: %s", got)
+	}
+	for _, bad := range []struct{ line, want string }{
+		{"provisioner.reload=b", "provisioner.url is required"},
+		{"provisioner.url=http://x/b", "without provisioner.reload"},
+		{"provisioner.reload=b provisioner.url=u provisioner.tries=0", "provisioner.tries"},
+		{"provisioner.reload=b provisioner.url=u provisioner.spec=http://x/s.json", "exclude each other"},
 	} {
 		if _, err := ParseCmdline(bad.line); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: err = %v", bad.line, err)

@@ -38,6 +38,10 @@ type Flow struct {
 	Power func(ctx context.Context, action string, bi *bootloader.BootInfo) error
 	// Shell runs an interactive shell on the console and returns when it exits.
 	Shell func(ctx context.Context) error
+	// CheckKept looks at the node's boot files when the ramdisk was booted from the copy
+	// kept on the node with nothing to do (provisioner.kept): it returns the step
+	// ("trial", "reload") and the error of a failure to report, or "" and nil.
+	CheckKept func(ctx context.Context) (step string, err error)
 }
 
 // Run follows the kernel command line: bring up the network; serve the agent API when
@@ -65,7 +69,15 @@ func (f *Flow) Run(ctx context.Context) error {
 		fmt.Fprintf(f.Console, "provisioner ramdisk: agent API on %s\n", c.AgentAddr)
 	}
 
+	if c.Reload != nil {
+		return f.reload(ctx, netErr)
+	}
 	if c.SpecURL == "" {
+		if c.Kept && f.CheckKept != nil {
+			if step, err := f.CheckKept(ctx); err != nil {
+				return f.StayUp(ctx, f.reportEarly(ctx, step, err))
+			}
+		}
 		if c.AgentAddr != "" {
 			fmt.Fprintln(f.Console, "provisioner ramdisk: waiting for a spec (POST /v1/deploy)")
 			<-ctx.Done()
@@ -88,6 +100,31 @@ func (f *Flow) Run(ctx context.Context) error {
 		return f.StayUp(ctx, fmt.Errorf("deploy failed: %w", err))
 	}
 	fmt.Fprintln(f.Console, "provisioner ramdisk: deploy succeeded")
+	return f.after(ctx, res.BootInfo)
+}
+
+// reload is the reload mode: the reload of one image of the node that booted this
+// ramdisk from its kept copy (reload --via-ramdisk), then provisioner.after.
+func (f *Flow) reload(ctx context.Context, netErr error) error {
+	r := f.Config.Reload
+	if netErr != nil && !isLocal(r.URL) {
+		return f.StayUp(ctx, f.reportEarly(ctx, "network", fmt.Errorf("no network to fetch %s: %w", r.URL, netErr)))
+	}
+	fmt.Fprintf(f.Console, "provisioner ramdisk: reloading %s from %s\n", r.Image, r.URL)
+	bi, err := f.Agent.RunReload(ctx, agent.ReloadRequest{Image: r.Image, URL: r.URL, Checksum: r.Checksum, Format: r.Format,
+		ImageUUID: r.ImageUUID, ImageName: r.ImageName, Tries: r.Tries, NoTrial: r.NoTrial})
+	if err != nil {
+		// The agent has reported the failure, with its step, to the callback.
+		f.flush(ctx)
+		return f.StayUp(ctx, fmt.Errorf("reload failed: %w", err))
+	}
+	fmt.Fprintln(f.Console, "provisioner ramdisk: reload succeeded")
+	return f.after(ctx, bi)
+}
+
+// after ends a deploy or reload that succeeded: the events delivered, provisioner.after.
+func (f *Flow) after(ctx context.Context, bi *bootloader.BootInfo) error {
+	c := f.Config
 	f.flush(ctx)
 	if c.After == AfterNone {
 		fmt.Fprintln(f.Console, "provisioner ramdisk: provisioner.after=none: staying up")
@@ -95,7 +132,7 @@ func (f *Flow) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	fmt.Fprintf(f.Console, "provisioner ramdisk: %s\n", c.After)
-	if err := f.Power(ctx, c.After, res.BootInfo); err != nil {
+	if err := f.Power(ctx, c.After, bi); err != nil {
 		return f.StayUp(ctx, fmt.Errorf("%s failed: %w", c.After, err))
 	}
 	<-ctx.Done()

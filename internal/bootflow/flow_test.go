@@ -36,6 +36,12 @@ type flowCase struct {
 	shells   int
 	console  bytes.Buffer
 	deployed *schema.Spec
+	// reloadErr is what the node's reload returns; reloaded is the request it got.
+	reloadErr error
+	reloaded  *agent.ReloadRequest
+	// kept is the CheckKept answer.
+	keptStep string
+	keptErr  error
 }
 
 func (c *flowCase) run(t *testing.T, cfg Config, spec string, deployErr error) error {
@@ -58,7 +64,7 @@ func (c *flowCase) run(t *testing.T, cfg Config, spec string, deployErr error) e
 		}
 	}))
 	defer srv.Close()
-	if cfg.SpecURL == "" {
+	if cfg.SpecURL == "" && cfg.Reload == nil && !cfg.Kept {
 		cfg.SpecURL = srv.URL + "/spec.json"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -81,8 +87,22 @@ func (c *flowCase) run(t *testing.T, cfg Config, spec string, deployErr error) e
 			return &engine.DeployResult{BootInfo: bi}, nil
 		},
 	}
+	if cfg.Reload != nil {
+		ag.NodeAPI = &agent.Node{Reload: func(ctx context.Context, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
+			c.mu.Lock()
+			c.reloaded = &req
+			c.mu.Unlock()
+			events(engine.Event{Phase: engine.PhasePlan})
+			events(engine.Event{Phase: engine.PhaseImages})
+			if c.reloadErr != nil {
+				return nil, c.reloadErr
+			}
+			return bi, nil
+		}}
+	}
 	f := &Flow{
-		Config: cfg, Agent: ag, Fetcher: &deploy.Fetcher{}, Log: slog.New(slog.DiscardHandler), Console: &c.console,
+		CheckKept: func(context.Context) (string, error) { return c.keptStep, c.keptErr },
+		Config:    cfg, Agent: ag, Fetcher: &deploy.Fetcher{}, Log: slog.New(slog.DiscardHandler), Console: &c.console,
 		Network: func(context.Context) error { return nil },
 		Serve:   func(ctx context.Context) error { <-ctx.Done(); return nil },
 		Power: func(_ context.Context, action string, got *bootloader.BootInfo) error {
@@ -171,6 +191,49 @@ func TestFlowFailuresStayUp(t *testing.T) {
 			t.Errorf("err %v, shells %d", err, c.shells)
 		}
 	})
+}
+
+// TestFlowReloads: the reload mode reloads the image the kernel command line names, then
+// does provisioner.after; a failed reload is reported and the ramdisk stays up.
+func TestFlowReloads(t *testing.T) {
+	cfg, err := ParseCmdline("console=ttyS0 provisioner.reload=b provisioner.url=http://x/b2.tar.zst provisioner.tries=2 provisioner.kept=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c flowCase
+	c.run(t, cfg, "", nil)
+	if c.reloaded == nil || c.reloaded.Image != "b" || c.reloaded.URL != "http://x/b2.tar.zst" || c.reloaded.Tries != 2 || c.deployed != nil {
+		t.Fatalf("reloaded %+v, deployed %v", c.reloaded, c.deployed != nil)
+	}
+	if len(c.power) != 1 || c.power[0] != AfterReboot || c.shells != 0 {
+		t.Errorf("power %v, shells %d", c.power, c.shells)
+	}
+	if got := c.types(); !strings.HasPrefix(got, "started") || !strings.HasSuffix(got, "succeeded") {
+		t.Errorf("events: %s", got)
+	}
+
+	c = flowCase{reloadErr: errors.New("image b: fetching http://x/b2.tar.zst: 404 Not Found")}
+	if err := c.run(t, cfg, "", nil); err == nil || len(c.power) != 0 || c.shells != 1 {
+		t.Fatalf("err %v, power %v, shells %d", err, c.power, c.shells)
+	}
+	if last := c.events[len(c.events)-1]; last.Type != "failed" || !strings.Contains(last.Error, "404") {
+		t.Errorf("final event %+v", last)
+	}
+	if !strings.Contains(c.console.String(), "FAILED: reload failed") {
+		t.Errorf("console:\n%s", c.console.String())
+	}
+}
+
+// TestFlowKeptReportsTrial: the ramdisk booted from the node's copy with nothing to do
+// reports what CheckKept found (a failed trial) and waits, without powering anything.
+func TestFlowKeptReportsTrial(t *testing.T) {
+	c := flowCase{keptStep: "trial", keptErr: errors.New("trial of b failed after 2 boots; the deploy ramdisk boots now")}
+	if err := c.run(t, Config{Kept: true, After: AfterReboot}, "", nil); err == nil || len(c.power) != 0 || c.shells != 1 {
+		t.Fatalf("err %v, power %v, shells %d", err, c.power, c.shells)
+	}
+	if c.types() != "failed" || c.events[0].Step != "trial" || !strings.Contains(c.events[0].Error, "trial of b failed") {
+		t.Errorf("events %+v", c.events)
+	}
 }
 
 func TestAgentURL(t *testing.T) {

@@ -167,6 +167,10 @@ func Ramdisk(ctx context.Context, o RamdiskOptions) error {
 			return run.Interactive(ctx, []string{"/bin/sh"}, o.Stdin, o.Stdout, o.Stderr)
 		},
 	}
+	if cfg.Reload != nil {
+		ag.NodeAPI = &agent.Node{Reload: RamdiskReloader(log, cfg.Prober, AfterReloadWords(o.Cmdline), o.Log)}
+	}
+	flow.CheckKept = func(ctx context.Context) (string, error) { return CheckKept(ctx, engine.HostEnv(log)) }
 	if cfgErr != nil {
 		flow.Config = Config{}
 		return flow.StayUp(ctx, fmt.Errorf("kernel command line: %w", cfgErr))

@@ -2,12 +2,16 @@ package bootflow
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/partition"
 )
 
 // nodeLockWait bounds how long a node request waits for another run holding the boot
@@ -57,4 +61,56 @@ func nodeBoot(ctx context.Context, o engine.BootDirOptions) (any, error) {
 // nodeConfirm is POST /v1/confirm: what `provisioner confirm --json` prints.
 func nodeConfirm(ctx context.Context, o engine.BootDirOptions) (any, error) {
 	return engine.Confirm(ctx, o)
+}
+
+// ramdiskLockWait bounds the ramdisk's wait for the boot files' lock: nothing else runs
+// in the ramdisk but the agent's own requests.
+const ramdiskLockWait = time.Minute
+
+// RamdiskReloader is the reload of the deploy ramdisk's reload mode: the reload of one
+// image, offline, of the node whose kept copy of the ramdisk booted (the multiboot
+// partition found by its label), with Reload's code and crash-safe order. A single-image
+// node's default is the ramdisk's entry while its root is rewritten, and its trial falls
+// back to it; after are the kernel words the ramdisk's entry keeps once the image is
+// written (see AfterReloadWords). progress receives the transfer's lines.
+func RamdiskReloader(log *slog.Logger, prober string, after []string, progress io.Writer) agent.ReloadFunc {
+	return func(ctx context.Context, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
+		res, err := engine.Reload(ctx, engine.ReloadOptions{
+			Image: req.Image, URL: req.URL, Checksum: req.Checksum, Format: req.Format,
+			ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
+			BootDir: engine.BootDirOptions{Env: engine.HostEnv(log), LockWait: ramdiskLockWait},
+			Boot:    engine.BootOptions{Self: []string{"/proc/self/exe"}}, Prober: prober,
+			Events: engine.Tee(events, engine.TextEvents(progress)), Log: log, Out: progress,
+			InRamdisk: true, RamdiskAfter: after,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return res.BootInfo, nil
+	}
+}
+
+// CheckKept is what the ramdisk booted from the node's kept copy, with nothing to do,
+// reports: a trial grub rolled back to it (step "trial"; the rollback is recorded in the
+// history, as list records it), or an image whose reload failed or was cut (step
+// "reload"), or boot files it cannot read (step "boot-files"). It returns "" and nil when
+// the boot files show none of these.
+func CheckKept(ctx context.Context, env partition.Env) (string, error) {
+	l, err := engine.List(ctx, engine.BootDirOptions{Env: env, LockWait: ramdiskLockWait})
+	if err != nil {
+		return "boot-files", fmt.Errorf("reading the node's boot files: %w", err)
+	}
+	if rb := l.Rollback; rb != nil {
+		return "trial", errors.New(rb.Message)
+	}
+	for _, e := range l.Status.Elements {
+		if e.State != "" {
+			why := e.StateError
+			if why == "" {
+				why = "it was cut"
+			}
+			return "reload", fmt.Errorf("the reload of %s is %s: %s", e.OSID, e.State, why)
+		}
+	}
+	return "", nil
 }

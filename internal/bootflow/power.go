@@ -104,20 +104,55 @@ func LoadDefault(ctx context.Context, r run.Runner, bi *bootloader.BootInfo) err
 		return fmt.Errorf("kexec: %w", err)
 	}
 	defer disk.Unmount(context.WithoutCancel(ctx), mnt)
-	kf, err := os.Open(path.Join(mnt, t.Kernel))
+	kernel, initrd := path.Join(mnt, t.Kernel), ""
+	if t.Initrd != "" {
+		initrd = path.Join(mnt, t.Initrd)
+	}
+	if err := LoadKexec(ctx, kernel, initrd, t.Cmdline); err != nil {
+		return fmt.Errorf("%w (from %s)", err, dev)
+	}
+	return nil
+}
+
+// LoadKexec loads the kernel file, the initrd file ("" for none) and the command line
+// for kexec, with kexec_file_load: the kernel checks the files itself.
+func LoadKexec(ctx context.Context, kernel, initrd, cmdline string) error {
+	kf, err := os.Open(kernel)
 	if err != nil {
 		return fmt.Errorf("kexec: %w", err)
 	}
 	defer kf.Close()
 	var inf *os.File
-	if t.Initrd != "" {
-		if inf, err = os.Open(path.Join(mnt, t.Initrd)); err != nil {
+	if initrd != "" {
+		if inf, err = os.Open(initrd); err != nil {
 			return fmt.Errorf("kexec: %w", err)
 		}
 		defer inf.Close()
 	}
-	if err := kexec.FileLoad(kf, inf, t.Cmdline); err != nil {
-		return fmt.Errorf("kexec: loading %s from %s: %w", t.Kernel, dev, err)
+	if err := kexec.FileLoad(kf, inf, cmdline); err != nil {
+		return fmt.Errorf("kexec: loading %s: %w", kernel, err)
 	}
-	return nil
+	return ctx.Err()
+}
+
+// NodeReboot reboots a deployed node, into the kernel loaded for kexec with kexec set:
+// through systemd when it runs (`systemctl reboot` or `systemctl kexec`, a clean shutdown
+// that stops the services and unmounts), else with reboot(2) after syncing, as the ramdisk
+// does. It returns only on failure (or once systemd has the request).
+func NodeReboot(ctx context.Context, r run.Runner, kexecLoaded bool) error {
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		verb := "reboot"
+		if kexecLoaded {
+			verb = "kexec"
+		}
+		if _, err := r.Run(ctx, run.Cmd{Argv: []string{"systemctl", verb}}); err != nil {
+			return fmt.Errorf("systemctl %s: %w", verb, err)
+		}
+		return nil
+	}
+	unix.Sync()
+	if kexecLoaded {
+		return os.NewSyscallError("kexec reboot", kexec.Reboot())
+	}
+	return os.NewSyscallError("reboot", unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART))
 }

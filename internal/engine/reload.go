@@ -53,6 +53,16 @@ type ReloadOptions struct {
 	// NodeToolsBinary is the provisioner copied into an image that asks for the node
 	// tools ("": the running one).
 	NodeToolsBinary string
+	// InRamdisk says the reload runs in the deploy ramdisk booted from the copy kept on
+	// the node (reload --via-ramdisk): no image is booted, and a single-image node's
+	// default moves to the ramdisk's entry while its only root is rewritten, and its trial
+	// falls back to the ramdisk.
+	InRamdisk bool
+	// RamdiskAfter are the kernel words the ramdisk's entry gets once the image is
+	// written, just before the commit arms its trial: the words of the reload are then
+	// gone, so that a trial that falls back to the ramdisk does not reload again. nil
+	// leaves the entry as it is.
+	RamdiskAfter []string
 }
 
 // ReloadResult says what a reload did.
@@ -151,6 +161,25 @@ func (r *reload) check() error {
 // prepare does everything that writes nothing: reads the record and the boot info, plans,
 // finds the devices, refuses mounted filesystems, and opens the new image.
 func (r *reload) prepare(ctx context.Context) error {
+	if err := r.readPlan(); err != nil {
+		return err
+	}
+	if err := r.chooseFallback(ctx); err != nil {
+		return err
+	}
+	var err error
+	if r.devs, err = r.devices(ctx); err != nil {
+		return err
+	}
+	if err := r.refuseMounted(); err != nil {
+		return err
+	}
+	return r.preflight(ctx)
+}
+
+// readPlan reads the record and the boot info, finds the image and plans its reload with
+// the new source.
+func (r *reload) readPlan() error {
 	r.events.emit(Event{Phase: PhasePlan, Message: "reading the plan record and the boot files in " + r.bd.Source})
 	rec, err := bootloader.ReadRecord(r.bd.Path)
 	if errors.Is(err, partition.ErrNoRecord) {
@@ -164,9 +193,6 @@ func (r *reload) prepare(ctx context.Context) error {
 		return err
 	}
 	el, err := r.bi.Find(r.o.Image)
-	if errors.Is(err, bootloader.ErrUnknownEntry) {
-		return Usagef("reload: %w", err)
-	}
 	if err != nil {
 		return Usagef("reload: %w", err)
 	}
@@ -175,15 +201,12 @@ func (r *reload) prepare(ctx context.Context) error {
 		return Environmentf("reload: %w", err)
 	}
 	r.applySource()
-	if err := r.chooseFallback(ctx); err != nil {
-		return err
-	}
-	if r.devs, err = r.devices(ctx); err != nil {
-		return err
-	}
-	if err := r.refuseMounted(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// preflight sets up the deploy code and opens the new image: its source, format and
+// checksum, before anything is written.
+func (r *reload) preflight(ctx context.Context) error {
 	r.newDeployer()
 	if err := r.d.CheckNodeTools([]*partition.Image{r.plan.Image}); err != nil {
 		return Environmentf("reload: %w", err)
@@ -227,8 +250,14 @@ func (r *reload) chooseFallback(ctx context.Context) error {
 			id = st.Saved
 		}
 		r.moveTo = &id
+	case r.o.InRamdisk:
+		if _, err := bootloader.ReadRamdisk(r.bd.Path); err != nil {
+			return Environmentf("reload: %s is the only image of this node and the deploy ramdisk is not kept on it (%w): nothing could boot while its root is rewritten", r.el.OSID, err)
+		}
+		id := bootloader.RamdiskGrubID
+		r.moveTo = &id
 	case r.bd.Live:
-		return Usagef("reload: %s is the only bootable image of this node: nothing else could boot while its root is rewritten (reloading the running root is done through the deploy ramdisk)", r.el.OSID)
+		return Usagef("reload: %s is the only bootable image of this node: nothing else could boot while its root is rewritten (reload it with --via-ramdisk)", r.el.OSID)
 	}
 	if r.o.Tries > 0 && r.moveTo == nil {
 		return Usagef("reload: %s is the disk's only image: a trial has nothing to fall back to; use --no-trial", r.el.OSID)
@@ -296,7 +325,7 @@ func (r *reload) refuseMounted() error {
 		num := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 		for _, m := range mounts {
 			if m.DevNum == num {
-				return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root through the deploy ramdisk", r.el.OSID, dev, fs.UUID, fs.Mount, m.Point)
+				return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root with --via-ramdisk (one reboot) or --live (no reboot, same kernel)", r.el.OSID, dev, fs.UUID, fs.Mount, m.Point)
 			}
 		}
 	}

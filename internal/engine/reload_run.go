@@ -78,6 +78,12 @@ func (r *reload) write(ctx context.Context, res *ReloadResult) (*bootloader.Boot
 		Kernel: k.Path, Initrd: k.Initrd, Cmdline: entry.Cmdline, Filesystems: fss, Digest: digest,
 	}
 	r.updateRecord(digest)
+	if r.o.InRamdisk && r.o.RamdiskAfter != nil {
+		e := bootloader.RamdiskEntry{BootUUID: r.bi.MultibootPartition, Args: r.o.RamdiskAfter}
+		if err := bootloader.WriteRamdiskEntry(ctx, r.bd.Path, e); err != nil {
+			return nil, fmt.Errorf("rewriting the ramdisk's boot entry: %w", err)
+		}
+	}
 	return bootloader.CommitReload(ctx, r.bd.Path, menu, bootloader.Reloaded{
 		GrubID: r.el.GrubID, Element: el, Tries: r.o.Tries, Record: r.rec, From: res.From, To: res.To,
 	})

@@ -56,12 +56,7 @@ func newReloadCase(t *testing.T) *reloadCase {
 // reload reloads image from the blob name on the case's server.
 func (c *reloadCase) reload(t *testing.T, image, name, checksum string, edit func(*ReloadOptions)) (*ReloadResult, error) {
 	t.Helper()
-	o := ReloadOptions{
-		Image: image, URL: c.srv.URL + "/" + name, Checksum: checksum, ImageName: "Gamma 2",
-		BootDir: BootDirOptions{Device: c.img, Env: HostEnv(nil), TmpDir: c.tmp},
-		Fetcher: &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
-		TmpDir:  c.tmp,
-	}
+	o := c.options(image, name, checksum)
 	if edit != nil {
 		edit(&o)
 	}
@@ -73,6 +68,17 @@ func (c *reloadCase) reload(t *testing.T, image, name, checksum string, edit fun
 		noLoopFor(t, c.img) // a test that attached the image itself detaches it
 	}
 	return res, err
+}
+
+// options are the options of a reload of image from the blob name on the case's server,
+// offline on the case's disk-image file.
+func (c *reloadCase) options(image, name, checksum string) ReloadOptions {
+	return ReloadOptions{
+		Image: image, URL: c.srv.URL + "/" + name, Checksum: checksum, ImageName: "Gamma 2",
+		BootDir: BootDirOptions{Device: c.img, Env: HostEnv(nil), TmpDir: c.tmp},
+		Fetcher: &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
+		TmpDir:  c.tmp,
+	}
 }
 
 // bootFiles reads boot-info.json, grubenv and the history off the multiboot partition.
