@@ -140,3 +140,7 @@ func ReadRamdisk(dir string) (*RamdiskInfo, error) {
 func FormatRamdiskCmdline(words []string) []byte {
 	return []byte(strings.Join(words, " ") + "\n")
 }
+
+// KernelWords splits a kernel command line (/proc/cmdline's content) into its words the
+// way the kernel does: at blanks, except inside double quotes, which stay in the word.
+func KernelWords(cmdline string) []string { return kernelWords(cmdline) }

@@ -110,7 +110,7 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 			return err
 		}
 		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
-		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest}
+		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest, fetcher: fetcher}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi
 		return err
