@@ -83,7 +83,10 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		}
 		// Checksum files are fetched before the first write: a wrong checksum URL, or
 		// an interruption while it is fetched, leaves the disks as they were.
-		return d.ResolveDigests(ctx, l.Images)
+		if err := d.ResolveDigests(ctx, l.Images); err != nil {
+			return err
+		}
+		return checkRamdiskPlan(ctx, fetcher, spec, l, opts.Boot.GrubLib)
 	}
 	if opts.DryRun {
 		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/confine"
+	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
 	"golang.org/x/sys/unix"
 )
@@ -331,4 +332,56 @@ func BaseKernelWords(words []string) []string {
 		out = append(out, w)
 	}
 	return out
+}
+
+// checkRamdiskPlan refuses, before a deploy writes anything, a ramdisk that surely does not
+// fit its planned multiboot partition: the files' sizes as the server announces them (the
+// checksum file is fetched too, so that a wrong URL fails now), plus the room of grub's
+// files, against the partition's size less what ext4 keeps for itself (5% reserved blocks
+// and a 4 MiB journal; the inode tables make the real room smaller still). The exact check
+// against the made filesystem's free space comes when the ramdisk is written.
+func checkRamdiskPlan(ctx context.Context, f *deploy.Fetcher, spec *schema.Spec, l *partition.Layout, grubLib string) error {
+	if !spec.KeepsRamdisk() || l.Multiboot == nil {
+		return nil
+	}
+	var part *partition.Partition
+	for _, p := range l.Disks[0].Partitions {
+		if p.Role == partition.RoleMultiboot {
+			part = p
+		}
+	}
+	if part == nil {
+		return nil
+	}
+	files := []*ramdiskFile{
+		{src: ramdiskSource(spec.Ramdisk.URL, ramdiskKernelName), target: bootloader.RamdiskKernel},
+		{src: ramdiskSource(spec.Ramdisk.URL, ramdiskInitrdName), target: bootloader.RamdiskInitrd},
+	}
+	if err := resolveRamdiskDigests(ctx, f, spec.Ramdisk.Checksum, files); err != nil {
+		return err
+	}
+	needed := grubReserve(grubLib, l.BootMode)
+	for _, rf := range files {
+		s, err := f.Open(ctx, rf.src)
+		if err != nil {
+			return &classified{deploy.ErrImage, fmt.Errorf("keeping the ramdisk: %w", err)}
+		}
+		size := s.Size()
+		s.Close()
+		if size < 0 {
+			return nil
+		}
+		needed += uint64(size)
+	}
+	room := part.SizeBytes - part.SizeBytes/20
+	if room > 4*schema.MiB {
+		room -= 4 * schema.MiB
+	}
+	if needed <= room {
+		return nil
+	}
+	// The size to ask for, with the same overheads, rounded up to whole MiB.
+	want := ((needed+4*schema.MiB)*20/19 + schema.MiB - 1) / schema.MiB
+	return &classified{partition.ErrLayout, fmt.Errorf("%w: the ramdisk at %s and grub's files need %d bytes (%s), and the %s multiboot partition holds at most %d bytes (%s) of files: give multiboot_size %d MiB or more",
+		ErrRamdiskNoRoom, spec.Ramdisk.URL, needed, schema.HumanBytes(needed), schema.HumanBytes(part.SizeBytes), room, schema.HumanBytes(room), want)}
 }

@@ -277,19 +277,47 @@ func TestDeployKeepsRamdisk(t *testing.T) {
 	})
 }
 
-// TestDeployRamdiskTooBig: a ramdisk larger than the multiboot partition's free space is
-// refused with the numbers, before anything of it, or grub.cfg, is written.
+// TestDeployRamdiskTooBig: a ramdisk that surely does not fit the planned multiboot
+// partition is refused with the numbers before the disk is written; one that passes that
+// estimate but not the made filesystem's free space is refused with the numbers before
+// anything of it, or grub.cfg, is written.
 func TestDeployRamdiskTooBig(t *testing.T) {
 	c := newDeployCase(t)
-	ramdiskBlobs(c.srv, fakeRamdisk(1<<20, 7), fakeRamdisk(40<<20, 8))
-	res, img, err := c.deployWith(t, ramdiskDoc(c.srv.URL, `"multiboot_size": "32 MiB",`), func(o *DeployOptions) {
+	doc := ramdiskDoc(c.srv.URL, `"multiboot_size": "32 MiB",`)
+	// No platform files here: grub's room is then the fixed 8 MiB of the BIOS install,
+	// whatever grub this machine has.
+	noGrub := t.TempDir()
+	edit := func(o *DeployOptions) {
 		o.Boot.KernelCmdline = func() (string, error) { return fakeCmdline, nil }
+		o.Boot.GrubLib = noGrub
 		o.PreserveOnError = true
-	})
-	if !errors.Is(err, ErrRamdiskNoRoom) || ExitCode(err) != ExitWrite {
-		t.Fatalf("err = %v (exit code %d), want ErrRamdiskNoRoom", err, ExitCode(err))
 	}
-	for _, s := range []string{"multiboot partition ", "vmlinuz 1 MiB", "initramfs.cpio.zst 40 MiB", "for grub's files", "MiB) free", "multiboot_size"} {
+
+	ramdiskBlobs(c.srv, fakeRamdisk(1<<20, 7), fakeRamdisk(40<<20, 8))
+	_, img, err := c.deployWith(t, doc, edit)
+	if !errors.Is(err, ErrRamdiskNoRoom) || ExitCode(err) != ExitInvalidSpec {
+		t.Fatalf("plan: err = %v (exit code %d), want ErrRamdiskNoRoom", err, ExitCode(err))
+	}
+	needed := 41<<20 + 8<<20
+	for _, s := range []string{fmt.Sprintf("need %d bytes (49 MiB)", needed), "the 32 MiB multiboot partition holds at most 27682407 bytes", "multiboot_size 56 MiB or more"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("plan refusal lacks %q: %v", s, err)
+		}
+	}
+	if fh, err := os.Open(img); err == nil {
+		// A sparse image that was never written has no data extent.
+		if off, err := unix.Seek(int(fh.Fd()), 0, unix.SEEK_DATA); !errors.Is(err, unix.ENXIO) {
+			t.Errorf("the disk image holds data at %d before the plan's refusal (%v)", off, err)
+		}
+		fh.Close()
+	}
+
+	ramdiskBlobs(c.srv, fakeRamdisk(1<<20, 7), fakeRamdisk(15<<20+512<<10, 8))
+	res, img, err := c.deployWith(t, doc, edit)
+	if !errors.Is(err, ErrRamdiskNoRoom) || ExitCode(err) != ExitWrite {
+		t.Fatalf("write: err = %v (exit code %d), want ErrRamdiskNoRoom", err, ExitCode(err))
+	}
+	for _, s := range []string{"multiboot partition ", "vmlinuz 1 MiB", "initramfs.cpio.zst 15.50 MiB", "8 MiB for grub's files", "MiB) free", "multiboot_size"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("refusal lacks %q: %v", s, err)
 		}
@@ -297,8 +325,7 @@ func TestDeployRamdiskTooBig(t *testing.T) {
 	if res != nil {
 		t.Errorf("result %+v", res)
 	}
-	spec := loadString(t, ramdiskDoc(c.srv.URL, `"multiboot_size": "32 MiB",`))
-	l, err := partition.Plan(spec, map[string]partition.Disk{"vda": {SizeBytes: 1 << 30, SectorSize: 512}}, "deploy")
+	l, err := partition.Plan(loadString(t, doc), map[string]partition.Disk{"vda": {SizeBytes: 1 << 30, SectorSize: 512}}, "deploy")
 	if err != nil {
 		t.Fatal(err)
 	}
