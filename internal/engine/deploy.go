@@ -96,6 +96,9 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 				fmt.Fprintf(opts.Out, "  %s from %s into %s (%d mounts), fstab %s\n", im.Name, im.URL, im.Target, len(im.Mounts), fstabNote(im))
 			}
 			bootDryRun(opts.Out, layout, opts.Boot)
+			if spec.KeepsRamdisk() {
+				fmt.Fprintf(opts.Out, "then the deploy ramdisk from %s would be kept on the multiboot partition, with a menu entry of its own\n", spec.Ramdisk.URL)
+			}
 		}
 		return &DeployResult{Layout: layout}, err
 	}

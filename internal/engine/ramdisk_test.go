@@ -339,3 +339,26 @@ func TestDeployRamdiskTooBig(t *testing.T) {
 		}
 	})
 }
+
+// TestDeployDryRunRamdisk: a dry run says the ramdisk would be kept, and fetches nothing.
+func TestDeployDryRunRamdisk(t *testing.T) {
+	srv := newImageServer(t)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	_, err := Deploy(context.Background(), loadString(t, ramdiskDoc(srv.URL, "")), DeployOptions{
+		PartitionOptions: PartitionOptions{
+			Targets: []Target{{Name: "vda", Path: filepath.Join(dir, "vda.img")}}, Sizes: map[string]uint64{"vda": 1 << 30},
+			Seed: "dry", DryRun: true, Out: &out, Env: HostEnv(nil),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "then the deploy ramdisk from " + srv.URL + "/rd/ would be kept on the multiboot partition"
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "multiboot") {
+		t.Errorf("dry run output lacks %q:\n%s", want, out.String())
+	}
+	if n := srv.requests.Load(); n != 0 {
+		t.Errorf("a dry run made %d requests", n)
+	}
+}
