@@ -38,6 +38,10 @@ type Config struct {
 	Default int
 	// Serial also drives the serial console (ttyS0, 115200).
 	Serial bool
+	// Ramdisk ends the menu with the kept deploy ramdisk's entry (RamdiskCfgPath), sourced
+	// when the file is there, so that it is menu index len(Entries). A trial whose
+	// saved_entry is that entry falls back to it.
+	Ramdisk bool
 }
 
 // entryIDPrefix marks our entries, so they never clash with ids an image's own
@@ -221,8 +225,8 @@ func onBootFS(p string) (string, error) {
 
 // Render writes grub.cfg, the same bytes for the same Config: a header, the terminal
 // settings, load_env, the choice of the entry to boot (see writeSelection), the timeout,
-// and one menuentry per entry. Every word taken from the plan or an image is quoted for
-// grub's shell syntax.
+// one menuentry per entry and, with Ramdisk, the sourcing of the ramdisk's entry. Every word
+// taken from the plan or an image is quoted for grub's shell syntax.
 func Render(c Config) []byte {
 	var b bytes.Buffer
 	b.WriteString("# grub.cfg written by the provisioner; it is rewritten on every deploy.\n")
@@ -255,8 +259,16 @@ func Render(c Config) []byte {
 		}
 		b.WriteString("}\n")
 	}
+	if c.Ramdisk {
+		// source adds the file's menuentries to this menu, after the ones above; a node
+		// whose ramdisk was not kept (or was removed) gets no entry and no error.
+		fmt.Fprintf(&b, "\n%s\n", ramdiskSource)
+	}
 	return b.Bytes()
 }
+
+// ramdiskSource is the line of grub.cfg that adds the kept ramdisk's entry to the menu.
+const ramdiskSource = `if [ -s "$prefix/` + ramdiskCfgName + `" ] ; then source "$prefix/` + ramdiskCfgName + `" ; fi`
 
 // writeSelection writes the script that sets default, in this order:
 //
@@ -276,6 +288,8 @@ func Render(c Config) []byte {
 //     and confirm report and note it) and saved_entry boots. trial_entry is emptied with
 //     "set var=", not unset: save_env writes an empty value as it is, while it deletes an
 //     unset variable from grubenv, and every test of the script reads empty as not set.
+//     With Ramdisk, saved_entry may also name the ramdisk's entry (a node whose only image is
+//     on trial falls back to the ramdisk): its index is len(Entries), after every entry.
 //   - Else saved_entry, the default.
 //   - With no default at all (a fresh, cleared or unreadable grubenv), the plan's boot
 //     image rather than grub's first entry.
@@ -295,6 +309,9 @@ func writeSelection(b *bytes.Buffer, c Config) {
 	}
 	for i, e := range c.Entries {
 		fmt.Fprintf(b, "      if [ \"${saved_entry}\" = %s ] ; then set fallback=%d ; fi\n", grubQuote(e.ID), i)
+	}
+	if c.Ramdisk {
+		fmt.Fprintf(b, "      if [ \"${saved_entry}\" = %s ] ; then set fallback=%d ; fi\n", grubQuote(RamdiskEntryID), len(c.Entries))
 	}
 	b.WriteString("   else\n")
 	b.WriteString("      set trial_failed=\"${trial_entry}\"\n")

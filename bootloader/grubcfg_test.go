@@ -54,7 +54,7 @@ func configFor(t *testing.T, spec *schema.Spec, l *partition.Layout) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Config{Timeout: spec.GrubTimeout(), Entries: entries, Default: -1, Serial: true}
+	c := Config{Timeout: spec.GrubTimeout(), Entries: entries, Default: -1, Serial: true, Ramdisk: spec.KeepsRamdisk()}
 	for i, e := range entries {
 		if e.ID == menuEntryID(l.BootImage) {
 			c.Default = i
@@ -189,6 +189,7 @@ func TestGoldenExamplesCovered(t *testing.T) {
 		"uefi":                 "insmod xfs",
 		"multiboot-two-images": "menuentry",
 		"two-disks-shared":     "menuentry",
+		"single-image-ramdisk": `source "$prefix/ramdisk.cfg"`,
 	}
 	for name, s := range want {
 		b, err := os.ReadFile(filepath.Join("testdata", name+".grub.cfg"))

@@ -97,6 +97,9 @@ func modelLines(c Config) []string {
 	for i, e := range c.Entries {
 		lines = append(lines, fmt.Sprintf(`      if [ "${saved_entry}" = %s ] ; then set fallback=%d ; fi`, e.ID, i))
 	}
+	if c.Ramdisk {
+		lines = append(lines, fmt.Sprintf(`      if [ "${saved_entry}" = %s ] ; then set fallback=%d ; fi`, RamdiskEntryID, len(c.Entries)))
+	}
 	return append(lines,
 		`   else`,
 		`      set trial_failed="${trial_entry}"`,
@@ -129,6 +132,10 @@ func (c Config) model() grubModel {
 	for _, e := range c.Entries {
 		m.ids = append(m.ids, e.ID)
 	}
+	if c.Ramdisk {
+		// The menuentry of the sourced ramdisk.cfg joins the menu after grub.cfg's own.
+		m.ids = append(m.ids, RamdiskEntryID)
+	}
 	return m
 }
 
@@ -136,7 +143,7 @@ func (c Config) model() grubModel {
 // Render's grub.cfg between the terminal settings and the first menuentry; and every
 // grub.cfg of the examples holds the trial block.
 func TestGrubModelMatchesRender(t *testing.T) {
-	for _, c := range []Config{modelConfig(), func() Config { c := modelConfig(); c.Default = 2; return c }()} {
+	for _, c := range []Config{modelConfig(), func() Config { c := modelConfig(); c.Default = 2; return c }(), singleRamdiskConfig()} {
 		cfg := string(Render(c))
 		block := strings.Join(modelLines(c), "\n") + "\n"
 		start := strings.Index(cfg, "if [ -s $prefix/grubenv ]")
@@ -267,5 +274,52 @@ func TestTrialNoGrubEnv(t *testing.T) {
 	m := modelConfig().model()
 	if r := m.boot(nil, nil); r.entry != 1 {
 		t.Errorf("no grubenv: entry %d", r.entry)
+	}
+}
+
+// singleRamdiskConfig is the menu of a single-image node that keeps the deploy ramdisk.
+func singleRamdiskConfig() Config {
+	return Config{Timeout: 5, Default: 0, Ramdisk: true, Entries: []MenuEntry{{ID: menuEntryID("debian"), Title: "debian",
+		BootUUID: "u-debian", Kernel: "/boot/vmlinuz", Cmdline: "root=UUID=u-debian ro", Modules: []string{"ext2"}}}}
+}
+
+// TestTrialFallsBackToRamdisk: on a single-image node keeping the ramdisk, a trial of the
+// image whose saved_entry is the ramdisk's entry boots the image while it has tries, falls
+// back to the ramdisk in the same boot when the image's kernel cannot be loaded, and boots
+// the ramdisk once the tries are used up. grub.cfg ends by sourcing ramdisk.cfg, whose entry
+// is therefore the menu's last.
+func TestTrialFallsBackToRamdisk(t *testing.T) {
+	c := singleRamdiskConfig()
+	cfg := string(Render(c))
+	if !strings.HasSuffix(cfg, "}\n\n"+ramdiskSource+"\n") {
+		t.Fatalf("grub.cfg does not end by sourcing ramdisk.cfg:\n%s", cfg)
+	}
+	scriptCheck(t, []byte(cfg))
+	m := c.model()
+	if got := slices.Index(m.ids, RamdiskEntryID); got != len(c.Entries) {
+		t.Fatalf("ramdisk entry at menu index %d, want %d", got, len(c.Entries))
+	}
+	env := &Env{}
+	env.Set("saved_entry", RamdiskEntryID)
+	env.Set("trial_entry", "provisioner-debian")
+	env.Set("trial_tries", "xx")
+
+	r := m.boot(env, nil)
+	if r.entry != 0 || r.fellBack || envVar(r.env, "trial_tries") != "x" {
+		t.Fatalf("boot 1: entry %d, fell back %v, grubenv %v", r.entry, r.fellBack, r.env.pairs)
+	}
+	broken := m.boot(r.env, func(id string) bool { return id == "provisioner-debian" })
+	if broken.entry != 1 || !broken.fellBack || envVar(broken.env, "trial_tries") != "" {
+		t.Fatalf("kernel fails: entry %d, fell back %v, grubenv %v", broken.entry, broken.fellBack, broken.env.pairs)
+	}
+	over := m.boot(broken.env, nil)
+	if over.entry != 1 || envVar(over.env, "trial_failed") != "provisioner-debian" || envVar(over.env, "trial_entry") != "" {
+		t.Fatalf("tries used up: entry %d, grubenv %v", over.entry, over.env.pairs)
+	}
+	// Without the ramdisk in the menu the same grubenv names no entry: the fallback is the
+	// plan's default, the image itself.
+	c.Ramdisk = false
+	if r := c.model().boot(env, func(string) bool { return true }); r.entry != 0 {
+		t.Errorf("without the ramdisk: entry %d", r.entry)
 	}
 }

@@ -25,6 +25,7 @@ var wantExamples = []string{
 	"utility-image.json",        // a utility image deployed under a sub-path
 	"uefi.json",                 // UEFI only, custom ESP and multiboot sizes
 	"demo.json",                 // make demo: two bootable test images from local paths
+	"single-image-ramdisk.json", // one image keeping the deploy ramdisk: a multiboot partition
 }
 
 func TestExamplesPlanLikeGolden(t *testing.T) {

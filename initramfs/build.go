@@ -32,6 +32,7 @@ type Options struct {
 type Result struct {
 	Kernel        string // path of the kernel image, OutDir/vmlinuz
 	Initramfs     string // path of the archive, OutDir/initramfs.cpio.zst or .gz
+	Checksums     string // path of SHA256SUMS listing both, OutDir/SHA256SUMS
 	KernelVersion string // e.g. "6.1.0-56-cloud-amd64"
 	Compression   string // "zstd" or "gzip"
 	Size          int64  // bytes of the compressed archive
@@ -270,6 +271,10 @@ func writeOutputs(o Options, t *tree, k *kernel, comp string) (*Result, error) {
 	if err := atomicCopy(k.Vmlinuz, res.Kernel); err != nil {
 		return nil, err
 	}
+	if err := WriteChecksums(o.OutDir, res.Kernel, res.Initramfs); err != nil {
+		return nil, err
+	}
+	res.Checksums = filepath.Join(o.OutDir, ChecksumsName)
 	if res.Size > MaxSize {
 		return res, fmt.Errorf("initramfs: %s is %.1f MiB, over the %d MiB limit", res.Initramfs, float64(res.Size)/(1<<20), MaxSize>>20)
 	}

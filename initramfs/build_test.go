@@ -170,6 +170,10 @@ func TestBuild(t *testing.T) {
 	if b, err := os.ReadFile(res.Kernel); err != nil || len(b) < 0x206 || string(b[0x202:0x206]) != "HdrS" {
 		t.Errorf("%s is not a bzImage (%v)", res.Kernel, err)
 	}
+	if sums, err := os.ReadFile(res.Checksums); err != nil || !strings.Contains(string(sums), fmt.Sprintf("%x  vmlinuz\n", sha(t, res.Kernel))) ||
+		!strings.Contains(string(sums), fmt.Sprintf("%x  initramfs.cpio.zst\n", sha(t, res.Initramfs))) {
+		t.Errorf("%s does not list both files with their digests (%v):\n%s", res.Checksums, err, sums)
+	}
 	m := readManifest(t, res.Initramfs)
 	if len(m) != res.Records {
 		t.Errorf("List read %d records, Build wrote %d", len(m), res.Records)

@@ -135,8 +135,28 @@ func osImages() []testimage.Options {
 // starts with the line "PROVCMD:" (see commandDisk). Its output goes to the console.
 // /run is a tmpfs as on a systemd node (blkid keeps its cache there); the script's PATH
 // has the sbin directories, where the images' host tools are.
+//
+// A VM with a NIC (bootNet) is on QEMU's user network, where the guest is 10.0.2.15/24
+// and the host, also the gateway, 10.0.2.2: the script configures eth0 (or the first
+// interface other than lo) that way, without DHCP, and prints "NET-UP <interface>"
+// before mounting anything; a VM without a NIC has only lo and the script prints
+// nothing about the network.
 const imageInitScript = `mount -t tmpfs tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
+nic=
+[ -e /sys/class/net/eth0 ] && nic=eth0
+if [ -z "$nic" ]; then
+	for n in /sys/class/net/*; do
+		[ -e "$n" ] && [ "${n##*/}" != lo ] && { nic=${n##*/}; break; }
+	done
+fi
+if [ -n "$nic" ]; then
+	busybox ip link set lo up
+	busybox ip link set "$nic" up &&
+		busybox ip addr add 10.0.2.15/24 dev "$nic" &&
+		busybox ip route add default via 10.0.2.2 &&
+		echo "NET-UP $nic" >/dev/console
+fi
 mount -a 2>/dev/null
 grep -E ' /(srv|boot)' /proc/mounts | while read dev mnt rest; do echo "MOUNTED $mnt" >/dev/console; done
 [ -f /srv/tools/etc/image-id ] && echo "TOOLS=$(cat /srv/tools/etc/image-id)" >/dev/console

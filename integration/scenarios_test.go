@@ -61,11 +61,29 @@ func boot(t *testing.T, disks []string, uefi bool, script string) []byte {
 // and the command disk comes last.
 func bootWith(t *testing.T, disks, extra []string, uefi bool, script string) []byte {
 	t.Helper()
-	all := append(append([]string(nil), disks...), extra...)
+	return bootVM(t, vmrun.Options{UEFI: uefi}, disks, extra, script)
+}
+
+// bootNet is bootWith with a virtio NIC on QEMU's user network: the booted image
+// brings it up as 10.0.2.15/24 with the host as gateway (see imageInitScript), so the
+// command script reaches a conductor at its GuestURL.
+func bootNet(t *testing.T, disks, extra []string, uefi bool, script string) []byte {
+	t.Helper()
+	return bootVM(t, vmrun.Options{UEFI: uefi, Net: true}, disks, extra, script)
+}
+
+// bootVM runs a VM with o (a 5-minute timeout unless o has one) on disks, then extra,
+// then a command disk holding script (if any), and returns the serial log.
+func bootVM(t *testing.T, o vmrun.Options, disks, extra []string, script string) []byte {
+	t.Helper()
+	o.Disks = append(append([]string(nil), disks...), extra...)
 	if script != "" {
-		all = append(all, commandDisk(t, script))
+		o.Disks = append(o.Disks, commandDisk(t, script))
 	}
-	return runVM(t, vmrun.Options{Disks: all, UEFI: uefi, Timeout: 5 * time.Minute})
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	return runVM(t, o)
 }
 
 // commandDisk writes script on a small raw disk after the line the images look for.

@@ -707,6 +707,13 @@ func TestPlanMultiboot(t *testing.T) {
 		{"multiboot_size",
 			`{"name": "a", "url": "u", "target": "/"}, {"name": "b", "url": "u", "target": "/"}`,
 			`"multiboot_size": "128 MiB",`, true, 128 << 20},
+		// A single image keeping the deploy ramdisk has its grub directory on a multiboot
+		// partition, which a reload of the image leaves alone.
+		{"one image keeping the ramdisk", `{"name": "a", "url": "u", "target": "/"}`,
+			`"ramdisk": {"url": "http://h/ramdisk"},`, true, DefaultMultibootSize},
+		{"one image keeping the ramdisk, multiboot_size",
+			`{"name": "a", "url": "u", "target": "/"}, {"name": "utils", "url": "u", "target": "/usr/share/utils"}`,
+			`"ramdisk": {"url": "http://h/ramdisk"}, "multiboot_size": "160 MiB",`, true, 160 << 20},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -116,7 +116,8 @@ func (p *planner) geometry(st *schema.Storage, ptr string, facts Disk) *diskPlan
 
 // implicitPartitions adds the partitions the boot setup needs: BIOS boot on every disk
 // (boot mode bios or both), and on the first disk the multiboot partition (two or more
-// images at "/") and the ESP (uefi or both).
+// images at "/", or one that keeps the deploy ramdisk, whose grub directory must outlive a
+// reload re-creating the image's /boot) and the ESP (uefi or both).
 func (p *planner) implicitPartitions(dp *diskPlan, first bool) {
 	add := func(role Role, name, typ string, size uint64) *Partition {
 		part := &Partition{Role: role, Name: name, Type: typ, TypeName: typeName(typ)}
@@ -128,7 +129,7 @@ func (p *planner) implicitPartitions(dp *diskPlan, first bool) {
 		part := add(RoleBIOSBoot, "BIOS boot", TypeBIOSBoot, BIOSBootSize)
 		part.GUID = p.ids.guid("bios-boot:" + dp.st.DiskID.String())
 	}
-	if first && p.roots >= 2 {
+	if first && p.spec.Multiboot() {
 		part := add(RoleMultiboot, "multiboot", TypeLinuxFS, sizeOr(p.spec.MultibootSize, DefaultMultibootSize))
 		part.GUID = p.ids.guid("multiboot")
 		part.FS = &Filesystem{Type: "ext4", UUID: p.ids.uuid("fs:multiboot"), Label: "multiboot", FstabEnabled: false}

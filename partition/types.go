@@ -61,7 +61,8 @@ type Layout struct {
 	VGs       []*VG         `json:"vgs,omitempty"`
 	Images    []*Image      `json:"images"`
 	// Multiboot is the filesystem holding grub and boot-info.json when two or more OS
-	// images are deployed; nil otherwise.
+	// images are deployed, or one that keeps the deploy ramdisk (which lives there too);
+	// nil otherwise.
 	Multiboot *Filesystem `json:"multiboot,omitempty"`
 	// ESP is the EFI system partition's filesystem (boot_mode uefi or both).
 	ESP *Filesystem `json:"esp,omitempty"`

@@ -168,7 +168,7 @@ func (c *checker) checkTopLevel() {
 	if c.spec.ImageDeployFlags != nil {
 		c.warnf("/image_deploy_flags", "accepted for Bareon compatibility; rsync_flags has no effect: streamed images take no rsync options, and rsync sources are copied with fixed ones")
 	}
-	roots := c.spec.RootImages()
+	c.checkRamdisk()
 	for _, s := range []struct {
 		sz   *Size
 		ptr  string
@@ -176,7 +176,7 @@ func (c *checker) checkTopLevel() {
 		why  string
 		used bool
 	}{
-		{c.spec.MultibootSize, "/multiboot_size", 32 * MiB, "it holds grub's modules for both firmware types", roots >= 2},
+		{c.spec.MultibootSize, "/multiboot_size", 32 * MiB, "it holds grub's modules for both firmware types", c.spec.Multiboot()},
 		{c.spec.ESPSize, "/esp_size", 33 * MiB, "FAT32 needs 65525 clusters", c.spec.Mode() != BootBIOS},
 	} {
 		if s.sz == nil {

@@ -20,7 +20,30 @@ type Spec struct {
 	MultibootSize    *Size         `json:"multiboot_size,omitempty"`
 	ESPSize          *Size         `json:"esp_size,omitempty"`
 	Grub             *GrubSettings `json:"grub,omitempty"`
+	// Ramdisk asks for the deploy ramdisk to be kept on the node (an extension).
+	Ramdisk *RamdiskSource `json:"ramdisk,omitempty"`
 }
+
+// RamdiskSource is where the deploy ramdisk to keep on the node comes from: a directory
+// holding vmlinuz and initramfs.cpio.zst, the files `make ramdisk` writes. Keeping it lets
+// the node boot the ramdisk again later without the network boot (a reload of the running
+// root, a failed trial on a single-image node), and puts grub's directory on a multiboot
+// partition even with one image, since the image's /boot is re-created by a reload.
+type RamdiskSource struct {
+	// URL is the directory's http://, https:// or file:// URL.
+	URL string `json:"url"`
+	// Checksum is the URL of a checksum file listing both files by name (SHA256SUMS),
+	// "" for none.
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// KeepsRamdisk reports whether the deploy keeps the ramdisk on the node: the spec asks for
+// it and there is an OS image, hence a bootloader, to add it to.
+func (s *Spec) KeepsRamdisk() bool { return s.Ramdisk != nil && s.RootImages() > 0 }
+
+// Multiboot reports whether the plan has the implicit multiboot partition: with two or
+// more OS images, which share it, or with one that keeps the ramdisk.
+func (s *Spec) Multiboot() bool { return s.RootImages() >= 2 || s.KeepsRamdisk() }
 
 // Partition policies (Bareon's names).
 const (

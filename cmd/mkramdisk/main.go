@@ -1,7 +1,8 @@
 // Command mkramdisk builds the provisioner's deploy ramdisk (a development tool, like
 // cmd/testimages): a Debian 12 kernel as DIR/vmlinuz and DIR/initramfs.cpio.zst (or
 // .gz when the kernel cannot unpack zstd) holding u-root's init, the provisioner,
-// busybox, the tools the provisioner runs with their libraries, and kernel modules.
+// busybox, the tools the provisioner runs with their libraries, and kernel modules, and
+// DIR/SHA256SUMS listing both (the checksum file of a spec's "ramdisk").
 //
 //	mkramdisk [-flavour amd64|cloud-amd64] [-out DIR] [-cache DIR] [-go CMD] [-v]
 //	mkramdisk -list [FILE]    print the records of FILE (default: the archive in -out)
@@ -76,6 +77,7 @@ func mainErr(args []string) error {
 	}
 	fmt.Printf("%s: kernel %s, %.1f MiB\n", res.Kernel, res.KernelVersion, mib(kst.Size()))
 	fmt.Printf("%s: %s, %d records, %.1f MiB (limit %d MiB)\n", res.Initramfs, res.Compression, res.Records, mib(res.Size), initramfs.MaxSize>>20)
+	fmt.Printf("%s: sha256 of both\n", res.Checksums)
 	fmt.Printf("built in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -53,6 +53,9 @@ type BootOptions struct {
 	GrubLib string
 	// ProberTimeout bounds the os-prober run (0: DefaultProberTimeout).
 	ProberTimeout time.Duration
+	// KernelCmdline returns the running kernel's command line, whose base words the kept
+	// ramdisk boots with (nil: /proc/cmdline's content).
+	KernelCmdline func() (string, error)
 }
 
 // DefaultProberTimeout bounds os-prober and linux-boot-prober. They take seconds per root
@@ -108,6 +111,8 @@ type bootStep struct {
 	byUUID map[string]partition.FSDevice
 	// digest returns the verified checksum of an image by name ("" when none).
 	digest func(name string) string
+	// fetcher fetches the ramdisk the spec keeps on the node.
+	fetcher *deploy.Fetcher
 }
 
 // rootImages returns the images with target "/", in spec order: one menu entry each.
@@ -151,6 +156,14 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 			err = rerr
 		}
 	}()
+	if b.spec != nil && b.spec.KeepsRamdisk() {
+		// Before grub.cfg, which sources the ramdisk's entry: a deploy cut in between
+		// leaves a menu without it, never one naming files that are not there.
+		if err := b.keepRamdisk(ctx, loc); err != nil {
+			return nil, err
+		}
+		cfg.Ramdisk = true
+	}
 	b.events.emit(Event{Message: fmt.Sprintf("installing grub (%s) with %d menu entries, default %s", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)})
 	bi = b.bootInfo(roots, cfg.Entries, kernels, cfg.Default, loc)
 	if err := b.commit(ctx, loc, cfg, bi); err != nil {

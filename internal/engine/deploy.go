@@ -83,7 +83,10 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		}
 		// Checksum files are fetched before the first write: a wrong checksum URL, or
 		// an interruption while it is fetched, leaves the disks as they were.
-		return d.ResolveDigests(ctx, l.Images)
+		if err := d.ResolveDigests(ctx, l.Images); err != nil {
+			return err
+		}
+		return checkRamdiskPlan(ctx, fetcher, spec, l, opts.Boot.GrubLib)
 	}
 	if opts.DryRun {
 		layout, err := withDisks(ctx, spec, opts.PartitionOptions, nil)
@@ -93,6 +96,9 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 				fmt.Fprintf(opts.Out, "  %s from %s into %s (%d mounts), fstab %s\n", im.Name, im.URL, im.Target, len(im.Mounts), fstabNote(im))
 			}
 			bootDryRun(opts.Out, layout, opts.Boot)
+			if spec.KeepsRamdisk() {
+				fmt.Fprintf(opts.Out, "then the deploy ramdisk from %s would be kept on the multiboot partition, with a menu entry of its own\n", spec.Ramdisk.URL)
+			}
 		}
 		return &DeployResult{Layout: layout}, err
 	}
@@ -110,7 +116,7 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 			return err
 		}
 		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
-		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest}
+		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest, fetcher: fetcher}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi
 		return err

@@ -30,16 +30,22 @@ var stage1Modules = []string{
 // linear target is built in) and md with its raid1 personality, which needs md-mod.
 var storageModules = []string{"dm-mod.ko", "md-mod.ko", "raid1.ko"}
 
+// netModules are loaded after stage1Modules by every image's stage 1, so that a VM
+// given a virtio NIC has eth0 once booted: virtio_net needs net_failover, which needs
+// failover (their depends= fields say so), and virtio and virtio_ring of stage1Modules.
+var netModules = []string{"failover.ko", "net_failover.ko", "virtio_net.ko"}
+
 // kernelFiles is what extractKernel keeps from a linux-image package.
 type kernelFiles struct {
 	Vmlinuz        string   // path of the written kernel image
 	Modules        []string // paths of the written modules, in stage1Modules order
 	StorageModules []string // paths of the written modules, in storageModules order
+	NetModules     []string // paths of the written modules, in netModules order
 }
 
 // extractKernel reads the linux-image .deb at debPath and writes boot/vmlinuz-<ver> to
-// dir/vmlinuz and the stage-1 and storage modules found under [usr/]lib/modules/<ver>/kernel to
-// dir/modules/. A module that is absent must be listed in the package's modules.builtin
+// dir/vmlinuz and the stage-1, network and storage modules found under
+// [usr/]lib/modules/<ver>/kernel to dir/modules/. A module that is absent must be listed in the package's modules.builtin
 // (when it ships one): otherwise the kernel could not reach its root disk, and a boot
 // that waits 10 s for /dev/vda is a far more confusing failure than this error.
 func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, error) {
@@ -55,6 +61,9 @@ func extractKernel(ctx context.Context, debPath, ver, dir string) (kernelFiles, 
 		return x.kf, fmt.Errorf("testimage: %s has no boot/vmlinuz-%s", debPath, ver)
 	}
 	if x.kf.Modules, err = x.pick(debPath, stage1Modules); err != nil {
+		return x.kf, err
+	}
+	if x.kf.NetModules, err = x.pick(debPath, netModules); err != nil {
 		return x.kf, err
 	}
 	x.kf.StorageModules, err = x.pick(debPath, storageModules)
@@ -84,7 +93,7 @@ func newKernelExtraction(ver, dir string) *kernelExtraction {
 		wanted:  map[string]bool{},
 		found:   map[string]string{},
 	}
-	for _, m := range slices.Concat(stage1Modules, storageModules) {
+	for _, m := range slices.Concat(stage1Modules, netModules, storageModules) {
 		x.wanted[m] = true
 	}
 	return x

@@ -42,6 +42,17 @@ func TestExtractKernel(t *testing.T) {
 			if want := []string{"dm-mod.ko", "raid1.ko"}; !slices.Equal(names, want) {
 				t.Errorf("storage modules %v, want %v", names, want)
 			}
+			names = nil
+			for _, m := range kf.NetModules {
+				names = append(names, filepath.Base(m))
+				if got, want := debtest.ReadString(t, m), "MOD "+strings.TrimSuffix(filepath.Base(m), ".ko"); got != want {
+					t.Errorf("%s = %q, want %q", m, got, want)
+				}
+			}
+			// Dependencies first, whatever the archive's order.
+			if want := []string{"failover.ko", "net_failover.ko", "virtio_net.ko"}; !slices.Equal(names, want) {
+				t.Errorf("network modules %v, want %v", names, want)
+			}
 		})
 	}
 }
@@ -65,6 +76,7 @@ func TestExtractKernelErrors(t *testing.T) {
 		{"no kernel", without("./boot/vmlinuz-" + testVer), "no boot/vmlinuz-" + testVer},
 		{"module neither file nor built in", without(mod + "kernel/drivers/block/virtio_blk.ko"), "virtio_blk.ko is neither"},
 		{"storage module neither file nor built in", without(mod + "kernel/drivers/md/raid1.ko"), "raid1.ko is neither"},
+		{"network module neither file nor built in", without(mod + "kernel/net/core/failover.ko"), "failover.ko is neither"},
 		{"compressed module", append(without(mod+"kernel/drivers/block/virtio_blk.ko"),
 			debtest.TarFile{Name: mod + "kernel/drivers/block/virtio_blk.ko.xz", Data: "xz"}), "is compressed (.xz)"},
 	}
@@ -93,8 +105,35 @@ func TestExtractKernelMergedUsr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kf.Modules) != 5 {
-		t.Errorf("modules %q, want 5", kf.Modules)
+	if len(kf.Modules) != 5 || len(kf.NetModules) != 3 {
+		t.Errorf("modules %q and network modules %q, want 5 and 3", kf.Modules, kf.NetModules)
+	}
+}
+
+// A network module the package lists as built in is skipped; the others keep their
+// order.
+func TestExtractKernelBuiltinNetModule(t *testing.T) {
+	var files []debtest.TarFile
+	for _, f := range kernelDebFiles() {
+		switch {
+		case strings.HasSuffix(f.Name, "/failover.ko"):
+			continue
+		case strings.HasSuffix(f.Name, "modules.builtin"):
+			f.Data += "kernel/net/core/failover.ko\n"
+		}
+		files = append(files, f)
+	}
+	deb := debtest.WriteTemp(t, t.TempDir(), "k.deb", debtest.Deb(t, "zst", files...))
+	kf, err := extractKernel(context.Background(), deb, testVer, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range kf.NetModules {
+		names = append(names, filepath.Base(m))
+	}
+	if want := []string{"net_failover.ko", "virtio_net.ko"}; !slices.Equal(names, want) {
+		t.Errorf("network modules %v, want %v", names, want)
 	}
 }
 

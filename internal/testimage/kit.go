@@ -1,8 +1,8 @@
 // Package testimage builds small bootable OS images for tests: a Debian 12 cloud kernel,
-// a stage-1 initramfs that loads the virtio modules and mounts the root named by root=
-// (a storage image's also assembles md raid1 and activates LVM first),
-// and a busybox root filesystem whose /sbin/init prints a marker on the console and
-// powers off. The loop-device tests of the bootloader deploy these
+// a stage-1 initramfs that loads the virtio block and network modules and mounts the
+// root named by root= (a storage image's also assembles md raid1 and activates LVM
+// first), and a busybox root filesystem whose /sbin/init prints a marker on the console
+// and powers off. The loop-device tests of the bootloader deploy these
 // images; QEMU tests boot them and look for the marker.
 //
 // The kernel and busybox come from apt (apt-get download, no dpkg, no root needed once
@@ -34,6 +34,10 @@ type Kit struct {
 	Busybox       string   // path of the static busybox binary (in the cache)
 	Initrd        string   // path of the stage-1 initramfs (gzip newc cpio) built by Prepare
 	Modules       []string // paths of the stage-1 virtio modules (in the cache), in load order; built-in ones are absent
+	// NetModules are the virtio_net module and its dependencies, which every stage 1
+	// loads after Modules so a VM with a virtio NIC has eth0 (paths in the cache, load
+	// order, built-in ones absent).
+	NetModules []string
 	// StorageModules are the device-mapper and md raid1 modules a storage image loads
 	// after Modules (paths in the cache, load order, built-in ones absent).
 	StorageModules []string
@@ -65,7 +69,10 @@ const (
 	// kitStorageOrder lists StorageModules. Kits cached before storage images existed
 	// lack it, which makes them incomplete: Prepare rebuilds them from the cached .deb.
 	kitStorageOrder = "storage-order"
-	kitCompletion   = "complete" // written last, holds the kernel version
+	// kitNetOrder lists NetModules. Kits cached before the images had network support
+	// lack it and are rebuilt the same way.
+	kitNetOrder   = "net-order"
+	kitCompletion = "complete" // written last, holds the kernel version
 )
 
 // isRoot is a variable so tests can take both sides of the "apt-get update" decision.
@@ -141,7 +148,7 @@ func buildKit(ctx context.Context, cacheDir, ver, kernelDeb, busyboxDeb string) 
 	if err := extractBusybox(ctx, busyboxDeb, filepath.Join(tmp, kitBusybox)); err != nil {
 		return nil, err
 	}
-	for file, mods := range map[string][]string{kitLoadOrder: kf.Modules, kitStorageOrder: kf.StorageModules} {
+	for file, mods := range map[string][]string{kitLoadOrder: kf.Modules, kitNetOrder: kf.NetModules, kitStorageOrder: kf.StorageModules} {
 		var order strings.Builder
 		for _, m := range mods {
 			order.WriteString(filepath.Base(m) + "\n")
@@ -205,7 +212,7 @@ func loadKit(dir, ver string) (*Kit, error) {
 		Vmlinuz:       filepath.Join(dir, kitVmlinuz),
 		Busybox:       filepath.Join(dir, kitBusybox),
 	}
-	for file, mods := range map[string]*[]string{kitLoadOrder: &k.Modules, kitStorageOrder: &k.StorageModules} {
+	for file, mods := range map[string]*[]string{kitLoadOrder: &k.Modules, kitNetOrder: &k.NetModules, kitStorageOrder: &k.StorageModules} {
 		order, err := os.ReadFile(filepath.Join(dir, kitModules, file))
 		if err != nil {
 			return nil, fmt.Errorf("testimage: kit %s: %w", dir, err)
@@ -214,7 +221,7 @@ func loadKit(dir, ver string) (*Kit, error) {
 			*mods = append(*mods, filepath.Join(dir, kitModules, m))
 		}
 	}
-	for _, p := range slices.Concat([]string{k.Vmlinuz, k.Busybox}, k.Modules, k.StorageModules) {
+	for _, p := range slices.Concat([]string{k.Vmlinuz, k.Busybox}, k.Modules, k.NetModules, k.StorageModules) {
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("testimage: kit %s: %w", dir, err)
@@ -251,7 +258,7 @@ func initrdName(kind string, modules []string, extra map[string]File) string {
 // ensureInitrd sets k.Initrd, building the file next to the kernel when this version of
 // the code has not yet built it (0.2 s).
 func ensureInitrd(k *Kit) error {
-	p, err := cachedInitrd(k, "initrd", k.Modules, nil)
+	p, err := cachedInitrd(k, "initrd", slices.Concat(k.Modules, k.NetModules), nil)
 	k.Initrd = p
 	return err
 }

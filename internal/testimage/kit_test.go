@@ -172,20 +172,30 @@ func checkKit(t *testing.T, k *Kit, cache string) {
 	if want := []string{filepath.Join(dir, "modules", "dm-mod.ko"), filepath.Join(dir, "modules", "raid1.ko")}; !slices.Equal(k.StorageModules, want) {
 		t.Errorf("StorageModules %q, want %q", k.StorageModules, want)
 	}
+	var net []string
+	for _, m := range []string{"failover.ko", "net_failover.ko", "virtio_net.ko"} {
+		net = append(net, filepath.Join(dir, "modules", m))
+	}
+	if !slices.Equal(k.NetModules, net) {
+		t.Errorf("NetModules %q, want %q", k.NetModules, net)
+	}
 	gz, err := os.ReadFile(k.Initrd)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Stage 1 loads the network modules after the block ones.
 	_, content := readCpioGz(t, gz)
+	order := strings.Join(mods, "\n") + "\nfailover.ko\nnet_failover.ko\nvirtio_net.ko\n"
 	if content["init"] != stage1Init || content["lib/modules/virtio_blk.ko"] != "MOD virtio_blk" ||
-		content["lib/modules/load-order"] != strings.Join(mods, "\n")+"\n" {
-		t.Errorf("initrd content %q", content["lib/modules/load-order"])
+		content["lib/modules/virtio_net.ko"] != "MOD virtio_net" || content["lib/modules/load-order"] != order {
+		t.Errorf("initrd content %q, want load order %q", content["lib/modules/load-order"], order)
 	}
 }
 
 func kitsEqual(a, b *Kit) bool {
 	return a.KernelVersion == b.KernelVersion && a.Vmlinuz == b.Vmlinuz && a.Busybox == b.Busybox &&
-		a.Initrd == b.Initrd && slices.Equal(a.Modules, b.Modules) && slices.Equal(a.StorageModules, b.StorageModules)
+		a.Initrd == b.Initrd && slices.Equal(a.Modules, b.Modules) && slices.Equal(a.StorageModules, b.StorageModules) &&
+		slices.Equal(a.NetModules, b.NetModules)
 }
 
 func TestPrepareUpdatesListsAsRoot(t *testing.T) {
@@ -343,22 +353,46 @@ func TestPrepareReplacesDamagedKit(t *testing.T) {
 	checkKit(t, k, cache)
 }
 
-// A kit cached before storage images existed (no storage-order) is rebuilt from the
-// cached packages, without the network.
-func TestPrepareRebuildsKitWithoutStorageModules(t *testing.T) {
-	setRoot(t, false)
-	cache := t.TempDir()
-	if _, err := Prepare(context.Background(), (&fakeApt{t: t, cacheDir: cache, lists: true, network: true}).runner(), cache); err != nil {
-		t.Fatal(err)
+// A kit cached before storage images existed (no storage-order), or before the images
+// had network support (no net-order, no network modules), is rebuilt from the cached
+// packages, without the network.
+func TestPrepareRebuildsOldKit(t *testing.T) {
+	for _, tt := range []struct{ name, list string }{
+		{"without storage modules", "storage-order"},
+		{"without network modules", "net-order"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			setRoot(t, false)
+			cache := t.TempDir()
+			old, err := Prepare(context.Background(), (&fakeApt{t: t, cacheDir: cache, lists: true, network: true}).runner(), cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mods := filepath.Join(cache, "kit-"+testVer, "modules")
+			if err := os.Remove(filepath.Join(mods, tt.list)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.list == "net-order" {
+				for _, m := range old.NetModules {
+					if err := os.Remove(m); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if k, err := newestKit(cache); k != nil || err != nil {
+				t.Fatalf("the old kit counts as complete: %+v, %v", k, err)
+			}
+			r := (&fakeApt{t: t, cacheDir: cache, lists: true}).runner() // offline
+			k, err := Prepare(context.Background(), r, cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Commands(); !slices.Equal(got, []string{dependsCmd}) {
+				t.Errorf("commands %q, want only %q (no download)", got, dependsCmd)
+			}
+			checkKit(t, k, cache)
+		})
 	}
-	if err := os.Remove(filepath.Join(cache, "kit-"+testVer, "modules", "storage-order")); err != nil {
-		t.Fatal(err)
-	}
-	k, err := Prepare(context.Background(), (&fakeApt{t: t, cacheDir: cache, lists: true}).runner(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkKit(t, k, cache)
 }
 
 // makeKitDir writes a complete kit directory by hand.
@@ -373,6 +407,7 @@ func makeKitDir(t *testing.T, cache, ver string) {
 	}
 	debtest.WriteTemp(t, dir, "modules/load-order", []byte("virtio_blk.ko\n"))
 	debtest.WriteTemp(t, dir, "modules/storage-order", []byte(""))
+	debtest.WriteTemp(t, dir, "modules/net-order", []byte(""))
 	debtest.WriteTemp(t, dir, "complete", []byte(ver+"\n"))
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,21 @@ func TestPrepareReal(t *testing.T) {
 	if len(k.Modules) != len(stage1Modules) {
 		t.Errorf("kit modules %q, want all of %q", k.Modules, stage1Modules)
 	}
+	// It builds virtio_net and its dependencies as modules too; stage 1 loads them
+	// after the block modules.
+	var order []string
+	for _, m := range slices.Concat(stage1Modules, netModules) {
+		order = append(order, m)
+		if !bytes.HasPrefix([]byte(content["lib/modules/"+m]), []byte("\x7fELF")) {
+			t.Errorf("the initrd lacks module %s", m)
+		}
+	}
+	if got, want := content["lib/modules/load-order"], strings.Join(order, "\n")+"\n"; got != want {
+		t.Errorf("initrd load order %q, want %q", got, want)
+	}
+	if len(k.NetModules) != len(netModules) {
+		t.Errorf("kit network modules %q, want all of %q", k.NetModules, netModules)
+	}
 
 	for _, m := range storageModules {
 		if !slices.ContainsFunc(k.StorageModules, func(p string) bool { return filepath.Base(p) == m }) {
@@ -94,7 +110,7 @@ func TestPrepareReal(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, sc := readCpioGz(t, sgz)
-		for _, f := range []string{"bin/lvm", "bin/mdadm", "lib/modules/dm-mod.ko", "lib/modules/raid1.ko", "lib64/ld-linux-x86-64.so.2"} {
+		for _, f := range []string{"bin/lvm", "bin/mdadm", "lib/modules/dm-mod.ko", "lib/modules/raid1.ko", "lib/modules/virtio_net.ko", "lib64/ld-linux-x86-64.so.2"} {
 			if !bytes.HasPrefix([]byte(sc[f]), []byte("\x7fELF")) {
 				t.Errorf("the storage initrd lacks %s", f)
 			}

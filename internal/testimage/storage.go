@@ -36,7 +36,8 @@ devices {
 `
 
 // PrepareStorage sets k.StorageInitrd: the stage-1 initramfs of Options.Storage images,
-// which also loads the device-mapper and md raid1 modules and carries the host's mdadm
+// which also loads the device-mapper and md raid1 modules (after the virtio block and
+// network ones) and carries the host's mdadm
 // and lvm with their loader and libraries, so an image can boot with its root on a
 // logical volume or an md raid1 array. It is cached next to the kit under a name that
 // hashes the tools' bytes, so a host upgrade builds a new one. A missing tool is an
@@ -52,7 +53,7 @@ func (k *Kit) PrepareStorage(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("testimage: storage initramfs: %w", err)
 	}
-	p, err := cachedInitrd(k, "initrd-storage", slices.Concat(k.Modules, k.StorageModules), extra)
+	p, err := cachedInitrd(k, "initrd-storage", slices.Concat(k.Modules, k.NetModules, k.StorageModules), extra)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,7 @@ func TestPrepareStorage(t *testing.T) {
 	k := fakeKit(t)
 	dir := filepath.Dir(k.Vmlinuz)
 	k.Modules = []string{debtest.WriteTemp(t, dir, "virtio_blk.ko", []byte("MOD blk"))}
+	k.NetModules = []string{debtest.WriteTemp(t, dir, "virtio_net.ko", []byte("MOD net"))}
 	k.StorageModules = []string{debtest.WriteTemp(t, dir, "dm-mod.ko", []byte("MOD dm"))}
 	if err := k.PrepareStorage(context.Background()); err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestPrepareStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, content := readCpioGz(t, gz)
-	if content["lib/modules/load-order"] != "virtio_blk.ko\ndm-mod.ko\n" || content["bin/lvm"] == "" || content["bin/mdadm"] == "" ||
+	if content["lib/modules/load-order"] != "virtio_blk.ko\nvirtio_net.ko\ndm-mod.ko\n" || content["bin/lvm"] == "" || content["bin/mdadm"] == "" ||
 		content["etc/lvm/lvm.conf"] != stage1LVMConf || content["init"] != stage1Init {
 		t.Errorf("storage initrd: load order %q, lvm %q, mdadm %q", content["lib/modules/load-order"], content["bin/lvm"], content["bin/mdadm"])
 	}
