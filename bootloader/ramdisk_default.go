@@ -30,8 +30,10 @@ func ramdiskElement() *Element {
 // ramdisk.cfg, written before this by WriteRamdiskEntry. The boot after returns to the
 // default, so a ramdisk that fails before it writes anything leaves the node booting as
 // before. Without once (the ramdisk is loaded for kexec), only the history is written. A
-// rollback grub made is noted first, as a switch notes it.
-func StageRamdiskBoot(ctx context.Context, dir string, why string, once bool) error {
+// menu, when given, is written first (a grub.cfg that sources the ramdisk's entry, on a
+// node deployed without it); its default is the current element's entry. A rollback grub
+// made is noted first, as a switch notes it.
+func StageRamdiskBoot(ctx context.Context, dir string, why string, once bool, menu *Config) error {
 	if _, err := NoteRollback(ctx, dir); err != nil {
 		return err
 	}
@@ -48,6 +50,12 @@ func StageRamdiskBoot(ctx context.Context, dir string, why string, once bool) er
 		id := RamdiskGrubID
 		bi.PendingOnce = &id
 		rec.Operation += " --once"
+		s.Env = env
+	}
+	if menu != nil {
+		m := *menu
+		m.Default = menuIndex(m, bi.CurrentElement, bi)
+		s.Menu = Render(m)
 		s.Env = env
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {

@@ -121,7 +121,7 @@ func writeEnvFile(t *testing.T, dir string, env *Env) {
 func TestStageRamdiskBoot(t *testing.T) {
 	ctx := context.Background()
 	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
-	if err := StageRamdiskBoot(ctx, dir, "reload of centos from http://x/c.tar.zst staged", true); err != nil {
+	if err := StageRamdiskBoot(ctx, dir, "reload of centos from http://x/c.tar.zst staged", true, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := List(dir, "")

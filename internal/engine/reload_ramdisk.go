@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -197,7 +198,16 @@ func StageReloadViaRamdisk(ctx context.Context, o ReloadOptions, v ViaRamdiskOpt
 			return nil, Environmentf("reload --via-ramdisk --kexec: loading the ramdisk: %w", err)
 		}
 	}
-	if err := bootloader.StageRamdiskBoot(ctx, bd.Path, why, v.Kexec == nil); err != nil {
+	var menu *bootloader.Config
+	if res.Fetched {
+		// grub.cfg of a node deployed without the ramdisk does not source its entry yet.
+		cfg, err := r.menuWith(bootloader.Kernel{})
+		if err != nil {
+			return nil, err
+		}
+		menu = &cfg
+	}
+	if err := bootloader.StageRamdiskBoot(ctx, bd.Path, why, v.Kexec == nil, menu); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -217,10 +227,13 @@ func (r *reload) keptRamdisk(ctx context.Context, v ViaRamdiskOptions) (_ *bootl
 	if fetcher == nil {
 		fetcher = r.d.Fetcher
 	}
-	prev, _ := bootloader.ReadRamdisk(r.bd.Path)
+	// The kept ramdisk's console words, else the node's own (KeepRamdisk drops what
+	// names the node's root or boot files).
 	var base []string
-	if prev != nil {
+	if prev, err := bootloader.ReadRamdisk(r.bd.Path); err == nil {
 		base = prev.Cmdline
+	} else if line, err := os.ReadFile("/proc/cmdline"); err == nil && r.bd.Live {
+		base = bootloader.KernelWords(string(line))
 	}
 	r.events.emit(Event{Message: "fetching the deploy ramdisk from " + v.RamdiskURL})
 	info, err := KeepRamdisk(ctx, KeepRamdiskOptions{Fetcher: fetcher, URL: v.RamdiskURL, Checksum: v.RamdiskChecksum,

@@ -115,18 +115,12 @@ func (r *reload) menu(ctx context.Context) (bootloader.Config, bootloader.MenuEn
 	if err != nil {
 		return bootloader.Config{}, bootloader.MenuEntry{}, bootloader.Kernel{}, err
 	}
-	kernels := map[string]bootloader.Kernel{im.Name: found[im.Name]}
-	for _, e := range r.bi.Elements {
-		if e.OSID != im.Name {
-			kernels[e.OSID] = bootloader.Kernel{Path: e.Kernel, Initrd: e.Initrd, OSName: osNameOf(e)}
-		}
-	}
-	entries, err := bootloader.Entries(l, kernels, r.rec.KernelParams)
+	cfg, err := r.menuWith(found[im.Name])
 	if err != nil {
-		return bootloader.Config{}, bootloader.MenuEntry{}, bootloader.Kernel{}, fmt.Errorf("boot menu: %w", err)
+		return bootloader.Config{}, bootloader.MenuEntry{}, bootloader.Kernel{}, err
 	}
 	var entry bootloader.MenuEntry
-	for _, e := range entries {
+	for _, e := range cfg.Entries {
 		if e.ID == r.el.MenuentryID {
 			entry = e
 		}
@@ -134,7 +128,26 @@ func (r *reload) menu(ctx context.Context) (bootloader.Config, bootloader.MenuEn
 	if entry.ID == "" {
 		return bootloader.Config{}, bootloader.MenuEntry{}, bootloader.Kernel{}, fmt.Errorf("boot menu: no entry %s for image %s", r.el.MenuentryID, im.Name)
 	}
-	return bootloader.Config{Timeout: r.rec.GrubTimeout, Entries: entries, Serial: true}, entry, found[im.Name], nil
+	return cfg, entry, found[im.Name], nil
+}
+
+// menuWith builds the whole menu from the record and boot-info.json: every entry as the
+// deploy (or a later reload) found its kernel, the reloaded image's with k when k has a
+// path. The ramdisk's entry stays in the menu when the ramdisk is kept.
+func (r *reload) menuWith(k bootloader.Kernel) (bootloader.Config, error) {
+	kernels := map[string]bootloader.Kernel{}
+	for _, e := range r.bi.Elements {
+		kernels[e.OSID] = bootloader.Kernel{Path: e.Kernel, Initrd: e.Initrd, OSName: osNameOf(e)}
+	}
+	if k.Path != "" {
+		kernels[r.plan.Image.Name] = k
+	}
+	entries, err := bootloader.Entries(r.plan.Layout, kernels, r.rec.KernelParams)
+	if err != nil {
+		return bootloader.Config{}, fmt.Errorf("boot menu: %w", err)
+	}
+	_, noRamdisk := bootloader.ReadRamdisk(r.bd.Path)
+	return bootloader.Config{Timeout: r.rec.GrubTimeout, Entries: entries, Serial: true, Ramdisk: noRamdisk == nil}, nil
 }
 
 // osNameOf recovers the OS name of an entry from its title, "<OS name> (<image name>)".
