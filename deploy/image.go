@@ -107,10 +107,10 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 			err = unmountErr // it names the mount point
 		}
 	}()
-	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab, dp.nodeTools}
+	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab, dp.etcManifest, dp.nodeTools}
 	if _, isRsync, _ := rsyncSource(im.URL); isRsync {
 		// A tree, not a stream: nothing to sniff, decompress or checksum.
-		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab, dp.nodeTools}
+		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab, dp.etcManifest, dp.nodeTools}
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
