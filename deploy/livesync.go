@@ -667,3 +667,47 @@ func xattrs(p string) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// RootBytes sums the regular files of root that a live sync with o considers: root's own
+// filesystem, without the paths it never touches. A live reload estimates the room the
+// staged tree needs with it, the new image being about the size of the one it replaces.
+func RootBytes(root string, o SyncOptions) (int64, error) {
+	var rst unix.Stat_t
+	if err := unix.Lstat(root, &rst); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := filepath.WalkDir(root, func(hp string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, hp)
+		p := path.Clean("/" + filepath.ToSlash(rel))
+		if why, descend := o.excluded(p); why != "" && !descend {
+			if de.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(hp, &st); err != nil {
+			return err
+		}
+		if st.Dev != rst.Dev {
+			if de.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if why, _ := o.excluded(p); why == "" {
+				n += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measuring %s: %w", root, err)
+	}
+	return n, nil
+}
