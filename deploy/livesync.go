@@ -188,7 +188,7 @@ func (o SyncOptions) excluded(p string) (reason string, descend bool) {
 // merged against the manifest of /etc as deployed (EtcManifestPath): a file the node
 // changed keeps the node's version.
 func PlanSync(root, staged string, o SyncOptions) (*SyncPlan, error) {
-	pl := &planner{root: root, staged: staged, o: o, groups: map[uint64][]string{}, decided: map[string]bool{}}
+	pl := &planner{root: root, staged: staged, o: o, groups: map[uint64][]string{}, decided: map[string]bool{}, planned: map[string]bool{}}
 	var rst, sst unix.Stat_t
 	if err := unix.Lstat(root, &rst); err != nil {
 		return nil, fmt.Errorf("live sync: the root %s: %w", root, err)
@@ -236,6 +236,8 @@ type planner struct {
 	// staged paths already added or replaced.
 	groups  map[uint64][]string
 	decided map[string]bool
+	// planned holds every path with an entry.
+	planned map[string]bool
 }
 
 // node is one side's view of a path; ok is false when it does not exist.
@@ -321,6 +323,7 @@ func (pl *planner) dir(p string) error {
 // add records an entry.
 func (pl *planner) add(e SyncEntry) {
 	pl.plan.Entries = append(pl.plan.Entries, e)
+	pl.planned[e.Path] = true
 }
 
 // entry plans the path p.

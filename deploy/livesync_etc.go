@@ -86,7 +86,8 @@ func (pl *planner) group(p string, s node, decided bool) {
 
 // linkGroups replaces a hard-link group of the image as a whole: when one of its paths is
 // added or replaced, or the root's paths of the group are not one inode, the others are
-// replaced too, so that the links are the image's after the sync.
+// replaced too, so that the links are the image's after the sync (but for a merged /etc
+// file, whose node version stays).
 func (pl *planner) linkGroups() error {
 	for _, paths := range pl.groups {
 		if len(paths) < 2 {
@@ -106,7 +107,9 @@ func (pl *planner) linkGroups() error {
 			continue
 		}
 		for _, p := range paths {
-			if pl.decided[p] {
+			if pl.decided[p] || pl.planned[p] {
+				// Added or replaced already, or merged: a merged file keeps the node's
+				// version, so its link to the group is the one thing not kept.
 				continue
 			}
 			s, err := pl.lstat(pl.staged, p)

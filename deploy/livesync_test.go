@@ -222,3 +222,28 @@ func TestPlanSyncTypeChange(t *testing.T) {
 		t.Errorf("opt/y/g: %q %v", b, err)
 	}
 }
+
+// TestPlanSyncMergedLink: a hard-linked pair of /etc files the node changed is merged,
+// not also replaced as a link group (the node's versions stay).
+func TestPlanSyncMergedLink(t *testing.T) {
+	root, staged := syncPair(t, map[string]string{"etc/a": "node a", "etc/b": "node b"}, map[string]string{"etc/a": "image"})
+	if err := os.Link(filepath.Join(staged, "etc/a"), filepath.Join(staged, "etc/b")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := PlanSync(root, staged, syncOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantClasses(t, p, map[string]string{"/etc/a": "merged", "/etc/b": "merged"})
+	if len(p.Entries) != 2 {
+		t.Errorf("entries: %+v", p.Entries)
+	}
+	if err := ApplySync(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[string]string{"etc/a": "node a", "etc/b": "node b", "etc/a.provisioner-new": "image", "etc/b.provisioner-new": "image"} {
+		if b, err := os.ReadFile(filepath.Join(root, n)); string(b) != want {
+			t.Errorf("%s: %q %v", n, b, err)
+		}
+	}
+}

@@ -72,6 +72,7 @@ func (l *liveReload) apply(ctx context.Context) error {
 		return errors.Join(err, l.removeStage())
 	}
 	r.events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("syncing %s to the new image: %s", l.lo.Root, l.summary())})
+	r.st.setWritten()
 	if err := deploy.ApplySync(ctx, l.plan); err != nil {
 		err = &classified{ErrWrite, err}
 		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, err); ferr != nil {
