@@ -38,6 +38,7 @@ const (
 // syncClassNames are the classes as the dry-run shows them.
 var syncClassNames = [...]string{"added", "replaced", "removed", "kept", "merged"}
 
+// String names the class as the dry run shows it: "added", "replaced", ...
 func (c SyncClass) String() string {
 	if int(c) < len(syncClassNames) {
 		return syncClassNames[c]
@@ -104,17 +105,6 @@ type SyncPlan struct {
 	Manifest *EtcManifest
 }
 
-// Merged lists the merged paths and where their new versions go, "PATH -> NEWPATH".
-func (p *SyncPlan) Merged() []SyncEntry {
-	var out []SyncEntry
-	for _, e := range p.Entries {
-		if e.Class == SyncMerged {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // Changed lists the paths whose files the sync replaces, adds or removes (not kept or
 // merged ones): services using them may need a restart.
 func (p *SyncPlan) Changed() []string {
@@ -130,6 +120,9 @@ func (p *SyncPlan) Changed() []string {
 // neverSynced are the trees a live sync never touches: the kernel's and the runtime's
 // filesystems (mounted elsewhere anyway), the node's temporary files, and lost+found.
 var neverSynced = []string{"/proc", "/sys", "/dev", "/run", "/tmp", "/lost+found"}
+
+// reasonNeverSynced is why a path under neverSynced is not synced.
+const reasonNeverSynced = "never synced"
 
 // identityFiles are the node's identity: its filesystems, name, machine id and network
 // configuration, which the image must not overwrite.
@@ -149,7 +142,7 @@ func under(p, dir string) bool {
 func (o SyncOptions) excluded(p string) (reason string, descend bool) {
 	for _, d := range neverSynced {
 		if under(p, d) {
-			return "never synced", false
+			return reasonNeverSynced, false
 		}
 	}
 	if o.StageDir != "" && under(p, o.StageDir) {
@@ -328,6 +321,9 @@ func (pl *planner) add(e SyncEntry) {
 
 // entry plans the path p.
 func (pl *planner) entry(p string) error {
+	if why, _ := pl.o.excluded(p); why == reasonNeverSynced {
+		return nil // the kernel's and the runtime's filesystems: not even reported
+	}
 	r, err := pl.lstat(pl.root, p)
 	if err != nil {
 		return err
@@ -336,8 +332,8 @@ func (pl *planner) entry(p string) error {
 	if err != nil {
 		return err
 	}
-	if p == "/lost+found" || (r.ok && r.st.Dev != pl.dev) {
-		if r.ok && s.ok && r.st.Dev != pl.dev {
+	if r.ok && r.st.Dev != pl.dev {
+		if s.ok {
 			pl.add(SyncEntry{Path: p, Class: SyncKept, Kind: r.kind(), Reason: "another filesystem is mounted here"})
 		}
 		return nil
@@ -441,7 +437,7 @@ func (pl *planner) replaced(p string, r, s node, why string) error {
 // keep plans an excluded path: reported as kept when the image has something different
 // there (a directory tree of the image's, such as /var, is reported whole).
 func (pl *planner) keep(p string, r, s node, why string) error {
-	if !s.ok || why == "never synced" {
+	if !s.ok || why == reasonNeverSynced {
 		return nil
 	}
 	e := SyncEntry{Path: p, Class: SyncKept, Kind: s.kind(), Bytes: size(s), Reason: why}
