@@ -63,7 +63,7 @@ type LiveReloadResult struct {
 // files (boot-info.json, the plan record and a "reload-live" history record; the menu
 // and grubenv stay), and where systemd runs re-executes it and restarts the services
 // whose program, libraries or unit files changed. A failed restart is in the result and
-// the error. o.Tries and o.NoTrial do not apply: nothing boots.
+// the error. o.Tries and o.NoTrial are refused: nothing boots.
 func ReloadLive(ctx context.Context, o ReloadOptions, lo LiveOptions) (res *LiveReloadResult, err error) {
 	r := &reload{o: o, events: emitter(o.Events), log: o.Log}
 	if r.log == nil {
