@@ -83,7 +83,8 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 // temporary root (shallowest first), streams the image into its target (tar extracted,
 // raw written block-wise before mounting) or, for an rsync source, copies the tree there
 // with rsync, verifies a stream's checksum while streaming, writes
-// the image's /etc/fstab from the plan, installs the node tools into a whole-OS image
+// the image's /etc/fstab from the plan, records a whole-OS image's /etc as deployed
+// (EtcManifestPath, which a live reload merges /etc against), installs the node tools into a whole-OS image
 // that asks for them, and unmounts in reverse order, also on failure.
 // Its errors name the image, or the mount point a failed unmount leaves held. They match
 // ErrImage when the image is at fault (fetch, checksum, format, decompression,
@@ -107,10 +108,10 @@ func (d *Deployer) Deploy(ctx context.Context, l *partition.Layout, im *partitio
 			err = unmountErr // it names the mount point
 		}
 	}()
-	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab, dp.nodeTools}
+	steps := []func(context.Context) error{dp.devices, dp.open, dp.writeRaw, dp.mount, dp.extract, dp.drain, dp.fstab, dp.etcManifest, dp.nodeTools}
 	if _, isRsync, _ := rsyncSource(im.URL); isRsync {
 		// A tree, not a stream: nothing to sniff, decompress or checksum.
-		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab, dp.nodeTools}
+		steps = []func(context.Context) error{dp.devices, dp.mount, dp.syncTree, dp.fstab, dp.etcManifest, dp.nodeTools}
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/bootflow"
+	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
 	execrun "github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/schema"
@@ -18,8 +19,10 @@ func newReloadCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
 	var o engine.ReloadOptions
 	var via viaFlags
+	var live bool
+	var lo engine.LiveOptions
 	cmd := &cobra.Command{
-		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N] [--no-trial] [--via-ramdisk [--ramdisk-url U] [--kexec] [--reboot]] [--device PATH | --boot-dir DIR]",
+		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N | --no-trial] [--via-ramdisk [--ramdisk-url U] [--kexec | --reboot] | --live [--dry-run] [--include-var PATH]...] [--device PATH | --boot-dir DIR]",
 		Short:   "Reload one deployed image in place from a new image, and boot it on trial",
 		Long:    reloadHelp + "\n" + bootDirHelp,
 		Example: reloadExamples,
@@ -37,11 +40,27 @@ func newReloadCmd(s *streams) *cobra.Command {
 			o.Log = slog.New(slog.NewTextHandler(s.err, nil))
 			o.Out = s.err
 			o.Events = engine.TextEvents(s.err)
+			if via.viaRamdisk && live {
+				return engine.Usagef("reload: --via-ramdisk and --live exclude each other")
+			}
 			if via.viaRamdisk {
 				return reloadViaRamdisk(cmd, s, o, via)
 			}
 			if via.set(cmd) {
-				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback and --token go with --via-ramdisk")
+				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback, --token and --node go with --via-ramdisk")
+			}
+			if live {
+				if flags.device != "" {
+					return engine.Usagef("reload --live: --device is offline; --live reloads the root the node runs from")
+				}
+				res, err := engine.ReloadLive(cmd.Context(), o, lo)
+				if res != nil {
+					printLive(s, res)
+				}
+				return err
+			}
+			if lo.DryRun || len(lo.IncludeVar) > 0 {
+				return engine.Usagef("reload: --dry-run and --include-var go with --live")
 			}
 			res, err := engine.Reload(cmd.Context(), o)
 			if err != nil {
@@ -69,6 +88,9 @@ func newReloadCmd(s *streams) *cobra.Command {
 	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make the image the default at once, without a trial")
 	cmd.Flags().StringVar(&o.Prober, "prober", "", "kernel discovery: auto, os-prober or builtin (default: the one the deploy used)")
 	via.bind(cmd)
+	cmd.Flags().BoolVar(&live, "live", false, "reload the root the node runs from without a reboot (the new image must have the running kernel)")
+	cmd.Flags().BoolVar(&lo.DryRun, "dry-run", false, "with --live: stage the image and list what would be added, replaced, removed, kept and merged; change nothing")
+	cmd.Flags().StringArrayVar(&lo.IncludeVar, "include-var", nil, "with --live: also sync this path under /var (repeatable); the rest of /var is never touched")
 	flags.bind(cmd)
 	return cmd
 }
@@ -128,6 +150,69 @@ func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, vi
 	return bootflow.NodeReboot(cmd.Context(), runner, via.kexec)
 }
 
+// printLive shows a live reload's outcome: the counts and bytes of each class, the paths
+// of each class for a dry run, the merged files and the services restarted.
+func printLive(s *streams, res *engine.LiveReloadResult) {
+	e, p := res.Element, res.Plan
+	verb := "reloaded live"
+	if res.DryRun {
+		verb = "dry run of a live reload of"
+	}
+	fmt.Fprintf(s.out, "%s %d (%s): %s -> %s, kernel %s kept\n", verb, e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To), res.Kernel)
+	if p == nil {
+		return
+	}
+	for _, c := range deploy.SyncClasses {
+		t := p.Totals[c]
+		fmt.Fprintf(s.out, "  %-8s %6d  %s\n", c, t.Count, humanBytes(t.Bytes))
+	}
+	if p.NoManifest {
+		fmt.Fprintf(s.out, "no manifest of /etc as deployed (%s): every /etc file that differs from the image counts as changed on the node\n", deploy.EtcManifestPath)
+	}
+	for _, en := range p.Entries {
+		switch {
+		case en.Class == deploy.SyncMerged:
+			fmt.Fprintf(s.out, "merged %s: the node's version kept, the image's written to %s (%s)\n", en.Path, en.NewPath, en.Reason)
+		case res.DryRun:
+			fmt.Fprintf(s.out, "%-8s %s %s%s\n", en.Class, en.Kind, en.Path, reasonSuffix(en.Reason))
+		}
+	}
+	for _, r := range res.Restarts {
+		if r.Err != nil {
+			fmt.Fprintf(s.out, "restart of %s FAILED (%s): %v\n", r.Unit, r.Reason, r.Err)
+		} else {
+			fmt.Fprintf(s.out, "restarted %s: %s\n", r.Unit, r.Reason)
+		}
+	}
+	for _, r := range res.Skipped {
+		fmt.Fprintf(s.out, "not restarted %s: %s\n", r.Unit, r.Reason)
+	}
+	if res.NoSystemd != "" && !res.DryRun {
+		fmt.Fprintln(s.out, res.NoSystemd)
+	}
+}
+
+// reasonSuffix is " (why)", or "" without a reason.
+func reasonSuffix(why string) string {
+	if why == "" {
+		return ""
+	}
+	return " (" + why + ")"
+}
+
+// humanBytes shows a byte count in the unit that keeps it short.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
 // describeVersion shows an image version for people: its name, uuid and digest, as known.
 func describeVersion(v bootloader.ImageVersion) string {
 	var parts []string
@@ -179,9 +264,28 @@ its trial and reboots. On a single-image node the ramdisk is the default while t
 is rewritten (a power cut boots it again, and it reloads again), and the trial falls back
 to it: after the last failed try grub boots the ramdisk, which reports the failed trial
 to the callback and waits.
+
+--live reloads the root the node runs from, without a reboot, when the new image has
+the running kernel (the same release and the same bytes of /boot/vmlinuz-RELEASE); IMAGE
+must be the booted one. It stages the new image in /.provisioner-stage on the root's own
+filesystem (refusing with numbers when there is no room; a staging directory a cut run
+left is removed first), refuses when the kernel differs (reload through the deploy
+ramdisk then), and makes the root match the image by rename, never writing a file in
+place: a running program keeps its old inode. Other mounted filesystems, /proc, /sys,
+/dev, /run, /tmp, the node's identity (/etc/fstab, /etc/hostname, /etc/machine-id, SSH
+host keys, network configuration) and /var (except --include-var paths) are never
+touched. /etc is merged: a file the node changed since the last deploy or reload keeps
+the node's version, and the image's is written beside it as NAME.provisioner-new. Then,
+where systemd runs, systemctl daemon-reexec, and a restart of each running service whose
+program, libraries or unit files changed; a failed restart fails the command (exit 3)
+after the boot files are committed. --dry-run stages, lists every path with its class
+and the counts and bytes, and removes the staged tree: it changes nothing else.
+A live reload is not atomic across files: see the README for what a cut leaves.
 `
 
 const reloadExamples = `  provisioner reload tiny-b --url http://images.example/b-2.tar.zst --checksum http://images.example/SHA256SUMS
   provisioner reload 1 --url /srv/images/b.tar.gz --checksum sha256:9f86d0... --tries 2
   provisioner reload ubuntu --url file:///srv/u24.tar.xz --no-trial --device disk.img
-  provisioner reload tiny-a --url http://images.example/a-2.tar.zst --via-ramdisk --callback http://conductor/events --token s3cret --reboot`
+  provisioner reload tiny-a --url http://images.example/a-2.tar.zst --via-ramdisk --callback http://conductor/events --token s3cret --reboot
+  provisioner reload ubuntu --url http://images.example/u24.2.tar.zst --checksum sha256:4e1f... --live --dry-run
+  provisioner reload ubuntu --url http://images.example/u24.2.tar.zst --checksum sha256:4e1f... --live --include-var /var/lib/app`
