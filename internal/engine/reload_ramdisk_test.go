@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,5 +135,67 @@ func TestStageReloadViaRamdisk(t *testing.T) {
 	}
 	if bi.Elements[1].State != "" || bi.CurrentElement != 0 {
 		t.Errorf("staging changed the elements: %+v", bi)
+	}
+}
+
+// TestReloadInRamdiskSingleImage is the ramdisk's reload of a single-image node: the
+// ramdisk's entry is the default while the root is rewritten, the trial falls back to it,
+// its entry loses the reload's words before the trial is armed, and grub.cfg keeps
+// sourcing it. A failed reload leaves the ramdisk the default.
+func TestReloadInRamdiskSingleImage(t *testing.T) {
+	dc := newDeployCase(t)
+	ramdiskBlobs(dc.srv, fakeRamdisk(1<<20, 5), fakeRamdisk(1<<20, 6))
+	res, img, err := dc.deployWith(t, ramdiskDoc(dc.srv.URL, ""), func(o *DeployOptions) {
+		o.Boot.KernelCmdline = func() (string, error) { return fakeCmdline, nil }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &reloadCase{deployCase: dc, img: img, layout: res.Layout}
+	gamma := gzipBytes(rootfsTar(t, "gamma"))
+	c.srv.blobs["gamma.tar.gz"] = gamma
+
+	if _, err := c.reload(t, "alpha", "gamma.tar.gz", "", nil); ExitCode(err) != ExitFailure || !strings.Contains(fmt.Sprint(err), "only image") {
+		t.Errorf("a trial of the only image outside the ramdisk: exit %d: %v", ExitCode(err), err)
+	}
+	after := []string{"console=ttyS0", "provisioner.kept=1", "provisioner.callback=http://conductor/events"}
+	inRamdisk := func(o *ReloadOptions) { o.InRamdisk, o.RamdiskAfter, o.Tries = true, after, 2 }
+	r, err := c.reload(t, "alpha", "gamma.tar.gz", "", inRamdisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MovedDefault == nil || r.MovedDefault.GrubID != bootloader.RamdiskGrubID || r.Tries != 2 {
+		t.Errorf("result %+v", r)
+	}
+	bi, env, hist := c.bootFiles(t)
+	if bi.Trial == nil || bi.Trial.Previous != bootloader.RamdiskGrubID || bi.CurrentElement != 0 {
+		t.Errorf("boot info: trial %+v, current %d", bi.Trial, bi.CurrentElement)
+	}
+	if !strings.Contains(env, "saved_entry="+bootloader.RamdiskEntryID+"\n") || !strings.Contains(env, "trial_entry=provisioner-alpha\n") {
+		t.Errorf("grubenv:\n%s", env)
+	}
+	if !strings.Contains(hist, "default moved from alpha to the deploy ramdisk while alpha is reloaded") {
+		t.Errorf("history:\n%s", hist)
+	}
+	if cfg := c.ramdiskCfg(t); !strings.Contains(cfg, "linux /ramdisk/vmlinuz console=ttyS0 provisioner.kept=1 provisioner.callback=http://conductor/events\n") {
+		t.Errorf("ramdisk.cfg after the reload:\n%s", cfg)
+	}
+	withPartition(t, c.img, c.layout.Disks[0], c.multibootPartition(), func(t *testing.T, mnt string) {
+		cfg, _ := os.ReadFile(filepath.Join(mnt, "boot/grub/grub.cfg"))
+		if !strings.Contains(string(cfg), `source "$prefix/ramdisk.cfg"`) || !strings.Contains(string(cfg), `if [ "${saved_entry}" = provisioner-ramdisk ] ; then set fallback=1 ; fi`) {
+			t.Errorf("grub.cfg lost the ramdisk:\n%s", cfg)
+		}
+	})
+
+	// A download cut for good: the image is marked failed, the ramdisk stays the default.
+	c.srv.cut["gamma.tar.gz"] = len(gamma) / 2
+	c.srv.noResume["gamma.tar.gz"] = true
+	c.srv.whole["gamma.tar.gz"] = 1 // the preflight's
+	if _, err := c.reload(t, "alpha", "gamma.tar.gz", fmt.Sprintf("sha256:%x", sha256.Sum256(gamma)), inRamdisk); ExitCode(err) != ExitImage {
+		t.Fatalf("cut download: exit %d: %v", ExitCode(err), err)
+	}
+	bi, env, _ = c.bootFiles(t)
+	if bi.Elements[0].State != bootloader.ElementFailed || !strings.Contains(env, "saved_entry="+bootloader.RamdiskEntryID+"\n") || strings.Contains(env, "trial_entry=provisioner-alpha") {
+		t.Errorf("after the failed reload: %+v\n%s", bi.Elements[0], env)
 	}
 }
