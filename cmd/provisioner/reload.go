@@ -8,9 +8,7 @@ import (
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/internal/bootflow"
-	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
-	execrun "github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/schema"
 	"github.com/spf13/cobra"
 )
@@ -126,7 +124,7 @@ func (f *viaFlags) set(cmd *cobra.Command) bool {
 // reloadViaRamdisk stages the reload for the deploy ramdisk and reboots into it (with
 // --reboot or --kexec), or says how.
 func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, via viaFlags) error {
-	runner := execrun.Exec{Logger: o.Log}
+	runner := engine.HostEnv(o.Log).Run
 	if via.kexec {
 		via.v.Kexec = bootflow.LoadKexec
 	}
@@ -162,16 +160,16 @@ func printLive(s *streams, res *engine.LiveReloadResult) {
 	if p == nil {
 		return
 	}
-	for _, c := range deploy.SyncClasses {
+	for _, c := range engine.SyncClasses {
 		t := p.Totals[c]
 		fmt.Fprintf(s.out, "  %-8s %6d  %s\n", c, t.Count, humanBytes(t.Bytes))
 	}
 	if p.NoManifest {
-		fmt.Fprintf(s.out, "no manifest of /etc as deployed (%s): every /etc file that differs from the image counts as changed on the node\n", deploy.EtcManifestPath)
+		fmt.Fprintf(s.out, "no manifest of /etc as deployed (%s): every /etc file that differs from the image counts as changed on the node\n", engine.EtcManifestPath)
 	}
 	for _, en := range p.Entries {
 		switch {
-		case en.Class == deploy.SyncMerged:
+		case en.Class == engine.SyncMerged:
 			fmt.Fprintf(s.out, "merged %s: the node's version kept, the image's written to %s (%s)\n", en.Path, en.NewPath, en.Reason)
 		case res.DryRun:
 			fmt.Fprintf(s.out, "%-8s %s %s%s\n", en.Class, en.Kind, en.Path, reasonSuffix(en.Reason))

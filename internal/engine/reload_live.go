@@ -234,3 +234,18 @@ func (l *liveReload) removeStage() error {
 func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
+
+// The live sync's classes and manifest path, for the commands that print a live reload's
+// plan (they see the deploy package through the engine only).
+var (
+	// SyncClasses lists a live sync's classes in the order they are reported.
+	SyncClasses = deploy.SyncClasses
+)
+
+const (
+	// SyncMerged is the class of an /etc file the node changed: its version is kept
+	// and the image's is written beside it.
+	SyncMerged = deploy.SyncMerged
+	// EtcManifestPath is where a deploy records the image's /etc as deployed.
+	EtcManifestPath = deploy.EtcManifestPath
+)
