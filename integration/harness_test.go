@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,13 +122,34 @@ func osImages() []testimage.Options {
 	withProvisioner := map[string]testimage.File{"usr/bin/provisioner": {Data: provisionerBin, Mode: 0o755},
 		"etc/mtab": {Data: []byte("../proc/self/mounts"), Mode: fs.ModeSymlink}}
 	var l []testimage.Options
-	for _, name := range []string{"a", "b", "b2"} {
+	for _, name := range []string{"a", "b", "b2", "a2"} {
+		files := withProvisioner
+		if name == "a" || name == "a2" {
+			files = liveFiles(name, withProvisioner)
+		}
 		l = append(l, testimage.Options{Name: name, Marker: "BOOTED-IMAGE-" + strings.ToUpper(name), PrettyName: "Tiny test image " + strings.ToUpper(name),
-			Files: withProvisioner, InitScript: imageInitScript, HostTools: imageHostTools})
+			Files: files, InitScript: imageInitScript, HostTools: imageHostTools})
 	}
 	return append(l,
 		testimage.Options{Name: "bpanic", Marker: "BOOTED-IMAGE-BPANIC", PrettyName: "Tiny test image B (kernel panic)", PanicAfterMarker: true},
 		testimage.Options{Name: "bcorrupt", Marker: "BOOTED-IMAGE-BCORRUPT", PrettyName: "Tiny test image B (corrupt kernel)", CorruptKernel: true})
+}
+
+// liveFiles adds to files what a live reload of a by a2 changes: a program that runs as a
+// service (a copy of busybox named sleep, so that it runs the sleep applet; a2's copy has
+// other bytes: a trailer the program ignores), and a file only a2 has.
+func liveFiles(name string, files map[string]testimage.File) map[string]testimage.File {
+	out := maps.Clone(files)
+	prog, err := os.ReadFile(kit.Busybox)
+	if err != nil {
+		panic(fmt.Sprintf("integration: reading the kit's busybox: %v", err))
+	}
+	if name == "a2" {
+		prog = append(slices.Clone(prog), "\nimage a2\n"...)
+		out["etc/a2-release"] = testimage.File{Data: []byte("tiny a2\n"), Mode: 0o644}
+	}
+	out["usr/local/bin/sleep"] = testimage.File{Data: prog, Mode: 0o755}
+	return out
 }
 
 // imageInitScript runs in every booted OS image after its marker: it mounts what its

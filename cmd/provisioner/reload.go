@@ -45,7 +45,7 @@ func newReloadCmd(s *streams) *cobra.Command {
 				return reloadViaRamdisk(cmd, s, o, via)
 			}
 			if via.set(cmd) {
-				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback, --token and --node go with --via-ramdisk")
+				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback, --token, --node and --agent go with --via-ramdisk")
 			}
 			if live {
 				if flags.device != "" {
@@ -109,11 +109,12 @@ func (f *viaFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.v.Report.Callback, "callback", "", "with --via-ramdisk: the URL the ramdisk POSTs its events to, as a deploy's provisioner.callback")
 	fl.StringVar(&f.v.Report.Token, "token", "", "with --via-ramdisk: the callback's bearer token")
 	fl.StringVar(&f.v.Report.Node, "node", "", "with --via-ramdisk: the node name the events carry (default: the ramdisk's hostname)")
+	fl.StringVar(&f.v.Report.Agent, "agent", "", "with --via-ramdisk: the address the ramdisk serves its agent API on (\":9999\"; the API takes --token), to follow the reload and diagnose a failure")
 }
 
 // set reports whether any of the flags of --via-ramdisk was given.
 func (f *viaFlags) set(cmd *cobra.Command) bool {
-	for _, n := range []string{"ramdisk-url", "ramdisk-checksum", "kexec", "reboot", "callback", "token", "node"} {
+	for _, n := range []string{"ramdisk-url", "ramdisk-checksum", "kexec", "reboot", "callback", "token", "node", "agent"} {
 		if cmd.Flags().Changed(n) {
 			return true
 		}

@@ -42,17 +42,17 @@ func TestParseCmdline(t *testing.T) {
 // reload, and AfterReloadWords keeps everything but the reload's words.
 func TestRamdiskReloadWords(t *testing.T) {
 	r := engine.RamdiskReload{Image: "b", URL: "http://10.0.2.2:8080/b2.tar.zst", Checksum: "sha256:9f86", Format: "tar.zst",
-		ImageUUID: "u-2", ImageName: "B 2", Tries: 2, Report: engine.RamdiskReport{Callback: "http://10.0.2.2:8080/events", Token: "tok", Node: "n4"}}
+		ImageUUID: "u-2", ImageName: "B 2", Tries: 2, Report: engine.RamdiskReport{Callback: "http://10.0.2.2:8080/events", Token: "tok", Node: "n4", Agent: ":9999"}}
 	line := "BOOT_IMAGE=/ramdisk/vmlinuz console=ttyS0 " + strings.Join(r.Words(), " ")
 	c, err := ParseCmdline(line)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Report = engine.RamdiskReport{}
-	if c.Reload == nil || *c.Reload != r || !c.Kept || c.Callback != "http://10.0.2.2:8080/events" || c.Token != "tok" || c.Node != "n4" {
+	if c.Reload == nil || *c.Reload != r || !c.Kept || c.Callback != "http://10.0.2.2:8080/events" || c.Token != "tok" || c.Node != "n4" || c.AgentAddr != ":9999" {
 		t.Errorf("parsed %+v, reload %+v", c, c.Reload)
 	}
-	if got := strings.Join(AfterReloadWords(line), " "); got != "console=ttyS0 provisioner.kept=1 provisioner.callback=http://10.0.2.2:8080/events provisioner.token=tok provisioner.node=n4" {
+	if got := strings.Join(AfterReloadWords(line), " "); got != "console=ttyS0 provisioner.kept=1 provisioner.callback=http://10.0.2.2:8080/events provisioner.token=tok provisioner.node=n4 provisioner.agent=:9999" {
 		t.Errorf("after: %s", got)
 	}
 	for _, bad := range []struct{ line, want string }{

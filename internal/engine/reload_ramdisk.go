@@ -33,6 +33,8 @@ const (
 	WordCallback = "provisioner.callback"
 	WordToken    = "provisioner.token"
 	WordNode     = "provisioner.node"
+	// WordAgent is the address the ramdisk serves its agent API on, as for a deploy.
+	WordAgent = "provisioner.agent"
 )
 
 // MaxCmdline is the longest kernel command line the ramdisk's kernel takes on x86
@@ -52,9 +54,10 @@ type RamdiskReload struct {
 	Report RamdiskReport
 }
 
-// RamdiskReport is where the ramdisk booted from the node reports its events.
+// RamdiskReport is where the ramdisk booted from the node reports its events, and where
+// it serves its agent API (Agent, a listen address; the API takes Token).
 type RamdiskReport struct {
-	Callback, Token, Node string
+	Callback, Token, Node, Agent string
 }
 
 // Words returns the kernel words of the reload, in a fixed order; empty values are left
@@ -77,7 +80,7 @@ func (r RamdiskReload) Words() []string {
 // Words returns provisioner.kept=1 and the report's words.
 func (r RamdiskReport) Words() []string {
 	w := []string{WordKept + "=1"}
-	for _, kv := range [][2]string{{WordCallback, r.Callback}, {WordToken, r.Token}, {WordNode, r.Node}} {
+	for _, kv := range [][2]string{{WordCallback, r.Callback}, {WordToken, r.Token}, {WordNode, r.Node}, {WordAgent, r.Agent}} {
 		if kv[1] != "" {
 			w = append(w, word(kv[0], kv[1]))
 		}
@@ -153,7 +156,7 @@ func StageReloadViaRamdisk(ctx context.Context, o ReloadOptions, v ViaRamdiskOpt
 		return nil, err
 	}
 	if err := checkValues(map[string]string{"--url": o.URL, "--checksum": o.Checksum, "--format": o.Format, "--image-uuid": o.ImageUUID,
-		"--image-name": o.ImageName, "--callback": v.Report.Callback, "--token": v.Report.Token, "--node": v.Report.Node}); err != nil {
+		"--image-name": o.ImageName, "--callback": v.Report.Callback, "--token": v.Report.Token, "--node": v.Report.Node, "--agent": v.Report.Agent}); err != nil {
 		return nil, err
 	}
 	r.o.BootDir.Writable = true
