@@ -104,20 +104,18 @@ func Reload(ctx context.Context, o ReloadOptions) (res *ReloadResult, err error)
 		return nil, err
 	}
 	r.o.BootDir.Writable = true
-	bd, err := OpenBootDir(ctx, r.o.BootDir)
+	err = withBootDir(ctx, r.o.BootDir, func(bd *BootDir) error {
+		r.bd = bd
+		if err := r.prepare(ctx); err != nil {
+			return err
+		}
+		res, err = r.run(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	r.bd = bd
-	if err := r.prepare(ctx); err != nil {
-		return nil, err
-	}
-	return r.run(ctx)
+	return res, nil
 }
 
 // reload is one run of Reload.

@@ -78,20 +78,15 @@ func ReloadLive(ctx context.Context, o ReloadOptions, lo LiveOptions) (res *Live
 		return nil, err
 	}
 	r.o.BootDir.Writable = !lo.DryRun
-	bd, err := OpenBootDir(ctx, r.o.BootDir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
+	err = withBootDir(ctx, r.o.BootDir, func(bd *BootDir) error {
+		r.bd = bd
+		if err := l.prepare(ctx); err != nil {
+			return err
 		}
-	}()
-	r.bd = bd
-	if err := l.prepare(ctx); err != nil {
-		return nil, err
-	}
-	return l.run(ctx)
+		res, err = l.run(ctx)
+		return err
+	})
+	return res, err
 }
 
 // liveReload is one run of ReloadLive: a reload's checks and deployer, and the sync.

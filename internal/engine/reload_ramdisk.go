@@ -160,26 +160,31 @@ func StageReloadViaRamdisk(ctx context.Context, o ReloadOptions, v ViaRamdiskOpt
 		return nil, err
 	}
 	r.o.BootDir.Writable = true
-	bd, err := OpenBootDir(ctx, r.o.BootDir)
+	err = withBootDir(ctx, r.o.BootDir, func(bd *BootDir) error {
+		r.bd = bd
+		res, err = r.stageViaRamdisk(ctx, v)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if cerr := bd.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	r.bd = bd
+	return res, nil
+}
+
+// stageViaRamdisk is StageReloadViaRamdisk's work on the open boot files.
+func (r *reload) stageViaRamdisk(ctx context.Context, v ViaRamdiskOptions) (*StagedReload, error) {
+	o, bd := r.o, r.bd
 	if err := r.readPlan(); err != nil {
 		return nil, err
 	}
 	if r.bi.MultibootPartition == "" {
 		return nil, Environmentf("reload --via-ramdisk: this node keeps grub in the image's /boot, which the reload re-creates: the ramdisk needs the multiboot partition (deploy with \"ramdisk\" in the spec)")
 	}
-	res = &StagedReload{Element: r.el, Kexec: v.Kexec != nil}
+	res := &StagedReload{Element: r.el, Kexec: v.Kexec != nil}
 	if err := r.preflight(ctx); err != nil {
 		return nil, err
 	}
+	var err error
 	if res.Ramdisk, res.Fetched, err = r.keptRamdisk(ctx, v); err != nil {
 		return nil, err
 	}
