@@ -178,6 +178,24 @@ func (r *reload) prepare(ctx context.Context) error {
 // readPlan reads the record and the boot info, finds the image and plans its reload with
 // the new source.
 func (r *reload) readPlan() error {
+	if err := r.readBoot(); err != nil {
+		return err
+	}
+	return r.planReload()
+}
+
+// planReload plans the reload of the image found, with the new source.
+func (r *reload) planReload() error {
+	var err error
+	if r.plan, err = partition.PlanReload(r.rec.Layout, r.el.OSID); err != nil {
+		return Environmentf("reload: %w", err)
+	}
+	r.applySource()
+	return nil
+}
+
+// readBoot reads the plan record and the boot info, and finds the image.
+func (r *reload) readBoot() error {
 	r.events.emit(Event{Phase: PhasePlan, Message: "reading the plan record and the boot files in " + r.bd.Source})
 	rec, err := bootloader.ReadRecord(r.bd.Path)
 	if errors.Is(err, partition.ErrNoRecord) {
@@ -195,10 +213,6 @@ func (r *reload) readPlan() error {
 		return Usagef("reload: %w", err)
 	}
 	r.el = *el
-	if r.plan, err = partition.PlanReload(rec.Layout, el.OSID); err != nil {
-		return Environmentf("reload: %w", err)
-	}
-	r.applySource()
 	return nil
 }
 

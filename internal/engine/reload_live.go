@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -128,36 +127,19 @@ func (l *liveReload) check() error {
 // staging: the image is the booted one and has a whole-OS root, and its source opens.
 func (l *liveReload) prepare(ctx context.Context) error {
 	r := l.reload
-	r.events.emit(Event{Phase: PhasePlan, Message: "reading the plan record and the boot files in " + r.bd.Source})
-	rec, err := bootloader.ReadRecord(r.bd.Path)
-	if errors.Is(err, partition.ErrNoRecord) {
-		return Environmentf("reload: %w", err)
-	}
-	if err != nil {
+	if err := r.readBoot(); err != nil {
 		return err
 	}
-	r.rec = rec
-	if r.bi, err = bootloader.ReadBootInfo(r.bd.Path + "/" + bootloader.BootInfoPath); err != nil {
-		return err
-	}
-	el, err := r.bi.Find(r.o.Image)
-	if err != nil {
-		return Usagef("reload: %w", err)
-	}
-	r.el = *el
 	if err := l.checkBooted(ctx); err != nil {
 		return err
 	}
-	if r.plan, err = partition.PlanReload(rec.Layout, el.OSID); err != nil {
-		return Environmentf("reload: %w", err)
+	if err := r.planReload(); err != nil {
+		return err
 	}
-	r.applySource()
 	if r.plan.Image.Target != "/" {
-		return Usagef("reload --live: image %s goes into %s, not /: only a whole-OS root is reloaded live", el.OSID, r.plan.Image.Target)
+		return Usagef("reload --live: image %s goes into %s, not /: only a whole-OS root is reloaded live", r.el.OSID, r.plan.Image.Target)
 	}
-	r.newDeployer()
-	r.events.emit(Event{Message: fmt.Sprintf("opening %s and checking its format and checksum", r.o.URL)})
-	if err := r.d.Preflight(ctx, r.plan.Image); err != nil {
+	if err := r.preflight(ctx); err != nil {
 		return err
 	}
 	var st unix.Stat_t
