@@ -19,7 +19,7 @@ var allowed = map[string][]string{
 	// The CLI parses flags and prints: the engine does the work and classifies errors,
 	// bootflow wires the ramdisk and the agent; schema, partition and bootloader provide
 	// the documents it prints (problems, layouts, boot entries).
-	"cmd/provisioner": {"internal/engine", "internal/bootflow", "schema", "partition", "bootloader"},
+	"cmd/provisioner": {"internal/engine", "internal/bootflow", "internal/fleetlock", "schema", "partition", "bootloader"},
 	// QEMU runs and the conductor side, for the demo and the integration tests.
 	"internal/vmrun": {"internal/run", "internal/agent"},
 	// The ramdisk's boot program: the agent, the engine's events, power actions.
@@ -38,6 +38,9 @@ var allowed = map[string][]string{
 	"internal/disk":   {"internal/run"},
 	// File access confined to an untrusted tree (an image root, a boot directory).
 	"internal/confine": {},
+	// The FleetLock client, server and etcd store stand alone: the commands wire them to
+	// the node's reboots.
+	"internal/fleetlock": {},
 	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
 	"internal/testimage": {"internal/run", "internal/deb", "internal/elfdeps"},
 	// Reads .deb files and asks apt for them (build host only).
