@@ -115,9 +115,22 @@ func (c *Client) post(ctx context.Context, path string) error {
 // Lock takes the node's slot, trying again while the group is full (any failure: a
 // full group, a server that cannot be reached or answers an error) with exponentially
 // growing, jittered waits between MinBackoff and MaxBackoff, for timeout at most (0:
-// one try). Each wait is logged with the reason. Its error after the timeout matches
-// ErrLockTimeout and names the group and the server; a cancelled ctx ends it at once.
+// one try). Each wait is logged with the reason. Its error after the timeout is a
+// *LockTimeoutError, matches ErrLockTimeout and names the group and the server; a
+// cancelled ctx ends it at once.
 func (c *Client) Lock(ctx context.Context, timeout time.Duration) error {
+	return c.retry(ctx, timeout, "take", c.PreReboot)
+}
+
+// Unlock gives the node's slot back, trying again as Lock does while the server cannot
+// be reached or fails (a node releasing at boot may come up before its network).
+func (c *Client) Unlock(ctx context.Context, timeout time.Duration) error {
+	return c.retry(ctx, timeout, "release", c.SteadyState)
+}
+
+// retry calls fn until it succeeds, timeout has passed or ctx ends, waiting between
+// tries; verb ("take", "release") names the operation in logs and errors.
+func (c *Client) retry(ctx context.Context, timeout time.Duration, verb string, fn func(context.Context) error) error {
 	lo, hi := c.MinBackoff, c.MaxBackoff
 	if lo <= 0 {
 		lo = DefaultMinBackoff
@@ -130,30 +143,29 @@ func (c *Client) Lock(ctx context.Context, timeout time.Duration) error {
 	deadline := start.Add(timeout)
 	wait := lo
 	for try := 1; ; try++ {
-		err := c.PreReboot(ctx)
+		err := fn(ctx)
 		if err == nil {
 			if try > 1 {
-				c.logger().Info("fleetlock: reboot slot taken", "group", c.group(), "id", c.ID, "tries", try, "waited", time.Since(start).Round(time.Millisecond).String())
+				c.logger().Info("fleetlock: "+verb+": done", "group", c.group(), "id", c.ID, "tries", try, "waited", time.Since(start).Round(time.Millisecond).String())
 			}
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("fleetlock: taking a reboot slot in group %q at %s: %w", c.group(), c.BaseURL, ctx.Err())
+			return fmt.Errorf("fleetlock: trying to %s a reboot slot in group %q at %s: %w", verb, c.group(), c.BaseURL, ctx.Err())
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return &LockTimeoutError{Op: verb, Group: c.group(), Server: c.BaseURL, Waited: time.Since(start), Tries: try, Last: err}
 		}
 		// Jitter: a wait between half and all of the current step, so that nodes that
 		// found the group full at once do not all try again at once.
-		d := wait/2 + rand.N(wait/2+1)
-		left := time.Until(deadline)
-		if left <= 0 {
-			return &LockTimeoutError{Group: c.group(), Server: c.BaseURL, Waited: time.Since(start), Tries: try, Last: err}
-		}
-		d = min(d, left)
-		c.logger().Info("fleetlock: no reboot slot yet, waiting", "group", c.group(), "id", c.ID, "server", c.BaseURL, "try", try, "wait", d.Round(time.Millisecond).String(), "reason", err.Error())
+		d := min(wait/2+rand.N(wait/2+1), left)
+		c.logger().Info("fleetlock: could not "+verb+" the reboot slot yet, waiting", "group", c.group(), "id", c.ID, "server", c.BaseURL, "try", try, "wait", d.Round(time.Millisecond).String(), "reason", err.Error())
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("fleetlock: taking a reboot slot in group %q at %s: %w", c.group(), c.BaseURL, ctx.Err())
+			return fmt.Errorf("fleetlock: trying to %s a reboot slot in group %q at %s: %w", verb, c.group(), c.BaseURL, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(wait*2, hi)
@@ -167,9 +179,11 @@ func (c *Client) logger() *slog.Logger {
 	return c.Log
 }
 
-// LockTimeoutError is Lock's failure once its timeout has passed: the group, the
-// server, how long and how often it tried, and the last answer.
+// LockTimeoutError is the failure of Lock (Op "take") or Unlock (Op "release") once
+// its timeout has passed: the group, the server, how long and how often it tried, and
+// the last answer.
 type LockTimeoutError struct {
+	Op            string
 	Group, Server string
 	Waited        time.Duration
 	Tries         int
@@ -177,12 +191,18 @@ type LockTimeoutError struct {
 }
 
 func (e *LockTimeoutError) Error() string {
-	return fmt.Sprintf("fleetlock: no reboot slot in group %q at %s after %v (%d tries); last answer: %v",
-		e.Group, e.Server, e.Waited.Round(100*time.Millisecond), e.Tries, e.Last)
+	what := "no reboot slot"
+	if e.Op == "release" {
+		what = "could not release the reboot slot"
+	}
+	return fmt.Sprintf("fleetlock: %s in group %q at %s after %v (%d tries); last answer: %v",
+		what, e.Group, e.Server, e.Waited.Round(100*time.Millisecond), e.Tries, e.Last)
 }
 
-// Is makes the error match ErrLockTimeout.
-func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeout }
+// Is makes Lock's error match ErrLockTimeout.
+func (e *LockTimeoutError) Is(target error) bool {
+	return target == ErrLockTimeout && e.Op != "release"
+}
 
 // Unwrap gives the last answer (an *Error when the server sent one).
 func (e *LockTimeoutError) Unwrap() error { return e.Last }

@@ -202,8 +202,8 @@ func TestLockWaitsForSlot(t *testing.T) {
 	if h := m.holding("g"); !slices.Equal(h, []string{"me"}) {
 		t.Errorf("holders %v", h)
 	}
-	waits := strings.Count(logs.String(), "no reboot slot yet, waiting")
-	if waits < 3 || !strings.Contains(logs.String(), "failed_lock") || !strings.Contains(logs.String(), "reboot slot taken") {
+	waits := strings.Count(logs.String(), "could not take the reboot slot yet, waiting")
+	if waits < 3 || !strings.Contains(logs.String(), "failed_lock") || !strings.Contains(logs.String(), "take: done") {
 		t.Errorf("%d waits logged:\n%s", waits, logs.String())
 	}
 }
@@ -237,6 +237,9 @@ func TestLockTimeout(t *testing.T) {
 	err = c.Lock(ctx, 0)
 	if !errors.Is(err, ErrLockTimeout) || !errors.As(err, &te) || te.Tries != 1 || !strings.Contains(err.Error(), "connect") {
 		t.Errorf("closed server: %v", err)
+	}
+	if err := c.Unlock(ctx, 100*time.Millisecond); errors.Is(err, ErrLockTimeout) || !errors.As(err, &te) || !strings.Contains(err.Error(), "could not release the reboot slot in group") {
+		t.Errorf("unlock, closed server: %v", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
