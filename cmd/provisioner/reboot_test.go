@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // No test reboots the machine it runs on: a command that gets as far as rebooting
@@ -349,5 +351,26 @@ func TestSwitchDefaultRebootDiskImage(t *testing.T) {
 	r = runCLI(t, "", "switch-default", "red", "--reboot", "--device", img, "--fleetlock-config", cfg)
 	if r.code != 0 || *reboots != 1 || srv.holder("default") != id || !strings.Contains(r.stdout, "default is now 0 (red) (was 1 (blue))") {
 		t.Errorf("free slot: exit %d, %d reboots, holder %q\n%s%s", r.code, *reboots, srv.holder("default"), r.stdout, r.stderr)
+	}
+}
+
+// TestNodeToolsFleetLockConfig: what the node tools write from a spec's
+// node_tools.fleetlock is where, and as, the commands read it.
+func TestNodeToolsFleetLockConfig(t *testing.T) {
+	if deploy.FleetLockConfigFile != fleetlock.NodeConfigFile {
+		t.Errorf("the node tools write %s, the commands read %s", deploy.FleetLockConfigFile, fleetlock.NodeConfigFile)
+	}
+	b, err := deploy.FleetLockConfig(&schema.NodeFleetLock{URL: "https://fl.example:8443/", Group: "rack-1.workers"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "fleetlock.toml")
+	os.WriteFile(f, b, 0o644)
+	c, err := fleetlock.LoadNodeConfig(f)
+	if err != nil || c != (fleetlock.NodeConfig{BaseURL: "https://fl.example:8443/", Group: "rack-1.workers"}) {
+		t.Errorf("%+v, %v\n%s", c, err, b)
+	}
+	if !strings.Contains(deploy.ConfirmUnit, "\nExecStart="+deploy.NodeToolsProgram+" confirm --fleetlock-release\n") {
+		t.Errorf("the confirm unit does not release the slot:\n%s", deploy.ConfirmUnit)
 	}
 }
