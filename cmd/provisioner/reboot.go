@@ -35,7 +35,7 @@ func (f *fleetlockFlags) bind(cmd *cobra.Command, withTimeout bool) {
 	fl.StringVar(&f.group, "group", "", "the FleetLock group (default: group of --fleetlock-config, else \"default\")")
 	fl.StringVar(&f.id, "id", "", "the node's FleetLock id (default: id of --fleetlock-config, else derived from /etc/machine-id)")
 	if withTimeout {
-		fl.DurationVar(&f.timeout, "lock-timeout", 0, fmt.Sprintf("wait this long at most for a reboot slot while the group is full (default: lock_timeout of --fleetlock-config, else %v)", fleetlock.DefaultLockTimeout))
+		fl.DurationVar(&f.timeout, "lock-timeout", 0, fmt.Sprintf("keep trying this long at most: to take a slot while the group is full, to release one while the server cannot be reached (0: once; default: lock_timeout of --fleetlock-config, else %v)", fleetlock.DefaultLockTimeout))
 	}
 }
 
