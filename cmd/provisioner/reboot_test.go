@@ -374,3 +374,38 @@ func TestNodeToolsFleetLockConfig(t *testing.T) {
 		t.Errorf("the confirm unit does not release the slot:\n%s", deploy.ConfirmUnit)
 	}
 }
+
+// TestReloadRebootDiskImage: reload --reboot on a deployed disk-image file writes the
+// reload (its trial armed) and, with the group full, exits 3 without rebooting, the
+// reload staying written for the next boot; with the slot free it reboots (a
+// loop-device test).
+func TestReloadRebootDiskImage(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loop-device test: needs root and no -short")
+	}
+	reboots := fakeReboots(t)
+	id := testMachineID(t)
+	srv := newSlotServer(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	r := runCLI(t, twoImageSpec("file://"+kernelTar(t, dir, "red"), kernelTar(t, dir, "blue")), "deploy", "-", "--device", "vda="+img, "--size", "vda=400MiB", "--seed", "s", "--prober", "builtin")
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	srv.set("default", "other")
+	fl := []string{"--fleetlock-config", noConfig(t), "--fleetlock-url", srv.URL, "--lock-timeout", "1s"}
+	r = runCLI(t, "", append([]string{"reload", "blue", "--url", kernelTar(t, dir, "blue2"), "--device", img, "--reboot"}, fl...)...)
+	if r.code != engine.ExitEnvironment || *reboots != 0 || !strings.Contains(r.stdout, "reloaded 1 (blue)") ||
+		!strings.Contains(r.stderr, "not rebooting, the reload is written and boots at the next boot: fleetlock: no reboot slot") {
+		t.Fatalf("full group: exit %d, %d reboots\n%s%s", r.code, *reboots, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "list", "--device", img)
+	if !strings.Contains(flat(r.stdout), "1 blue Blue OS Test blue2 (blue) on trial (3 of 3 tries left)") {
+		t.Errorf("the reload is not staged:\n%s%s", r.stdout, r.stderr)
+	}
+	srv.set("default", "")
+	r = runCLI(t, "", append([]string{"reload", "red", "--url", kernelTar(t, dir, "red2"), "--device", img, "--no-trial", "--reboot"}, fl...)...)
+	if r.code != 0 || *reboots != 1 || srv.holder("default") != id || !strings.HasSuffix(r.stdout, "rebooting\n") {
+		t.Errorf("free slot: exit %d, %d reboots, holder %q\n%s%s", r.code, *reboots, srv.holder("default"), r.stdout, r.stderr)
+	}
+}
