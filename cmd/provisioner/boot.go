@@ -297,7 +297,7 @@ boot, whenever that comes.
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "boot the entry at the next boot only (grub's next_entry)")
 	cmd.Flags().BoolVar(&reboot, "reboot", false, "reboot once the switch is written, after taking a FleetLock reboot slot when a server is configured")
-	fl.bind(cmd, true)
+	fl.bind(cmd)
 	flags.bind(cmd)
 	return cmd
 }

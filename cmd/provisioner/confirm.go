@@ -86,7 +86,7 @@ command (exit 3). The node tools' unit runs confirm --fleetlock-release at every
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&release, "fleetlock-release", false, "then release the node's FleetLock reboot slot when the system runs confirmed (needs a configured server; nothing without)")
-	fl.bind(cmd, true)
+	fl.bind(cmd)
 	flags.bind(cmd)
 	return cmd
 }

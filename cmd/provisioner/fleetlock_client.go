@@ -43,7 +43,7 @@ node's configuration file (` + fleetlock.NodeConfigFile + `).`,
 			return nil
 		},
 	}
-	f.bind(cmd, true)
+	f.bind(cmd)
 	return cmd
 }
 
@@ -72,7 +72,7 @@ fails is retried for --lock-timeout at most.`,
 			return nil
 		},
 	}
-	f.bind(cmd, true)
+	f.bind(cmd)
 	return cmd
 }
 

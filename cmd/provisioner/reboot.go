@@ -28,15 +28,13 @@ type fleetlockFlags struct {
 	timeout                time.Duration
 }
 
-func (f *fleetlockFlags) bind(cmd *cobra.Command, withTimeout bool) {
+func (f *fleetlockFlags) bind(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "fleetlock-config", fleetlock.NodeConfigFile, "the node's FleetLock client configuration (TOML; a missing file configures nothing)")
 	fl.StringVar(&f.url, "fleetlock-url", "", "the FleetLock server's base URL (default: base_url of --fleetlock-config; none: reboot without taking a slot)")
 	fl.StringVar(&f.group, "group", "", "the FleetLock group (default: group of --fleetlock-config, else \"default\")")
 	fl.StringVar(&f.id, "id", "", "the node's FleetLock id (default: id of --fleetlock-config, else derived from /etc/machine-id)")
-	if withTimeout {
-		fl.DurationVar(&f.timeout, "lock-timeout", 0, fmt.Sprintf("keep trying this long at most: to take a slot while the group is full, to release one while the server cannot be reached (0: once; default: lock_timeout of --fleetlock-config, else %v)", fleetlock.DefaultLockTimeout))
-	}
+	fl.DurationVar(&f.timeout, "lock-timeout", 0, fmt.Sprintf("keep trying this long at most: to take a slot while the group is full, to release one while the server cannot be reached (0: once; default: lock_timeout of --fleetlock-config, else %v)", fleetlock.DefaultLockTimeout))
 }
 
 // client reads the configuration file, applies the flags given and returns the client
@@ -65,14 +63,12 @@ func (f *fleetlockFlags) client(cmd *cobra.Command, s *streams) (*fleetlock.Clie
 		}
 		c.ID = f.id
 	}
-	if fl.Lookup("lock-timeout") != nil && fl.Changed("lock-timeout") {
+	timeout := c.Timeout()
+	if fl.Changed("lock-timeout") {
 		if f.timeout < 0 {
 			return nil, 0, engine.Usagef("--lock-timeout %v: want 0 or more", f.timeout)
 		}
-		if f.timeout == 0 {
-			f.timeout = time.Nanosecond // one try
-		}
-		c.LockTimeout = f.timeout
+		timeout = f.timeout // 0: one try
 	}
 	cl, err := c.Client(machineIDFile)
 	if err != nil {
@@ -81,7 +77,7 @@ func (f *fleetlockFlags) client(cmd *cobra.Command, s *streams) (*fleetlock.Clie
 	if cl != nil {
 		cl.Log = slog.New(slog.NewTextHandler(s.err, nil))
 	}
-	return cl, c.Timeout(), nil
+	return cl, timeout, nil
 }
 
 // changed reports whether a FleetLock flag was given.
@@ -151,6 +147,6 @@ server it reboots at once.`,
 		},
 	}
 	cmd.Flags().BoolVar(&kexec, "kexec", false, "reboot into the kernel loaded for kexec")
-	f.bind(cmd, true)
+	f.bind(cmd)
 	return cmd
 }

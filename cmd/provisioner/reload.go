@@ -103,7 +103,7 @@ func newReloadCmd(s *streams) *cobra.Command {
 	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make the image the default at once, without a trial")
 	cmd.Flags().StringVar(&o.Prober, "prober", "", "kernel discovery: auto, os-prober or builtin (default: the one the deploy used)")
 	via.bind(cmd)
-	fl.bind(cmd, true)
+	fl.bind(cmd)
 	cmd.Flags().BoolVar(&live, "live", false, "reload the root the node runs from without a reboot (the new image must have the running kernel)")
 	cmd.Flags().BoolVar(&lo.DryRun, "dry-run", false, "with --live: stage the image and list what would be added, replaced, removed, kept and merged; change nothing")
 	cmd.Flags().StringArrayVar(&lo.IncludeVar, "include-var", nil, "with --live: also sync this path under /var (repeatable); the rest of /var is never touched")
