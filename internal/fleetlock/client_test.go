@@ -265,3 +265,28 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestUnlockRetries: a release at boot that finds the server failing (or not yet
+// reachable) is tried again until the server takes it.
+func TestUnlockRetries(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls < 3 {
+			w.WriteHeader(500)
+			w.Write([]byte(`{"kind":"failed_sem_init","value":"etcd unreachable"}`))
+		}
+	}))
+	defer srv.Close()
+	var logs safeBuffer
+	c := &Client{BaseURL: srv.URL, ID: "n", Log: slog.New(slog.NewTextHandler(&logs, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	if err := c.Unlock(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 || strings.Count(logs.String(), "could not release the reboot slot yet") != 2 || !strings.Contains(logs.String(), "failed_sem_init") {
+		t.Errorf("%d calls\n%s", calls, logs.String())
+	}
+}
