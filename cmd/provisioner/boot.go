@@ -261,33 +261,7 @@ boot, whenever that comes.
 				}
 			}
 			err := flags.withBootDir(ctx, true, func(bd *engine.BootDir) error {
-				res, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: args[0], Once: once})
-				if errors.Is(err, bootloader.ErrUnknownEntry) {
-					return engine.Usagef("%w", err)
-				}
-				if err != nil {
-					return classifyBootErr(err)
-				}
-				if res.EnvRewritten != "" {
-					fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
-				}
-				if res.NotedRollback != nil {
-					fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
-				}
-				to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
-				from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
-				switch {
-				case res.Unchanged:
-					fmt.Fprintf(s.out, "%s is already the default\n", to)
-				case once:
-					fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
-				default:
-					fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
-				}
-				if c := res.CancelledTrial; c != nil {
-					fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
-				}
-				return nil
+				return switchDefault(ctx, s, bd, args[0], once)
 			})
 			if err != nil || !reboot {
 				return err
@@ -300,6 +274,38 @@ boot, whenever that comes.
 	fl.bind(cmd)
 	flags.bind(cmd)
 	return cmd
+}
+
+// switchDefault switches the default entry of the boot files bd to entry (for the next
+// boot only with once) and says what it did.
+func switchDefault(ctx context.Context, s *streams, bd *engine.BootDir, entry string, once bool) error {
+	res, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: entry, Once: once})
+	if errors.Is(err, bootloader.ErrUnknownEntry) {
+		return engine.Usagef("%w", err)
+	}
+	if err != nil {
+		return classifyBootErr(err)
+	}
+	if res.EnvRewritten != "" {
+		fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
+	}
+	if res.NotedRollback != nil {
+		fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
+	}
+	to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
+	from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
+	switch {
+	case res.Unchanged:
+		fmt.Fprintf(s.out, "%s is already the default\n", to)
+	case once:
+		fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
+	default:
+		fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
+	}
+	if c := res.CancelledTrial; c != nil {
+		fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
+	}
+	return nil
 }
 
 func newHistoryCmd(s *streams) *cobra.Command {

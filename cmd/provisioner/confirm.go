@@ -33,8 +33,8 @@ rolled the trial back and the previous default runs. While a trial of another en
 pending the slot stays held. The server, group and id come from the flags, else from
 the node's configuration file (` + fleetlock.NodeConfigFile + `); without a server it
 does nothing more. The trial is confirmed first, whatever the configuration holds. A
-release the server does not take within --lock-timeout fails the
-command (exit 3). The node tools' unit runs confirm --fleetlock-release at every boot.
+release the server does not take within --lock-timeout fails the command (exit 3). The
+node tools' unit runs confirm --fleetlock-release at every boot.
 
 ` + bootDirHelp,
 		Example: `  provisioner confirm
@@ -64,24 +64,7 @@ command (exit 3). The node tools' unit runs confirm --fleetlock-release at every
 			if !release {
 				return nil
 			}
-			// Read only now: a bad configuration must not keep a trial from being confirmed.
-			sl, err := prepareSlot(cmd, s, &fl)
-			if err != nil || sl.cl == nil {
-				return err
-			}
-			note := s.out
-			if asJSON {
-				note = s.err
-			}
-			if res.Outcome == bootloader.ConfirmNotOnTrial {
-				fmt.Fprintf(note, "the reboot slot in group %q stays held: a trial of another entry is pending\n", groupName(sl.cl))
-				return nil
-			}
-			if err := sl.cl.Unlock(cmd.Context(), sl.timeout); err != nil {
-				return engine.Environmentf("%w", err)
-			}
-			fmt.Fprintf(note, "released the reboot slot in group %q at %s of %s\n", groupName(sl.cl), sl.cl.BaseURL, sl.cl.ID)
-			return nil
+			return releaseAfterConfirm(cmd, s, &fl, res, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -89,4 +72,28 @@ command (exit 3). The node tools' unit runs confirm --fleetlock-release at every
 	fl.bind(cmd)
 	flags.bind(cmd)
 	return cmd
+}
+
+// releaseAfterConfirm releases the node's reboot slot once confirm found the system
+// running confirmed (everything but a trial of another entry pending), when a FleetLock
+// server is configured; the notes go to standard error when standard output is JSON.
+func releaseAfterConfirm(cmd *cobra.Command, s *streams, fl *fleetlockFlags, res bootloader.ConfirmResult, asJSON bool) error {
+	// Read only now: a bad configuration must not keep a trial from being confirmed.
+	sl, err := prepareSlot(cmd, s, fl)
+	if err != nil || sl.cl == nil {
+		return err
+	}
+	note := s.out
+	if asJSON {
+		note = s.err
+	}
+	if res.Outcome == bootloader.ConfirmNotOnTrial {
+		fmt.Fprintf(note, "the reboot slot in group %q stays held: a trial of another entry is pending\n", groupName(sl.cl))
+		return nil
+	}
+	if err := sl.cl.Unlock(cmd.Context(), sl.timeout); err != nil {
+		return engine.Environmentf("%w", err)
+	}
+	fmt.Fprintf(note, "released the reboot slot in group %q at %s of %s\n", groupName(sl.cl), sl.cl.BaseURL, sl.cl.ID)
+	return nil
 }

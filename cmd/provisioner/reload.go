@@ -42,15 +42,12 @@ func newReloadCmd(s *streams) *cobra.Command {
 			if via.viaRamdisk && live {
 				return engine.Usagef("reload: --via-ramdisk and --live exclude each other")
 			}
-			if fl.changed(cmd) && !via.reboot && !via.kexec {
-				return engine.Usagef("reload: the FleetLock flags go with --reboot or --kexec")
+			if live && via.reboot {
+				return engine.Usagef("reload --live: --reboot goes with a reload that is not live (a live reload needs no reboot)")
 			}
-			var sl slot
-			if via.reboot || via.kexec {
-				var err error
-				if sl, err = prepareSlot(cmd, s, &fl); err != nil {
-					return err
-				}
+			sl, err := reloadSlot(cmd, s, &fl, via)
+			if err != nil {
+				return err
 			}
 			if via.viaRamdisk {
 				return reloadViaRamdisk(cmd, s, o, via, sl)
@@ -59,9 +56,6 @@ func newReloadCmd(s *streams) *cobra.Command {
 				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --callback, --token, --node and --agent go with --via-ramdisk")
 			}
 			if live {
-				if via.reboot {
-					return engine.Usagef("reload --live: --reboot goes with a reload that is not live (a live reload needs no reboot)")
-				}
 				if flags.device != "" {
 					return engine.Usagef("reload --live: --device is offline; --live reloads the root the node runs from")
 				}
@@ -78,16 +72,7 @@ func newReloadCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e := res.Element
-			fmt.Fprintf(s.out, "reloaded %d (%s): %s -> %s\n", e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To))
-			if res.MovedDefault != nil && res.Tries > 0 {
-				fmt.Fprintf(s.out, "it boots next on trial (%d tries); %d (%s) stays the default until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n",
-					res.Tries, res.MovedDefault.GrubID, res.MovedDefault.OSID, e.OSID)
-			} else if res.Tries > 0 {
-				fmt.Fprintf(s.out, "it boots next on trial (%d tries); the default stays until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n", res.Tries, e.OSID)
-			} else {
-				fmt.Fprintf(s.out, "it is the default now\n")
-			}
+			printReload(s, res)
 			if !via.reboot {
 				return nil
 			}
@@ -109,6 +94,32 @@ func newReloadCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringArrayVar(&lo.IncludeVar, "include-var", nil, "with --live: also sync this path under /var (repeatable); the rest of /var is never touched")
 	flags.bind(cmd)
 	return cmd
+}
+
+// reloadSlot checks reload's FleetLock flags and, for a reload that reboots, resolves
+// its reboot slot before anything is written.
+func reloadSlot(cmd *cobra.Command, s *streams, fl *fleetlockFlags, via viaFlags) (slot, error) {
+	if !via.reboot && !via.kexec {
+		if fl.changed(cmd) {
+			return slot{}, engine.Usagef("reload: the FleetLock flags go with --reboot or --kexec")
+		}
+		return slot{}, nil
+	}
+	return prepareSlot(cmd, s, fl)
+}
+
+// printReload says what a reload did and what boots next.
+func printReload(s *streams, res *engine.ReloadResult) {
+	e := res.Element
+	fmt.Fprintf(s.out, "reloaded %d (%s): %s -> %s\n", e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To))
+	if res.MovedDefault != nil && res.Tries > 0 {
+		fmt.Fprintf(s.out, "it boots next on trial (%d tries); %d (%s) stays the default until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n",
+			res.Tries, res.MovedDefault.GrubID, res.MovedDefault.OSID, e.OSID)
+	} else if res.Tries > 0 {
+		fmt.Fprintf(s.out, "it boots next on trial (%d tries); the default stays until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n", res.Tries, e.OSID)
+	} else {
+		fmt.Fprintf(s.out, "it is the default now\n")
+	}
 }
 
 // viaFlags are reload's flags of a reload through the deploy ramdisk.

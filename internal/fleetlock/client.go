@@ -190,6 +190,7 @@ type LockTimeoutError struct {
 	Last          error
 }
 
+// Error says what could not be done, where, after how long, and the last answer.
 func (e *LockTimeoutError) Error() string {
 	what := "no reboot slot"
 	if e.Op == "release" {
