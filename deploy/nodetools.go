@@ -11,8 +11,10 @@ import (
 	"path"
 	"slices"
 
+	"github.com/BurntSushi/toml"
 	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // Where node_tools puts the provisioner and its confirm unit in an image's root.
@@ -23,11 +25,20 @@ const (
 	ConfirmUnitFile = "/etc/systemd/system/provisioner-confirm.service"
 	// ConfirmUnitLink is the link `systemctl enable` makes for the unit's WantedBy.
 	ConfirmUnitLink = "/etc/systemd/system/multi-user.target.wants/provisioner-confirm.service"
+	// FleetLockConfigFile is the node's FleetLock client configuration, written when the
+	// image's node_tools name a FleetLock server; the provisioner's reboot commands and
+	// confirm read it there.
+	FleetLockConfigFile = "/etc/provisioner/fleetlock.toml"
 )
 
 // ConfirmUnit is the systemd unit node_tools installs: once the booted OS has reached
-// boot-complete.target, it runs `provisioner confirm`, which ends a trial boot by making
-// this OS the default (and changes nothing when no trial is pending).
+// boot-complete.target, it runs `provisioner confirm --fleetlock-release`, which ends a
+// trial boot by making this OS the default (and changes nothing when no trial is
+// pending), then, when a FleetLock server is configured (FleetLockConfigFile), releases
+// the node's reboot slot, taken before the reboot that led here: at every boot, the slot
+// is held until the OS that came up is confirmed healthy. The unit wants and follows
+// network-online.target, so that the release does not go out before the network is up
+// (the release itself retries while the server cannot be reached).
 //
 // boot-complete.target is systemd's point of a successful boot: the image's health
 // checks order themselves before it and are required by it, so it is reached only when
@@ -49,13 +60,14 @@ const ConfirmUnit = `# Installed by the provisioner (images[].node_tools): confi
 Description=Confirm this boot to the provisioner
 DefaultDependencies=no
 Requires=boot-complete.target
-After=boot-complete.target multi-user.target
+Wants=network-online.target
+After=boot-complete.target multi-user.target network-online.target
 Conflicts=shutdown.target
 Before=shutdown.target
 
 [Service]
 Type=oneshot
-ExecStart=` + NodeToolsProgram + ` confirm
+ExecStart=` + NodeToolsProgram + ` confirm --fleetlock-release
 
 [Install]
 WantedBy=multi-user.target
@@ -147,27 +159,34 @@ func (dp *deployment) nodeTools(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := installNodeTools(dp.root, prog); err != nil {
+	if err := installNodeTools(dp.root, prog, dp.im.NodeFleetLock); err != nil {
 		return classify(ctx, treeFault, err)
 	}
 	dp.log.Info("node tools installed", "image", dp.im.Name, "program", NodeToolsProgram, "from", name,
 		"unit", ConfirmUnitFile, "enabled", ConfirmUnitLink)
+	if fl := dp.im.NodeFleetLock; fl != nil {
+		dp.log.Info("FleetLock client configured", "image", dp.im.Name, "file", FleetLockConfigFile, "url", fl.URL, "group", fl.Group)
+	}
 	return nil
 }
 
 // installNodeTools writes prog at NodeToolsProgram (0755), ConfirmUnit at
-// ConfirmUnitFile (0644) and the link that enables it, in the image tree at root, owned
+// ConfirmUnitFile (0644) and the link that enables it, and with fl the FleetLock client
+// configuration at FleetLockConfigFile (0644), in the image tree at root, owned
 // by root when the provisioner runs as root (it does for a deploy). Everything stays
 // inside the tree: every directory written in must be a real one (a symlink the image
 // planted, to a host path or not, is refused before anything is written), and each file
 // replaces whatever stood at its name without following it. Nothing of the image runs.
-func installNodeTools(root string, prog []byte) error {
+func installNodeTools(root string, prog []byte, fl *schema.NodeFleetLock) error {
 	d, err := confine.Open(root)
 	if err != nil {
 		return fmt.Errorf("installing node tools: %w", err)
 	}
 	defer d.Close()
 	dirs := []string{path.Dir(NodeToolsProgram), path.Dir(ConfirmUnitFile), path.Dir(ConfirmUnitLink)}
+	if fl != nil {
+		dirs = append(dirs, path.Dir(FleetLockConfigFile))
+	}
 	for _, dir := range dirs {
 		if err := d.CheckMkdir(dir); err != nil {
 			return fmt.Errorf("installing node tools: %w", err)
@@ -186,6 +205,17 @@ func installNodeTools(root string, prog []byte) error {
 		{NodeToolsProgram, prog, 0o755},
 		{ConfirmUnitFile, []byte(ConfirmUnit), 0o644},
 	}
+	if fl != nil {
+		conf, err := FleetLockConfig(fl)
+		if err != nil {
+			return fmt.Errorf("installing node tools: %w", err)
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+			perm os.FileMode
+		}{FleetLockConfigFile, conf, 0o644})
+	}
 	for _, f := range files {
 		if err := d.WriteFileAtomic(f.name, f.data, f.perm, nil); err != nil {
 			return fmt.Errorf("installing node tools: %w", err)
@@ -201,4 +231,19 @@ func installNodeTools(root string, prog []byte) error {
 		return fmt.Errorf("installing node tools: %w", err)
 	}
 	return nil
+}
+
+// FleetLockConfig renders the FleetLock client configuration of fl as the provisioner
+// reads it on the node (TOML: base_url and group).
+func FleetLockConfig(fl *schema.NodeFleetLock) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# Written by the provisioner (images[].node_tools.fleetlock): the server whose\n# reboot slots this node's reboots take, released by provisioner confirm.\n")
+	err := toml.NewEncoder(&b).Encode(struct {
+		BaseURL string `toml:"base_url"`
+		Group   string `toml:"group,omitempty"`
+	}{fl.URL, fl.Group})
+	if err != nil {
+		return nil, fmt.Errorf("FleetLock configuration: %w", err)
+	}
+	return b.Bytes(), nil
 }

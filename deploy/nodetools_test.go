@@ -13,8 +13,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	"github.com/provisioner/provisioner/internal/confine"
 	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // staticProgram builds a tiny Go program with CGO_ENABLED=0, as the ramdisk's provisioner
@@ -96,7 +98,7 @@ func TestInstallNodeTools(t *testing.T) {
 	prog := []byte("\x7fELF the provisioner")
 	// Twice: a second install (a reload into a tree that kept them) changes nothing.
 	for range 2 {
-		if err := installNodeTools(root, prog); err != nil {
+		if err := installNodeTools(root, prog, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,7 +124,7 @@ func TestInstallNodeTools(t *testing.T) {
 	if target, err := os.Readlink(filepath.Join(root, ConfirmUnitLink)); err != nil || target != ConfirmUnitFile {
 		t.Errorf("%s -> %q (%v), want %s", ConfirmUnitLink, target, err, ConfirmUnitFile)
 	}
-	for _, line := range []string{"ExecStart=/usr/local/sbin/provisioner confirm", "Requires=boot-complete.target", "WantedBy=multi-user.target"} {
+	for _, line := range []string{"ExecStart=/usr/local/sbin/provisioner confirm --fleetlock-release", "Requires=boot-complete.target", "WantedBy=multi-user.target"} {
 		if !strings.Contains(ConfirmUnit, "\n"+line+"\n") {
 			t.Errorf("the unit lacks the line %q", line)
 		}
@@ -145,7 +147,7 @@ func TestInstallNodeToolsReplacesPlantedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := installNodeTools(root, []byte("prog")); err != nil {
+	if err := installNodeTools(root, []byte("prog"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(hostFile); err != nil || string(b) != "host" {
@@ -184,7 +186,7 @@ func TestInstallNodeToolsRefusesPlantedDirLinks(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := treeList(t, root)
-			err := installNodeTools(root, []byte("prog"))
+			err := installNodeTools(root, []byte("prog"), nil)
 			if !errors.Is(err, confine.ErrUnsafe) || !strings.Contains(err.Error(), link+" is a symlink") {
 				t.Fatalf("err = %v, want a refusal naming %s", err, link)
 			}
@@ -211,4 +213,32 @@ func treeList(t *testing.T, root string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestInstallNodeToolsFleetLock: with a FleetLock server in the spec, the node tools also
+// write the node's FleetLock configuration; without one, none.
+func TestInstallNodeToolsFleetLock(t *testing.T) {
+	root, _ := imageRoot(t)
+	if err := installNodeTools(root, []byte("prog"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, FleetLockConfigFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s without a server: %v", FleetLockConfigFile, err)
+	}
+	fl := &schema.NodeFleetLock{URL: "http://fl.example:8080/", Group: "rack-1"}
+	if err := installNodeTools(root, []byte("prog"), fl); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, FleetLockConfigFile)
+	var got map[string]any
+	_, err := toml.DecodeFile(p, &got)
+	fi, err2 := os.Lstat(p)
+	if err != nil || err2 != nil || fi.Mode() != 0o644 || len(got) != 2 || got["base_url"] != fl.URL || got["group"] != fl.Group {
+		t.Errorf("%s: %v (%v), mode %v (%v)", p, got, err, fi.Mode(), err2)
+	}
+	got = nil
+	b, _ := FleetLockConfig(&schema.NodeFleetLock{URL: `http://x/"quoted"`})
+	if _, err := toml.Decode(string(b), &got); err != nil || got["base_url"] != `http://x/"quoted"` || strings.Contains(string(b), "group") {
+		t.Errorf("config without a group:\n%s\n%v", b, err)
+	}
 }

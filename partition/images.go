@@ -56,8 +56,11 @@ func (p *planner) planImages() {
 		p.l.Images = append(p.l.Images, &Image{
 			Name: si.Name, URL: si.Source(), Target: si.Target, Boot: si.Name == p.l.BootImage,
 			Checksum: si.Checksum, Format: si.Format, ImageUUID: si.ImageUUID, ImageName: si.ImageName,
-			NodeTools: si.NodeTools && si.IsRoot(),
+			NodeTools: si.NodeTools.On && si.IsRoot(),
 		})
+		if si.NodeTools.On && si.IsRoot() {
+			p.l.Images[len(p.l.Images)-1].NodeFleetLock = si.NodeTools.FleetLock
+		}
 	}
 	p.l.renderImages()
 }

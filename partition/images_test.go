@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/provisioner/provisioner/schema"
 )
 
 func TestPlanRAID1(t *testing.T) {
@@ -256,8 +258,8 @@ func TestPlanNodeTools(t *testing.T) {
 	const doc = `{
 	  "images": [
 	    {"name": "centos", "url": "u", "target": "/", "boot": true, "node_tools": true},
-	    {"name": "ubuntu", "url": "u", "target": "/"},
-	    {"name": "utils", "url": "u", "target": "/usr/share/utils", "node_tools": true}
+	    {"name": "ubuntu", "url": "u", "target": "/", "node_tools": {"fleetlock": {"url": "http://fl:8080", "group": "g"}}},
+	    {"name": "utils", "url": "u", "target": "/usr/share/utils", "node_tools": {"fleetlock": {"url": "http://fl:8080"}}}
 	  ],
 	  "partitions": [{
 	    "type": "disk", "id": {"type": "name", "value": "vda"}, "size": "15000 MB",
@@ -271,10 +273,13 @@ func TestPlanNodeTools(t *testing.T) {
 	}`
 	l := mustPlan(t, doc, nil, "tools")
 	// The utility image is never booted: its node_tools is dropped.
-	for name, want := range map[string]bool{"centos": true, "ubuntu": false, "utils": false} {
+	for name, want := range map[string]bool{"centos": true, "ubuntu": true, "utils": false} {
 		im := imageByName(t, l, name)
 		if im.NodeTools != want {
 			t.Errorf("image %s: NodeTools %v, want %v", name, im.NodeTools, want)
+		}
+		if fl := im.NodeFleetLock; (name == "ubuntu") != (fl != nil) || fl != nil && *fl != (schema.NodeFleetLock{URL: "http://fl:8080", Group: "g"}) {
+			t.Errorf("image %s: NodeFleetLock %+v", name, fl)
 		}
 		b, err := json.Marshal(im)
 		if err != nil {

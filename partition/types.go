@@ -209,6 +209,10 @@ type Image struct {
 	// NodeTools asks the deploy to install the provisioner and its confirm unit into the
 	// image; the planner sets it only for a whole-OS image, the only kind that boots.
 	NodeTools bool `json:"node_tools,omitempty"`
+	// NodeFleetLock is the node's FleetLock server and group, which the node tools write
+	// into the image as its FleetLock client configuration; nil without node tools or
+	// without a server.
+	NodeFleetLock *schema.NodeFleetLock `json:"node_fleetlock,omitempty"`
 	// RootUUID is the UUID of the filesystem mounted at the image's target.
 	RootUUID string `json:"root_uuid"`
 	// Mounts are mounted in this order (shallowest first) and unmounted in reverse.

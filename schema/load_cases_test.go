@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -316,16 +317,42 @@ func TestLoadCases(t *testing.T) {
 			errs: []want{has("/partitions/1/keep_data", `keep_data cannot apply`)},
 		},
 
-		// node_tools, our extension: a boolean, and only for a whole OS.
+		// node_tools, our extension: a boolean or an object of settings, and only for a
+		// whole OS.
 		{
 			name: "node_tools that is a string",
 			ops:  []op{set("/images/0/node_tools", `"yes"`)},
-			errs: []want{has("/images/0/node_tools", "got string, want boolean")},
+			errs: []want{has("/images/0/node_tools", "got string, want boolean or object")},
 		},
 		{
 			name: "node_tools written as 1",
 			ops:  []op{set("/images/1/node_tools", `1`)},
-			errs: []want{has("/images/1/node_tools", "got number, want boolean")},
+			errs: []want{has("/images/1/node_tools", "got number, want boolean or object")},
+		},
+		{
+			name: "node_tools with an unknown setting",
+			ops:  []op{set("/images/1/node_tools", `{"fleet_lock": {"url": "http://fl:8080"}}`)},
+			errs: []want{has("/images/1/node_tools/fleet_lock", "")},
+		},
+		{
+			name: "node_tools fleetlock without url",
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"group": "workers"}}`)},
+			errs: []want{has("/images/1/node_tools/fleetlock/url", "required key is missing")},
+		},
+		{
+			name: "node_tools fleetlock with a bad group",
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "http://fl:8080", "group": "a b"}}`)},
+			errs: []want{has("/images/1/node_tools/fleetlock/group", "")},
+		},
+		{
+			name: "node_tools fleetlock with a file URL",
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "file:///srv/lock"}}`)},
+			errs: []want{is("/images/1/node_tools/fleetlock/url", `"file:///srv/lock": unsupported scheme file: want the http:// or https:// base URL of a FleetLock server`)},
+		},
+		{
+			name: "node_tools fleetlock without a host",
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "http:///x"}}`)},
+			errs: []want{has("/images/1/node_tools/fleetlock/url", "no host")},
 		},
 
 		// Labels.
@@ -665,8 +692,25 @@ func TestLoadCases(t *testing.T) {
 			name: "node_tools on one OS image",
 			ops:  []op{set("/images/1/node_tools", `true`)},
 			check: func(t *testing.T, s *schema.Spec) {
-				if s.Images[0].NodeTools || !s.Images[1].NodeTools {
+				if s.Images[0].NodeTools.On || !s.Images[1].NodeTools.On || s.Images[1].NodeTools.FleetLock != nil {
 					t.Errorf("node_tools: centos %v, ubuntu %v; want false, true", s.Images[0].NodeTools, s.Images[1].NodeTools)
+				}
+			},
+		},
+		{
+			name: "node_tools with a FleetLock server",
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "https://fl.example:8443/", "group": "rack-1.workers"}}`)},
+			check: func(t *testing.T, s *schema.Spec) {
+				nt := s.Images[1].NodeTools
+				if !nt.On || nt.FleetLock == nil || *nt.FleetLock != (schema.NodeFleetLock{URL: "https://fl.example:8443/", Group: "rack-1.workers"}) {
+					t.Errorf("node_tools: %+v", nt)
+				}
+				b, err := json.Marshal(s.Images[1].NodeTools)
+				if err != nil || string(b) != `{"fleetlock":{"url":"https://fl.example:8443/","group":"rack-1.workers"}}` {
+					t.Errorf("node_tools marshals to %s, %v", b, err)
+				}
+				if b, _ := json.Marshal(s.Images[0]); strings.Contains(string(b), "node_tools") {
+					t.Errorf("an image without node_tools marshals to %s", b)
 				}
 			},
 		},

@@ -635,6 +635,8 @@ func TestExtensionValues(t *testing.T) {
 		"policy nailgun":    {set("/partitions_policy", `"nailgun_legacy"`)},
 		"node_tools true":   {set("/images/0/node_tools", `true`)},
 		"node_tools false":  {set("/images/0/node_tools", `false`)},
+		"node_tools object": {set("/images/0/node_tools", `{"fleetlock": {"url": "http://10.0.0.1:8080"}}`)},
+		"node_tools empty":  {set("/images/0/node_tools", `{}`)},
 	}
 	for _, f := range []string{"tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "raw", "raw.gz", "raw.xz", "raw.zst", "raw.bz2"} {
 		ok["format "+f] = []op{set("/images/0/format", `"`+f+`"`)}

@@ -103,8 +103,13 @@ func (c *checker) checkImages() {
 		} else if im.Target != "" {
 			c.errf(ptr+"/target", "target %q must be an absolute path without \"..\"", im.Target)
 		}
-		if im.NodeTools && !im.IsRoot() && im.Target != "" {
+		if im.NodeTools.On && !im.IsRoot() && im.Target != "" {
 			c.warnf(ptr+"/node_tools", "image %q is deployed at %q, not \"/\": a utility image is never booted, so node_tools is ignored", im.Name, im.Target)
+		}
+		if fl := im.NodeTools.FleetLock; fl != nil {
+			if why := fleetlockURLProblem(fl.URL); why != "" {
+				c.errf(ptr+"/node_tools/fleetlock/url", "%q: %s: want the http:// or https:// base URL of a FleetLock server", brief(fl.URL), why)
+			}
 		}
 		if im.Boot {
 			switch {

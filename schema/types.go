@@ -120,7 +120,50 @@ type Image struct {
 	// into the image, so that the booted OS can confirm a trial boot and reload its
 	// siblings. Off by default: the image is changed only when it asks. Only a whole-OS
 	// image boots, so a utility image's NodeTools is ignored (Load warns).
-	NodeTools bool `json:"node_tools,omitempty"`
+	NodeTools NodeTools `json:"node_tools,omitzero"`
+}
+
+// NodeTools is images[].node_tools: true or false, or an object of settings, which
+// asks for the node tools as true does.
+type NodeTools struct {
+	// On is whether the image gets the node tools.
+	On bool
+	// FleetLock, when set, is written into the image as the node's FleetLock client
+	// configuration, so that its reboots take a slot of the fleet.
+	FleetLock *NodeFleetLock `json:"fleetlock,omitempty"`
+}
+
+// NodeFleetLock is node_tools.fleetlock: the FleetLock server and group of the node.
+type NodeFleetLock struct {
+	URL   string `json:"url"`
+	Group string `json:"group,omitempty"`
+}
+
+// UnmarshalJSON takes true, false or an object (which turns the node tools on).
+func (n *NodeTools) UnmarshalJSON(b []byte) error {
+	var on bool
+	if err := json.Unmarshal(b, &on); err == nil {
+		*n = NodeTools{On: on}
+		return nil
+	}
+	var obj struct {
+		FleetLock *NodeFleetLock `json:"fleetlock"`
+	}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return fmt.Errorf("%s is not true, false or an object", bytes.TrimSpace(b))
+	}
+	*n = NodeTools{On: true, FleetLock: obj.FleetLock}
+	return nil
+}
+
+// MarshalJSON writes true or false, or the object when it carries settings.
+func (n NodeTools) MarshalJSON() ([]byte, error) {
+	if n.FleetLock == nil {
+		return json.Marshal(n.On)
+	}
+	return json.Marshal(struct {
+		FleetLock *NodeFleetLock `json:"fleetlock"`
+	}{n.FleetLock})
 }
 
 // Source returns where the image is pulled from, whichever key named it.

@@ -218,9 +218,10 @@ func dash(s string) string {
 
 func newSwitchDefaultCmd(s *streams) *cobra.Command {
 	var flags bootDirFlags
-	var once bool
+	var once, reboot bool
+	var fl fleetlockFlags
 	cmd := &cobra.Command{
-		Use:   "switch-default GRUB_ID|NAME [--once] [--device PATH | --boot-dir DIR]",
+		Use:   "switch-default GRUB_ID|NAME [--once] [--reboot [--fleetlock-url U] [--group G] [--id I] [--lock-timeout D]] [--device PATH | --boot-dir DIR]",
 		Short: "Make another deployed image boot next (permanently, or once)",
 		Long: `switch-default makes the entry GRUB_ID (its index in the menu, as in boot-info.json) or
 NAME (an image's name, i.e. its os_id, or its image_name) the default: it sets
@@ -236,47 +237,75 @@ so a power loss at any moment leaves each one either old or new, never torn. An 
 id or name changes nothing and lists the valid ones. Each switch is appended to the
 history (provisioner history).
 
+--reboot reboots the node once the switch is written, after taking a FleetLock reboot
+slot when a server is configured (see provisioner reboot); without a slot in time it
+exits 3 without rebooting, and the switch stays written: it takes effect at the next
+boot, whenever that comes.
+
 ` + bootDirHelp,
-		Example: `  provisioner switch-default 1
+		Example: `  provisioner switch-default 1 --reboot
+  provisioner switch-default 1
   provisioner switch-default centos --once
   provisioner switch-default ubuntu --device disk.img`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return flags.withBootDir(ctx, true, func(bd *engine.BootDir) error {
-				res, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: args[0], Once: once})
-				if errors.Is(err, bootloader.ErrUnknownEntry) {
-					return engine.Usagef("%w", err)
+			if fl.changed(cmd) && !reboot {
+				return engine.Usagef("switch-default: the FleetLock flags go with --reboot")
+			}
+			var sl slot
+			if reboot {
+				var err error
+				if sl, err = prepareSlot(cmd, s, &fl); err != nil {
+					return err
 				}
-				if err != nil {
-					return classifyBootErr(err)
-				}
-				if res.EnvRewritten != "" {
-					fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
-				}
-				if res.NotedRollback != nil {
-					fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
-				}
-				to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
-				from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
-				switch {
-				case res.Unchanged:
-					fmt.Fprintf(s.out, "%s is already the default\n", to)
-				case once:
-					fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
-				default:
-					fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
-				}
-				if c := res.CancelledTrial; c != nil {
-					fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
-				}
-				return nil
+			}
+			err := flags.withBootDir(ctx, true, func(bd *engine.BootDir) error {
+				return switchDefault(ctx, s, bd, args[0], once)
 			})
+			if err != nil || !reboot {
+				return err
+			}
+			return sl.reboot(ctx, s, false, "the switch stays written and takes effect at the next boot")
 		},
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "boot the entry at the next boot only (grub's next_entry)")
+	cmd.Flags().BoolVar(&reboot, "reboot", false, "reboot once the switch is written, after taking a FleetLock reboot slot when a server is configured")
+	fl.bind(cmd)
 	flags.bind(cmd)
 	return cmd
+}
+
+// switchDefault switches the default entry of the boot files bd to entry (for the next
+// boot only with once) and says what it did.
+func switchDefault(ctx context.Context, s *streams, bd *engine.BootDir, entry string, once bool) error {
+	res, err := bootloader.SwitchDefault(ctx, bd.Path, bootloader.SwitchOptions{Entry: entry, Once: once})
+	if errors.Is(err, bootloader.ErrUnknownEntry) {
+		return engine.Usagef("%w", err)
+	}
+	if err != nil {
+		return classifyBootErr(err)
+	}
+	if res.EnvRewritten != "" {
+		fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
+	}
+	if res.NotedRollback != nil {
+		fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
+	}
+	to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
+	from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
+	switch {
+	case res.Unchanged:
+		fmt.Fprintf(s.out, "%s is already the default\n", to)
+	case once:
+		fmt.Fprintf(s.out, "%s boots once, at the next boot; then %s again\n", to, from)
+	default:
+		fmt.Fprintf(s.out, "default is now %s (was %s)\n", to, from)
+	}
+	if c := res.CancelledTrial; c != nil {
+		fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
+	}
+	return nil
 }
 
 func newHistoryCmd(s *streams) *cobra.Command {

@@ -19,8 +19,9 @@ func newReloadCmd(s *streams) *cobra.Command {
 	var via viaFlags
 	var live bool
 	var lo engine.LiveOptions
+	var fl fleetlockFlags
 	cmd := &cobra.Command{
-		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N | --no-trial] [--via-ramdisk [--ramdisk-url U] [--kexec | --reboot] | --live [--dry-run] [--include-var PATH]...] [--device PATH | --boot-dir DIR]",
+		Use:     "reload IMAGE --url URL [--checksum C] [--format F] [--image-uuid U] [--image-name N] [--tries N | --no-trial] [--reboot] [--via-ramdisk [--ramdisk-url U] [--kexec | --reboot] | --live [--dry-run] [--include-var PATH]...] [--fleetlock-url U] [--group G] [--id I] [--lock-timeout D] [--device PATH | --boot-dir DIR]",
 		Short:   "Reload one deployed image in place from a new image, and boot it on trial",
 		Long:    reloadHelp + "\n" + bootDirHelp,
 		Example: reloadExamples,
@@ -41,11 +42,18 @@ func newReloadCmd(s *streams) *cobra.Command {
 			if via.viaRamdisk && live {
 				return engine.Usagef("reload: --via-ramdisk and --live exclude each other")
 			}
+			if live && via.reboot {
+				return engine.Usagef("reload --live: --reboot goes with a reload that is not live (a live reload needs no reboot)")
+			}
+			sl, err := reloadSlot(cmd, s, &fl, via)
+			if err != nil {
+				return err
+			}
 			if via.viaRamdisk {
-				return reloadViaRamdisk(cmd, s, o, via)
+				return reloadViaRamdisk(cmd, s, o, via, sl)
 			}
 			if via.set(cmd) {
-				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --reboot, --callback, --token, --node and --agent go with --via-ramdisk")
+				return engine.Usagef("--ramdisk-url, --ramdisk-checksum, --kexec, --callback, --token, --node and --agent go with --via-ramdisk")
 			}
 			if live {
 				if flags.device != "" {
@@ -64,17 +72,11 @@ func newReloadCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e := res.Element
-			fmt.Fprintf(s.out, "reloaded %d (%s): %s -> %s\n", e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To))
-			if res.MovedDefault != nil && res.Tries > 0 {
-				fmt.Fprintf(s.out, "it boots next on trial (%d tries); %d (%s) stays the default until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n",
-					res.Tries, res.MovedDefault.GrubID, res.MovedDefault.OSID, e.OSID)
-			} else if res.Tries > 0 {
-				fmt.Fprintf(s.out, "it boots next on trial (%d tries); the default stays until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n", res.Tries, e.OSID)
-			} else {
-				fmt.Fprintf(s.out, "it is the default now\n")
+			printReload(s, res)
+			if !via.reboot {
+				return nil
 			}
-			return nil
+			return sl.reboot(cmd.Context(), s, false, "the reload is written and boots at the next boot")
 		},
 	}
 	cmd.Flags().StringVar(&o.URL, "url", "", "the new image: http(s)://, file:// or a path, as an image's url in a spec")
@@ -86,11 +88,38 @@ func newReloadCmd(s *streams) *cobra.Command {
 	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make the image the default at once, without a trial")
 	cmd.Flags().StringVar(&o.Prober, "prober", "", "kernel discovery: auto, os-prober or builtin (default: the one the deploy used)")
 	via.bind(cmd)
+	fl.bind(cmd)
 	cmd.Flags().BoolVar(&live, "live", false, "reload the root the node runs from without a reboot (the new image must have the running kernel)")
 	cmd.Flags().BoolVar(&lo.DryRun, "dry-run", false, "with --live: stage the image and list what would be added, replaced, removed, kept and merged; change nothing")
 	cmd.Flags().StringArrayVar(&lo.IncludeVar, "include-var", nil, "with --live: also sync this path under /var (repeatable); the rest of /var is never touched")
 	flags.bind(cmd)
 	return cmd
+}
+
+// reloadSlot checks reload's FleetLock flags and, for a reload that reboots, resolves
+// its reboot slot before anything is written.
+func reloadSlot(cmd *cobra.Command, s *streams, fl *fleetlockFlags, via viaFlags) (slot, error) {
+	if !via.reboot && !via.kexec {
+		if fl.changed(cmd) {
+			return slot{}, engine.Usagef("reload: the FleetLock flags go with --reboot or --kexec")
+		}
+		return slot{}, nil
+	}
+	return prepareSlot(cmd, s, fl)
+}
+
+// printReload says what a reload did and what boots next.
+func printReload(s *streams, res *engine.ReloadResult) {
+	e := res.Element
+	fmt.Fprintf(s.out, "reloaded %d (%s): %s -> %s\n", e.GrubID, e.OSID, describeVersion(res.From), describeVersion(res.To))
+	if res.MovedDefault != nil && res.Tries > 0 {
+		fmt.Fprintf(s.out, "it boots next on trial (%d tries); %d (%s) stays the default until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n",
+			res.Tries, res.MovedDefault.GrubID, res.MovedDefault.OSID, e.OSID)
+	} else if res.Tries > 0 {
+		fmt.Fprintf(s.out, "it boots next on trial (%d tries); the default stays until `provisioner confirm` runs in %s, and boots again by itself if the trial fails\n", res.Tries, e.OSID)
+	} else {
+		fmt.Fprintf(s.out, "it is the default now\n")
+	}
 }
 
 // viaFlags are reload's flags of a reload through the deploy ramdisk.
@@ -105,16 +134,16 @@ func (f *viaFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.v.RamdiskURL, "ramdisk-url", "", "with --via-ramdisk: fetch the ramdisk first from this directory URL (vmlinuz and initramfs.cpio.zst, as make ramdisk builds them)")
 	fl.StringVar(&f.v.RamdiskChecksum, "ramdisk-checksum", "", "with --ramdisk-url: the URL of a checksum file listing vmlinuz and initramfs.cpio.zst")
 	fl.BoolVar(&f.kexec, "kexec", false, "with --via-ramdisk: load the ramdisk with kexec instead of booting it through the firmware and grub (reboots at once)")
-	fl.BoolVar(&f.reboot, "reboot", false, "with --via-ramdisk: reboot at once (default: tell the operator to)")
+	fl.BoolVar(&f.reboot, "reboot", false, "reboot once the reload is written or staged, after taking a FleetLock reboot slot when a server is configured (default: tell the operator to)")
 	fl.StringVar(&f.v.Report.Callback, "callback", "", "with --via-ramdisk: the URL the ramdisk POSTs its events to, as a deploy's provisioner.callback")
 	fl.StringVar(&f.v.Report.Token, "token", "", "with --via-ramdisk: the callback's bearer token")
 	fl.StringVar(&f.v.Report.Node, "node", "", "with --via-ramdisk: the node name the events carry (default: the ramdisk's hostname)")
 	fl.StringVar(&f.v.Report.Agent, "agent", "", "with --via-ramdisk: the address the ramdisk serves its agent API on (\":9999\"; the API takes --token), to follow the reload and diagnose a failure")
 }
 
-// set reports whether any of the flags of --via-ramdisk was given.
+// set reports whether any of the flags only --via-ramdisk takes was given.
 func (f *viaFlags) set(cmd *cobra.Command) bool {
-	for _, n := range []string{"ramdisk-url", "ramdisk-checksum", "kexec", "reboot", "callback", "token", "node", "agent"} {
+	for _, n := range []string{"ramdisk-url", "ramdisk-checksum", "kexec", "callback", "token", "node", "agent"} {
 		if cmd.Flags().Changed(n) {
 			return true
 		}
@@ -123,9 +152,8 @@ func (f *viaFlags) set(cmd *cobra.Command) bool {
 }
 
 // reloadViaRamdisk stages the reload for the deploy ramdisk and reboots into it (with
-// --reboot or --kexec), or says how.
-func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, via viaFlags) error {
-	runner := engine.HostEnv(o.Log).Run
+// --reboot or --kexec, after taking the reboot slot sl holds a client for), or says how.
+func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, via viaFlags, sl slot) error {
 	if via.kexec {
 		via.v.Kexec = bootflow.LoadKexec
 	}
@@ -139,14 +167,14 @@ func reloadViaRamdisk(cmd *cobra.Command, s *streams, o engine.ReloadOptions, vi
 	}
 	switch {
 	case via.kexec:
-		fmt.Fprintf(s.out, "the deploy ramdisk is loaded for kexec and reloads %d (%s) from %s; rebooting into it\n", e.GrubID, e.OSID, o.URL)
+		fmt.Fprintf(s.out, "the deploy ramdisk is loaded for kexec and reloads %d (%s) from %s\n", e.GrubID, e.OSID, o.URL)
 	case via.reboot:
-		fmt.Fprintf(s.out, "the deploy ramdisk boots once, at the next boot, and reloads %d (%s) from %s; rebooting\n", e.GrubID, e.OSID, o.URL)
+		fmt.Fprintf(s.out, "the deploy ramdisk boots once, at the next boot, and reloads %d (%s) from %s\n", e.GrubID, e.OSID, o.URL)
 	default:
 		fmt.Fprintf(s.out, "the deploy ramdisk boots once, at the next boot, and reloads %d (%s) from %s: reboot to start it\n", e.GrubID, e.OSID, o.URL)
 		return nil
 	}
-	return bootflow.NodeReboot(cmd.Context(), runner, via.kexec)
+	return sl.reboot(cmd.Context(), s, via.kexec, "the reload through the deploy ramdisk stays staged for the next boot")
 }
 
 // printLive shows a live reload's outcome: the counts and bytes of each class, the paths
@@ -251,6 +279,13 @@ does not confirm (it did not boot, or did not come up healthy), grub boots the p
 default again by itself after the last try, and list and history report the failed trial.
 When grub cannot load its kernel at all, the same boot falls back to the previous default.
 --no-trial makes the image the default at once.
+
+--reboot reboots the node once the reload is written (with --via-ramdisk: staged; with
+--kexec: staged and loaded), after taking a FleetLock reboot slot when a server is
+configured (--fleetlock-url, or the node's configuration file: see provisioner reboot).
+Without a slot within --lock-timeout it exits 3 without rebooting; the reload stays
+written or staged and happens, or boots, at the next boot. provisioner confirm releases
+the slot once the node runs healthy.
 
 The root the node runs from (reload refuses it: its filesystem is mounted) is reloaded
 with --via-ramdisk, by the deploy ramdisk kept on the multiboot partition (a spec with

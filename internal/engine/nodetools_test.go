@@ -31,12 +31,13 @@ func staticProgram(t *testing.T) string {
 	return out
 }
 
-// TestDeployNodeTools deploys alpha with node_tools: its root holds the program and the
-// enabled confirm unit; beta, which did not ask, holds neither.
+// TestDeployNodeTools deploys alpha with node_tools naming a FleetLock server: its root
+// holds the program, the enabled confirm unit and the FleetLock configuration; beta,
+// which did not ask, holds none of them.
 func TestDeployNodeTools(t *testing.T) {
 	c := newDeployCase(t)
 	prog := staticProgram(t)
-	res, img, err := c.deployWith(t, deployDoc(c.srv.URL, `, "node_tools": true`, ""), func(o *DeployOptions) {
+	res, img, err := c.deployWith(t, deployDoc(c.srv.URL, `, "node_tools": {"fleetlock": {"url": "http://fl.example:8080", "group": "workers"}}`, ""), func(o *DeployOptions) {
 		o.NodeToolsBinary = prog
 	})
 	if err != nil {
@@ -52,8 +53,9 @@ func TestDeployNodeTools(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(mnt, deploy.NodeToolsProgram))
 			unit, err2 := os.ReadFile(filepath.Join(mnt, deploy.ConfirmUnitFile))
 			link, err3 := os.Readlink(filepath.Join(mnt, deploy.ConfirmUnitLink))
+			conf, err4 := os.ReadFile(filepath.Join(mnt, deploy.FleetLockConfigFile))
 			if !im.NodeTools {
-				if err == nil || err2 == nil || err3 == nil {
+				if err == nil || err2 == nil || err3 == nil || err4 == nil {
 					t.Errorf("image %s did not ask for node tools, yet holds some", im.Name)
 				}
 				return
@@ -64,6 +66,9 @@ func TestDeployNodeTools(t *testing.T) {
 			}
 			if err2 != nil || string(unit) != deploy.ConfirmUnit || err3 != nil || link != deploy.ConfirmUnitFile {
 				t.Errorf("image %s: unit %v, link -> %q (%v)", im.Name, err2, link, err3)
+			}
+			if err4 != nil || !strings.Contains(string(conf), "\nbase_url = \"http://fl.example:8080\"\ngroup = \"workers\"\n") {
+				t.Errorf("image %s: %s: %v\n%s", im.Name, deploy.FleetLockConfigFile, err4, conf)
 			}
 		})
 	}
@@ -77,7 +82,7 @@ func TestDeployNodeToolsRefusesDynamic(t *testing.T) {
 	if _, err := os.Stat(dynamic); err != nil {
 		t.Skipf("no %s here", dynamic)
 	}
-	_, img, err := c.deployWith(t, deployDoc(c.srv.URL, `, "node_tools": true`, ""), func(o *DeployOptions) {
+	_, img, err := c.deployWith(t, deployDoc(c.srv.URL, `, "node_tools": {"fleetlock": {"url": "http://fl.example:8080", "group": "workers"}}`, ""), func(o *DeployOptions) {
 		o.NodeToolsBinary = dynamic
 	})
 	if ExitCode(err) != ExitEnvironment || !strings.Contains(err.Error(), "image alpha asks for node_tools: /bin/true is dynamically linked") {
