@@ -3,6 +3,7 @@ module github.com/provisioner/provisioner
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/google/uuid v1.6.0
 	github.com/klauspost/compress v1.20.3
