@@ -157,3 +157,19 @@ func (c *etcdCluster) client(t *testing.T) *clientv3.Client {
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
+
+// leader returns the member that leads the cluster now.
+func (c *etcdCluster) leader(t *testing.T) *etcdMember {
+	t.Helper()
+	cli := c.client(t)
+	for _, m := range c.members {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := cli.Status(ctx, m.clientURL)
+		cancel()
+		if err == nil && st.Leader == st.Header.MemberId {
+			return m
+		}
+	}
+	t.Fatal("no etcd member says it leads")
+	return nil
+}
