@@ -223,3 +223,17 @@ func (c *Config) EtcdClientConfig() (clientv3.Config, error) {
 	cc.TLS = tc
 	return cc, nil
 }
+
+// Dial connects an etcd client as the configuration says; the caller closes it. etcd is
+// not contacted yet: the first request finds out whether it answers.
+func (c *Config) Dial() (*clientv3.Client, error) {
+	cc, err := c.EtcdClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", c.EtcdEndpoints, err)
+	}
+	return cli, nil
+}
