@@ -76,6 +76,10 @@ func TestFleetlockServeStatusRelease(t *testing.T) {
 [service]
 address = "127.0.0.1"
 port = 1
+[status]
+enabled = true
+address = "127.0.0.1"
+port = 0
 [etcd3]
 endpoints = ["http://127.0.0.1:1"]
 [lock]
@@ -92,12 +96,16 @@ holder_ttl = "1h"
 	go func() {
 		done <- runContext(ctx, []string{"fleetlock", "serve", "--config", cfg, "--etcd", etcd, "--listen", "127.0.0.1:0", "--group", "db=3"}, nil, &out, &errw)
 	}()
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == ""; {
+	var addr, statusAddr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" || statusAddr == ""; {
 		for _, line := range strings.Split(errw.String(), "\n") {
-			var rec struct{ Msg, Address string }
+			var rec struct{ Msg, Address, Service string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
-				addr = rec.Address
+				if rec.Service == "status" {
+					statusAddr = rec.Address
+				} else {
+					addr = rec.Address
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -106,6 +114,17 @@ holder_ttl = "1h"
 		time.Sleep(20 * time.Millisecond)
 	}
 	base := "http://" + addr
+	for url, want := range map[string]int{"http://" + statusAddr + "/metrics": 200, "http://" + statusAddr + "/healthz": 200,
+		"http://" + statusAddr + "/v1/groups": 404, base + "/metrics": 200} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", url, resp.StatusCode, want)
+		}
+	}
 	for _, id := range []string{"n1", "n2"} {
 		req, _ := http.NewRequest(http.MethodPost, base+fleetlock.PreRebootPath, strings.NewReader(`{"client_params":{"id":"`+id+`","group":"workers"}}`))
 		req.Header.Set(fleetlock.HeaderName, "true")

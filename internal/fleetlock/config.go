@@ -25,7 +25,10 @@ type Config struct {
 	// address, port), served with /metrics and /healthz; "" when disabled.
 	StatusListen string
 
-	EtcdEndpoints  []string
+	// EtcdEndpoints are the etcd cluster's client URLs ([etcd3] endpoints).
+	EtcdEndpoints []string
+	// EtcdTxnTimeout bounds the etcd connection and each request's etcd work, retries
+	// included ([etcd3] transaction_timeout_ms).
 	EtcdTxnTimeout time.Duration
 	// EtcdCertFile and EtcdKeyFile are the etcd client certificate; EtcdCAFile, when set,
 	// replaces the system's CAs for etcd's certificate.

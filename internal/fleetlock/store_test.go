@@ -3,6 +3,9 @@ package fleetlock
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -117,4 +120,47 @@ func TestStoreForeignHolders(t *testing.T) {
 	if len(st) != 1 || len(st[0].Holders) != 1 || !st[0].Holders[0].Observed || st[0].Holders[0].Since.IsZero() {
 		t.Errorf("status %+v", st)
 	}
+}
+
+// TestServerRunExpiresHolders: the periodic sync releases a holder past the TTL with no
+// request coming in, and logs it.
+func TestServerRunExpiresHolders(t *testing.T) {
+	c := startCluster(t, 1)
+	var log syncLog
+	st := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 1}, HolderTTL: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := st.Lock(ctx, "default", "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	go NewServer(st, ServerOptions{SyncEvery: 100 * time.Millisecond}).Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for rawGet(t, c, SemaphoreKey("default")) != `{"total_slots":1,"holders":[]}` {
+		if time.Now().After(deadline) {
+			t.Fatalf("ghost not released: %s", rawGet(t, c, SemaphoreKey("default")))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Expired() != 1 || !strings.Contains(log.String(), `"msg":"holder TTL expired, slot released","group":"default","id":"ghost"`) {
+		t.Errorf("expired %d, log:\n%s", st.Expired(), log.String())
+	}
+}
+
+// syncLog is a log destination safe for concurrent writers and readers.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
