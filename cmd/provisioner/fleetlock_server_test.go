@@ -3,8 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -196,4 +203,66 @@ func TestFleetlockServeUsage(t *testing.T) {
 	if code := run([]string{"fleetlock", "serve", "--etcd", "http://127.0.0.1:1", "--group", "x"}, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "NAME=SLOTS") {
 		t.Errorf("serve with a bad --group: %d %s", code, stderr.String())
 	}
+}
+
+// TestFleetlockServeTLS serves HTTPS with --tls-cert and --tls-key.
+func TestFleetlockServeTLS(t *testing.T) {
+	etcd := startEtcd(t)
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errw syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runContext(ctx, []string{"fleetlock", "serve", "--etcd", etcd, "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile}, nil, &out, &errw)
+	}()
+	defer func() { cancel(); <-done }()
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(20 * time.Millisecond) {
+		for _, line := range strings.Split(errw.String(), "\n") {
+			var rec struct {
+				Msg, Address string
+				TLS          bool
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.TLS {
+				addr = rec.Address
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not listen with TLS: %s", errw.String())
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(mustParse(t, der))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+fleetlock.PreRebootPath, strings.NewReader(`{"client_params":{"id":"n1","group":"default"}}`))
+	req.Header.Set(fleetlock.HeaderName, "true")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("HTTPS request: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("HTTPS lock: %d", resp.StatusCode)
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

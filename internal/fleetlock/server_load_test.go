@@ -116,6 +116,20 @@ func watchHolders(ctx context.Context, cli *clientv3.Client, group string, rev i
 	return max, events, done
 }
 
+// startReplicas starts n servers, each with its own etcd client, on c.
+func startReplicas(t *testing.T, c *etcdCluster, n int, groups map[string]uint64) ([]*httptest.Server, []*Store, []string) {
+	var servers []*httptest.Server
+	var stores []*Store
+	var urls []string
+	for range n {
+		st := NewStore(c.client(t), StoreOptions{Groups: groups})
+		srv := httptest.NewServer(NewServer(st, ServerOptions{Timeout: 5 * time.Second}).Handler())
+		t.Cleanup(srv.Close)
+		servers, stores, urls = append(servers, srv), append(stores, st), append(urls, srv.URL)
+	}
+	return servers, stores, urls
+}
+
 // runLoad runs 20 clients on group "load" of 2 slots against servers on c, calling
 // midRun once a third of the grants are done, and checks that nothing is over-granted
 // and nothing is lost.
@@ -123,18 +137,7 @@ func runLoad(t *testing.T, c *etcdCluster, replicas int, midRun func(servers []*
 	const clients, iterations, slots = 20, 6, 2
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	var servers []*httptest.Server
-	var stores []*Store
-	for range replicas {
-		st := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"load": slots}})
-		srv := httptest.NewServer(NewServer(st, ServerOptions{Timeout: 5 * time.Second}).Handler())
-		t.Cleanup(srv.Close)
-		servers, stores = append(servers, srv), append(stores, st)
-	}
-	var urls []string
-	for _, s := range servers {
-		urls = append(urls, s.URL)
-	}
+	servers, stores, urls := startReplicas(t, c, replicas, map[string]uint64{"load": slots})
 	if err := stores[0].Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -230,5 +233,25 @@ func TestLoadSafetyReplicaStopped(t *testing.T) {
 	})
 	if s.transportErrors.Load() == 0 {
 		t.Error("no client noticed the stopped replica")
+	}
+}
+
+// TestWatcherCatchesOverGrant: the load tests' watcher reports a revision with more
+// holders than slots.
+func TestWatcherCatchesOverGrant(t *testing.T) {
+	c := startCluster(t, 1)
+	cli := c.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Put(ctx, SemaphoreKey("load"), `{"total_slots":2,"holders":["a","b"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, done := watchHolders(ctx, cli, "load", resp.Header.Revision)
+	if _, err := cli.Put(ctx, SemaphoreKey("load"), `{"total_slots":2,"holders":["a","b","c"]}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "3 holders on 2 slots") {
+		t.Errorf("watcher: %v", err)
 	}
 }
