@@ -222,11 +222,13 @@ func (s *Server) identify(r *http.Request) (ClientParams, *Error) {
 // storeError maps a store error to the protocol's kinds, as the reference server does:
 // a full group or a failed write is failed_lock, an unreadable semaphore failed_sem_init.
 func storeError(err error) *Error {
+	var full *FullError
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrGroupFull):
-		return &Error{Kind: KindFailedLock, Status: http.StatusInternalServerError, Value: err.Error()}
+	case errors.As(err, &full):
+		// The reference server's words, without the request's context.
+		return &Error{Kind: KindFailedLock, Status: http.StatusInternalServerError, Value: full.Error()}
 	case errors.Is(err, ErrSemaphoreRead):
 		return &Error{Kind: KindFailedSemInit, Status: http.StatusInternalServerError, Value: err.Error()}
 	default:

@@ -130,6 +130,14 @@ func startReplicas(t *testing.T, c *etcdCluster, n int, groups map[string]uint64
 	return servers, stores, urls
 }
 
+// loadCluster starts the load tests' 3-member cluster, except in -short mode.
+func loadCluster(t *testing.T) *etcdCluster {
+	if testing.Short() {
+		t.Skip("the load runs take seconds each: not in -short mode")
+	}
+	return startCluster(t, 3)
+}
+
 // runLoad runs 20 clients on group "load" of 2 slots against servers on c, calling
 // midRun once a third of the grants are done, and checks that nothing is over-granted
 // and nothing is lost.
@@ -211,12 +219,12 @@ func runLoad(t *testing.T, c *etcdCluster, replicas int, midRun func(servers []*
 }
 
 func TestLoadSafety(t *testing.T) {
-	c := startCluster(t, 3)
+	c := loadCluster(t)
 	runLoad(t, c, 1, nil)
 }
 
 func TestLoadSafetyEtcdMemberKilled(t *testing.T) {
-	c := startCluster(t, 3)
+	c := loadCluster(t)
 	runLoad(t, c, 1, func([]*httptest.Server) {
 		m := c.leader(t)
 		m.kill()
@@ -225,7 +233,7 @@ func TestLoadSafetyEtcdMemberKilled(t *testing.T) {
 }
 
 func TestLoadSafetyReplicaStopped(t *testing.T) {
-	c := startCluster(t, 3)
+	c := loadCluster(t)
 	s := runLoad(t, c, 2, func(servers []*httptest.Server) {
 		servers[0].CloseClientConnections()
 		servers[0].Close()

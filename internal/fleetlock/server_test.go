@@ -71,7 +71,7 @@ func TestServerProtocol(t *testing.T) {
 		{"unlock again", steady + "/", true, body("a", "default"), 200, "", ""},
 		{"now free", pre, true, body("c", "default"), 200, "", ""},
 		{"base URL with a trailing slash", srv.URL + "/" + PreRebootPath, true, body("w1", "workers"), 200, "", ""},
-		{"other group full", pre, true, body("w2", "workers"), 500, KindFailedLock, "all 1 semaphore slots"},
+		{"other group full", pre, true, body("w2", "workers"), 500, KindFailedLock, "all 1 semaphore slots currently locked"},
 		{"missing header", pre, false, body("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
 		{"missing header on unlock", steady, false, body("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
 		{"bad body", pre, true, `{"client_params":`, 400, KindInvalidClientIdentity, "body"},
@@ -86,6 +86,11 @@ func TestServerProtocol(t *testing.T) {
 		if status != tc.status || e.Kind != tc.kind || !strings.Contains(e.Value, tc.wantInBody) {
 			t.Errorf("%s: %d %+v, want %d %s containing %q", tc.name, status, e, tc.status, tc.kind, tc.wantInBody)
 		}
+	}
+
+	// A full group's value is the reference server's, word for word.
+	if _, e := post(t, pre, true, body("z", "default")); e.Value != "all 2 semaphore slots currently locked" {
+		t.Errorf("full group's value %q", e.Value)
 	}
 
 	// GET instead of POST, and the other endpoints.
@@ -120,7 +125,7 @@ func TestServerProtocol(t *testing.T) {
 	metrics := getText(t, srv.URL+"/metrics", 200)
 	for _, want := range []string{
 		`fleetlock_requests_total{endpoint="pre-reboot",result="ok"} 5`,
-		`fleetlock_requests_total{endpoint="pre-reboot",result="failed_lock"} 2`,
+		`fleetlock_requests_total{endpoint="pre-reboot",result="failed_lock"} 3`,
 		`fleetlock_requests_total{endpoint="steady-state",result="unknown_group"} 1`,
 		`airlock_database_semaphore_slots{group="workers"} 1`,
 		`airlock_database_semaphore_lock_holders{group="default"} 2`,

@@ -41,6 +41,20 @@ var (
 	ErrUnknownGroup = errors.New("unknown group")
 )
 
+// FullError is a lock refused because every slot of the group is taken; it matches
+// ErrGroupFull, and its message is the reference server's.
+type FullError struct {
+	Group string
+	Slots uint64
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("all %d semaphore slots currently locked", e.Slots)
+}
+
+// Is makes errors.Is(err, ErrGroupFull) hold.
+func (e *FullError) Is(target error) bool { return target == ErrGroupFull }
+
 // Semaphore is a group's value in etcd, byte for byte the reference server's JSON: the
 // slot count and the sorted ids holding a slot.
 type Semaphore struct {
@@ -138,7 +152,7 @@ func (s *Store) Lock(ctx context.Context, group, id string) (Semaphore, error) {
 			return nil
 		}
 		if uint64(len(st.sem.Holders)) >= st.sem.TotalSlots {
-			return fmt.Errorf("all %d semaphore slots currently locked: %w", st.sem.TotalSlots, ErrGroupFull)
+			return &FullError{Group: group, Slots: st.sem.TotalSlots}
 		}
 		i, _ := slices.BinarySearch(st.sem.Holders, id)
 		st.sem.Holders = slices.Insert(st.sem.Holders, i, id)
