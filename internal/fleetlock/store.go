@@ -44,8 +44,8 @@ var (
 // FullError is a lock refused because every slot of the group is taken; it matches
 // ErrGroupFull, and its message is the reference server's.
 type FullError struct {
-	Group string
-	Slots uint64
+	Group string // the group refused
+	Slots uint64 // its stored slot count, all taken
 }
 
 func (e *FullError) Error() string {
