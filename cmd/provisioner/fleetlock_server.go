@@ -35,11 +35,11 @@ func (f *etcdFlags) bind(cmd *cobra.Command) {
 }
 
 // load reads the configuration file, if any, and applies the flags over it.
-func (f *etcdFlags) load() (fleetlock.Config, error) {
-	cfg := fleetlock.DefaultConfig()
+func (f *etcdFlags) load() (fleetlock.ServerConfig, error) {
+	cfg := fleetlock.DefaultServerConfig()
 	if f.config != "" {
 		var err error
-		if cfg, err = fleetlock.LoadConfig(f.config); err != nil {
+		if cfg, err = fleetlock.LoadServerConfig(f.config); err != nil {
 			return cfg, err
 		}
 	}
@@ -71,7 +71,7 @@ type serveFlags struct {
 	groups          []string
 }
 
-func (f *serveFlags) config(cmd *cobra.Command) (fleetlock.Config, error) {
+func (f *serveFlags) config(cmd *cobra.Command) (fleetlock.ServerConfig, error) {
 	cfg, err := f.etcd.load()
 	if err != nil {
 		return cfg, err
@@ -142,7 +142,7 @@ each request and every minute). It runs until SIGTERM or SIGINT.`,
 }
 
 // serveFleetlock runs the server until ctx ends, then shuts it down gracefully.
-func serveFleetlock(ctx context.Context, s *streams, cfg fleetlock.Config) error {
+func serveFleetlock(ctx context.Context, s *streams, cfg fleetlock.ServerConfig) error {
 	log := slog.New(slog.NewJSONHandler(s.err, nil))
 	for _, k := range cfg.Unknown {
 		log.Warn("unknown configuration key ignored", "key", k)

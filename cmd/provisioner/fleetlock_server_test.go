@@ -244,7 +244,7 @@ func TestFleetlockServeTLS(t *testing.T) {
 		}
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(mustParse(t, der))
+	pool.AddCert(mustParseCert(t, der))
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+fleetlock.PreRebootPath, strings.NewReader(`{"client_params":{"id":"n1","group":"default"}}`))
 	req.Header.Set(fleetlock.HeaderName, "true")
@@ -258,7 +258,7 @@ func TestFleetlockServeTLS(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, der []byte) *x509.Certificate {
+func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
 	t.Helper()
 	c, err := x509.ParseCertificate(der)
 	if err != nil {

@@ -13,10 +13,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Config is the server's configuration: the reference server's TOML file read as it is,
+// ServerConfig is the server's configuration: the reference server's TOML file read as it is,
 // plus this server's additions in a [provisioner] table (which the reference server
 // ignores, so one file serves both).
-type Config struct {
+type ServerConfig struct {
 	// Listen is the service's host:port ([service] address and port).
 	Listen string
 	// TLSCertFile and TLSKeyFile serve HTTPS when both are set.
@@ -48,10 +48,10 @@ type Config struct {
 	Unknown []string
 }
 
-// DefaultConfig is the configuration without a file: the reference server's defaults
+// DefaultServerConfig is the configuration without a file: the reference server's defaults
 // (0.0.0.0:9090, a 3 s etcd transaction timeout, group "default" with 1 slot).
-func DefaultConfig() Config {
-	return Config{
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
 		Listen:         "0.0.0.0:9090",
 		EtcdTxnTimeout: 3 * time.Second,
 		DefaultGroup:   DefaultGroup,
@@ -97,26 +97,26 @@ type tomlFile struct {
 	} `toml:"provisioner"`
 }
 
-// LoadConfig reads a configuration file over DefaultConfig.
-func LoadConfig(path string) (Config, error) {
+// LoadServerConfig reads a configuration file over DefaultServerConfig.
+func LoadServerConfig(path string) (ServerConfig, error) {
 	var f tomlFile
 	md, err := toml.DecodeFile(path, &f)
 	if err != nil {
-		return Config{}, fmt.Errorf("reading fleetlock configuration %s: %w", path, err)
+		return ServerConfig{}, fmt.Errorf("reading fleetlock configuration %s: %w", path, err)
 	}
-	c := DefaultConfig()
+	c := DefaultServerConfig()
 	for _, k := range md.Undecoded() {
 		c.Unknown = append(c.Unknown, k.String())
 	}
 	if err := c.merge(&f); err != nil {
-		return Config{}, fmt.Errorf("fleetlock configuration %s: %w", path, err)
+		return ServerConfig{}, fmt.Errorf("fleetlock configuration %s: %w", path, err)
 	}
 	return c, nil
 }
 
 // merge applies the file's keys over c, with the reference server's rules: groups
 // without slots get default_slots, and the default group is always configured.
-func (c *Config) merge(f *tomlFile) error {
+func (c *ServerConfig) merge(f *tomlFile) error {
 	if s := f.Service; s != nil {
 		host, port, _ := net.SplitHostPort(c.Listen)
 		if s.Address != nil {
@@ -180,7 +180,7 @@ func (c *Config) merge(f *tomlFile) error {
 }
 
 // Validate checks what the server cannot run without.
-func (c *Config) Validate() error {
+func (c *ServerConfig) Validate() error {
 	if len(c.EtcdEndpoints) == 0 {
 		return fmt.Errorf("no etcd endpoints ([etcd3] endpoints or --etcd)")
 	}
@@ -200,7 +200,7 @@ func (c *Config) Validate() error {
 
 // EtcdClientConfig is the etcd client's configuration: endpoints, the transaction timeout
 // as dial timeout, and the client certificate (TLS) when set.
-func (c *Config) EtcdClientConfig() (clientv3.Config, error) {
+func (c *ServerConfig) EtcdClientConfig() (clientv3.Config, error) {
 	cc := clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: c.EtcdTxnTimeout}
 	if c.EtcdCertFile == "" && c.EtcdCAFile == "" {
 		return cc, nil
@@ -229,7 +229,7 @@ func (c *Config) EtcdClientConfig() (clientv3.Config, error) {
 
 // Dial connects an etcd client as the configuration says; the caller closes it. etcd is
 // not contacted yet: the first request finds out whether it answers.
-func (c *Config) Dial() (*clientv3.Client, error) {
+func (c *ServerConfig) Dial() (*clientv3.Client, error) {
 	cc, err := c.EtcdClientConfig()
 	if err != nil {
 		return nil, err

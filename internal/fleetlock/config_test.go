@@ -41,7 +41,7 @@ name = "controllers"
 slots = 1
 `
 
-func writeConfig(t *testing.T, text string) string {
+func writeServerConfig(t *testing.T, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -51,7 +51,7 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 func TestLoadReferenceConfig(t *testing.T) {
-	c, err := LoadConfig(writeConfig(t, referenceConfig))
+	c, err := LoadServerConfig(writeServerConfig(t, referenceConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestLoadReferenceConfig(t *testing.T) {
 }
 
 func TestLoadConfigAdditions(t *testing.T) {
-	c, err := LoadConfig(writeConfig(t, `
+	c, err := LoadServerConfig(writeServerConfig(t, `
 [service]
 port = 8443
 tls = true
@@ -89,11 +89,11 @@ typo = 1
 		t.Errorf("config %+v", c)
 	}
 	for _, bad := range []string{"[service]\ntls = true\n", "[provisioner]\nholder_ttl = \"soon\"\n", "[lock\n"} {
-		if _, err := LoadConfig(writeConfig(t, bad)); err == nil {
+		if _, err := LoadServerConfig(writeServerConfig(t, bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
-	c = DefaultConfig()
+	c = DefaultServerConfig()
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "etcd") {
 		t.Errorf("no endpoints: %v", err)
 	}

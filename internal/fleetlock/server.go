@@ -129,7 +129,7 @@ func (s *Server) statusRoute(w http.ResponseWriter, r *http.Request, p string) {
 		}
 		io.WriteString(w, "ok\n")
 	default:
-		writeError(w, &Error{Kind: KindGeneric, Value: fmt.Sprintf("no such endpoint %q", r.URL.Path), Status: http.StatusNotFound})
+		writeProtocolError(w, &Error{Kind: KindGeneric, Value: fmt.Sprintf("no such endpoint %q", r.URL.Path), Status: http.StatusNotFound})
 	}
 }
 
@@ -154,12 +154,12 @@ func isGet(w http.ResponseWriter, r *http.Request, s *Server) bool {
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, &Error{Kind: KindGeneric, Status: http.StatusMethodNotAllowed,
+	writeProtocolError(w, &Error{Kind: KindGeneric, Status: http.StatusMethodNotAllowed,
 		Value: fmt.Sprintf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, allow)})
 }
 
-// writeError sends e as the protocol's JSON error body with its status.
-func writeError(w http.ResponseWriter, e *Error) {
+// writeProtocolError sends e as the protocol's JSON error body with its status.
+func writeProtocolError(w http.ResponseWriter, e *Error) {
 	b, _ := json.Marshal(e)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
@@ -184,11 +184,11 @@ func (s *Server) fleetlock(w http.ResponseWriter, r *http.Request, endpoint stri
 	if herr != nil {
 		s.metrics.count(endpoint, herr.Kind)
 		log.Warn("request refused", "status", herr.Status, "kind", herr.Kind, "error", herr.Value)
-		writeError(w, herr)
+		writeProtocolError(w, herr)
 		return
 	}
 	s.metrics.count(endpoint, "ok")
-	log.Info("request granted")
+	log.Info("request done")
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -242,7 +242,7 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	gs, err := s.store.Status(ctx)
 	if err != nil {
-		writeError(w, &Error{Kind: KindGeneric, Status: http.StatusServiceUnavailable, Value: err.Error()})
+		writeProtocolError(w, &Error{Kind: KindGeneric, Status: http.StatusServiceUnavailable, Value: err.Error()})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

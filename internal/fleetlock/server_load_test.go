@@ -33,7 +33,7 @@ func loadClient(ctx context.Context, n int, urls []string, iterations int, s *lo
 				return 0, ""
 			}
 			u := urls[(attempt+n)%len(urls)]
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+path, strings.NewReader(body(id, "load")))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+path, strings.NewReader(reqBody(id, "load")))
 			req.Header.Set(HeaderName, "true")
 			resp, err := hc.Do(req)
 			if err != nil {

@@ -21,7 +21,7 @@ func testServer(t *testing.T, c *etcdCluster, groups map[string]uint64) (*httpte
 }
 
 // post sends a FleetLock request; header false leaves the protocol header out.
-func post(t *testing.T, url string, header bool, body string) (int, Error) {
+func srvPost(t *testing.T, url string, header bool, body string) (int, Error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if header {
@@ -44,7 +44,7 @@ func post(t *testing.T, url string, header bool, body string) (int, Error) {
 	return resp.StatusCode, e
 }
 
-func body(id, group string) string {
+func reqBody(id, group string) string {
 	b, _ := json.Marshal(Request{ClientParams: ClientParams{ID: id, Group: group}})
 	return string(b)
 }
@@ -62,34 +62,34 @@ func TestServerProtocol(t *testing.T) {
 		kind       string
 		wantInBody string
 	}{
-		{"lock", pre, true, body("a", "default"), 200, "", ""},
-		{"recursive lock", pre, true, body("a", "default"), 200, "", ""},
-		{"second slot, trailing slash", pre + "/", true, body("b", "default"), 200, "", ""},
-		{"full group", pre, true, body("c", "default"), 500, KindFailedLock, "all 2 semaphore slots currently locked"},
-		{"unlock not held", steady, true, body("c", "default"), 200, "", ""},
-		{"unlock", steady, true, body("a", "default"), 200, "", ""},
-		{"unlock again", steady + "/", true, body("a", "default"), 200, "", ""},
-		{"now free", pre, true, body("c", "default"), 200, "", ""},
-		{"base URL with a trailing slash", srv.URL + "/" + PreRebootPath, true, body("w1", "workers"), 200, "", ""},
-		{"other group full", pre, true, body("w2", "workers"), 500, KindFailedLock, "all 1 semaphore slots currently locked"},
-		{"missing header", pre, false, body("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
-		{"missing header on unlock", steady, false, body("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
+		{"lock", pre, true, reqBody("a", "default"), 200, "", ""},
+		{"recursive lock", pre, true, reqBody("a", "default"), 200, "", ""},
+		{"second slot, trailing slash", pre + "/", true, reqBody("b", "default"), 200, "", ""},
+		{"full group", pre, true, reqBody("c", "default"), 500, KindFailedLock, "all 2 semaphore slots currently locked"},
+		{"unlock not held", steady, true, reqBody("c", "default"), 200, "", ""},
+		{"unlock", steady, true, reqBody("a", "default"), 200, "", ""},
+		{"unlock again", steady + "/", true, reqBody("a", "default"), 200, "", ""},
+		{"now free", pre, true, reqBody("c", "default"), 200, "", ""},
+		{"base URL with a trailing slash", srv.URL + "/" + PreRebootPath, true, reqBody("w1", "workers"), 200, "", ""},
+		{"other group full", pre, true, reqBody("w2", "workers"), 500, KindFailedLock, "all 1 semaphore slots currently locked"},
+		{"missing header", pre, false, reqBody("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
+		{"missing header on unlock", steady, false, reqBody("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
 		{"bad body", pre, true, `{"client_params":`, 400, KindInvalidClientIdentity, "body"},
 		{"empty body", steady, true, ``, 400, KindInvalidClientIdentity, "body"},
-		{"empty id", pre, true, body("", "default"), 400, KindInvalidClientIdentity, "empty client id"},
-		{"empty group", pre, true, body("a", ""), 400, KindInvalidClientIdentity, "empty client group"},
-		{"bad group", pre, true, body("a", "a/b"), 400, KindInvalidClientIdentity, `"a/b"`},
-		{"unknown group", pre, true, body("a", "nope"), 400, KindUnknownGroup, `unknown group "nope"`},
-		{"unknown group on unlock", steady, true, body("a", "nope"), 400, KindUnknownGroup, "nope"},
+		{"empty id", pre, true, reqBody("", "default"), 400, KindInvalidClientIdentity, "empty client id"},
+		{"empty group", pre, true, reqBody("a", ""), 400, KindInvalidClientIdentity, "empty client group"},
+		{"bad group", pre, true, reqBody("a", "a/b"), 400, KindInvalidClientIdentity, `"a/b"`},
+		{"unknown group", pre, true, reqBody("a", "nope"), 400, KindUnknownGroup, `unknown group "nope"`},
+		{"unknown group on unlock", steady, true, reqBody("a", "nope"), 400, KindUnknownGroup, "nope"},
 	} {
-		status, e := post(t, tc.url, tc.header, tc.body)
+		status, e := srvPost(t, tc.url, tc.header, tc.body)
 		if status != tc.status || e.Kind != tc.kind || !strings.Contains(e.Value, tc.wantInBody) {
 			t.Errorf("%s: %d %+v, want %d %s containing %q", tc.name, status, e, tc.status, tc.kind, tc.wantInBody)
 		}
 	}
 
 	// A full group's value is the reference server's, word for word.
-	if _, e := post(t, pre, true, body("z", "default")); e.Value != "all 2 semaphore slots currently locked" {
+	if _, e := srvPost(t, pre, true, reqBody("z", "default")); e.Value != "all 2 semaphore slots currently locked" {
 		t.Errorf("full group's value %q", e.Value)
 	}
 
@@ -106,14 +106,14 @@ func TestServerProtocol(t *testing.T) {
 			t.Errorf("GET %s: %d %+v", p, resp.StatusCode, e)
 		}
 	}
-	if status, e := post(t, srv.URL+"/v1/nothing", true, body("a", "default")); status != 404 || e.Kind != KindGeneric {
+	if status, e := srvPost(t, srv.URL+"/v1/nothing", true, reqBody("a", "default")); status != 404 || e.Kind != KindGeneric {
 		t.Errorf("unknown path: %d %+v", status, e)
 	}
-	if status, _ := post(t, srv.URL+GroupsPath, true, ""); status != 405 {
+	if status, _ := srvPost(t, srv.URL+GroupsPath, true, ""); status != 405 {
 		t.Errorf("POST /v1/groups: %d", status)
 	}
 	var groups GroupsResponse
-	getJSON(t, srv.URL+GroupsPath+"/", &groups)
+	srvGetJSON(t, srv.URL+GroupsPath+"/", &groups)
 	if len(groups.Groups) != 2 || groups.Groups[0].Name != "default" || groups.Groups[0].Slots != 2 ||
 		len(groups.Groups[0].Holders) != 2 || groups.Groups[0].Holders[0].ID != "b" ||
 		time.Since(groups.Groups[0].Holders[0].Since) > time.Minute || groups.Groups[1].Holders[0].ID != "w1" {
@@ -122,7 +122,7 @@ func TestServerProtocol(t *testing.T) {
 	if got := rawGet(t, c, SemaphoreKey("default")); got != `{"total_slots":2,"holders":["b","c"]}` {
 		t.Errorf("raw semaphore %s", got)
 	}
-	metrics := getText(t, srv.URL+"/metrics", 200)
+	metrics := srvGetText(t, srv.URL+"/metrics", 200)
 	for _, want := range []string{
 		`fleetlock_requests_total{endpoint="pre-reboot",result="ok"} 5`,
 		`fleetlock_requests_total{endpoint="pre-reboot",result="failed_lock"} 3`,
@@ -136,19 +136,19 @@ func TestServerProtocol(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
 		}
 	}
-	if got := getText(t, srv.URL+"/healthz", 200); got != "ok\n" {
+	if got := srvGetText(t, srv.URL+"/healthz", 200); got != "ok\n" {
 		t.Errorf("healthz %q", got)
 	}
 }
 
-func getJSON(t *testing.T, url string, v any) {
+func srvGetJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	if err := json.Unmarshal([]byte(getText(t, url, 200)), v); err != nil {
+	if err := json.Unmarshal([]byte(srvGetText(t, url, 200)), v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 }
 
-func getText(t *testing.T, url string, status int) string {
+func srvGetText(t *testing.T, url string, status int) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -170,11 +170,11 @@ func TestServerHealthzDown(t *testing.T) {
 	st := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 1}})
 	srv := httptest.NewServer(NewServer(st, ServerOptions{Timeout: 500 * time.Millisecond}).Handler())
 	defer srv.Close()
-	getText(t, srv.URL+"/healthz", 200)
+	srvGetText(t, srv.URL+"/healthz", 200)
 	c.members[0].kill()
-	getText(t, srv.URL+"/healthz", 503)
-	if status, e := post(t, srv.URL+PreRebootPath, true, body("a", "default")); status != 500 || e.Kind != KindFailedSemInit {
+	srvGetText(t, srv.URL+"/healthz", 503)
+	if status, e := srvPost(t, srv.URL+PreRebootPath, true, reqBody("a", "default")); status != 500 || e.Kind != KindFailedSemInit {
 		t.Errorf("lock without etcd: %d %+v", status, e)
 	}
-	getText(t, srv.URL+"/metrics", 404) // metrics disabled
+	srvGetText(t, srv.URL+"/metrics", 404) // metrics disabled
 }

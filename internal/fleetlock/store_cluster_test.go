@@ -91,7 +91,7 @@ func startCluster(t *testing.T, n int) *etcdCluster {
 		if t.Failed() {
 			for _, m := range c.members {
 				m.mu.Lock()
-				t.Logf("etcd %s log:\n%s", m.name, tail(m.log.String(), 3000))
+				t.Logf("etcd %s log:\n%s", m.name, tailOf(m.log.String(), 3000))
 				m.mu.Unlock()
 			}
 		}
@@ -131,7 +131,7 @@ func (m *etcdMember) kill() {
 	<-m.done
 }
 
-func tail(s string, n int) string {
+func tailOf(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
