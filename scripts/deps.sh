@@ -50,6 +50,7 @@ case "${1:-}" in
     need udevadm udev          # grub-install finds loop partitions' starts through udevadm
     need os-prober os-prober   # the deploy's kernel discovery is tested with both probers
     need rsync rsync           # rsync image sources are deployed from a daemon the tests start
+    need etcd etcd-server      # the FleetLock server's tests start a real 3-member etcd cluster
     need qemu-system-x86_64 qemu-system-x86   # boots deployed disks (SeaBIOS and OVMF)
     [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || pkgs+=(ovmf)
     ;;
