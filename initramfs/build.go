@@ -46,8 +46,13 @@ const MaxSize = 60 << 20
 
 // Where Build puts its own programs in the ramdisk, and what u-root's init runs.
 const (
-	// provisionerPkg is the provisioner's main package, built with plain go build.
+	// provisionerPkg is the provisioner's main package, built with go build and
+	// provisionerTags.
 	provisionerPkg = "github.com/provisioner/provisioner/cmd/provisioner"
+	// provisionerTags leave the FleetLock server's commands out of the ramdisk's
+	// provisioner, and with them etcd's client and gRPC (about 12 MB): no node runs the
+	// server, and a deploy copies this binary into the image as the node tools.
+	provisionerTags = "nofleetlockserver"
 	// initPkg is u-root's init: it mounts /proc, /sys, /dev..., loads the modules of
 	// /lib/modules-load.d, runs /bin/uinit with the words of /etc/uinit.flags, then a
 	// shell. initramfs/tools.go keeps its packages in go.mod.
@@ -168,7 +173,7 @@ func startGoBuilds(ctx context.Context, o Options, work string) *goBuilds {
 		defer g.wg.Done()
 		t := time.Now()
 		if g.err = goBuild(ctx, o, initPkg, g.init); g.err == nil {
-			g.err = goBuild(ctx, o, provisionerPkg, g.provisioner)
+			g.err = goBuild(ctx, o, provisionerPkg, g.provisioner, "-tags", provisionerTags)
 		}
 		o.Log.Info("built init and provisioner", "took", time.Since(t).Round(time.Millisecond))
 	}()
@@ -291,9 +296,10 @@ func extension(comp string) string {
 
 // goBuild builds pkg into out: static (CGO_ENABLED=0), for the ramdisk's amd64, with
 // -trimpath so the bytes do not depend on where the module lives, and without symbol
-// tables (-s -w: panics still print file:line from pclntab) to keep the ramdisk small.
-func goBuild(ctx context.Context, o Options, pkg, out string) error {
-	argv := slices.Concat(o.GoCmd, []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg})
+// tables (-s -w: panics still print file:line from pclntab) to keep the ramdisk small;
+// flags are go build's further flags (such as -tags).
+func goBuild(ctx context.Context, o Options, pkg, out string, flags ...string) error {
+	argv := slices.Concat(o.GoCmd, []string{"build", "-trimpath", "-ldflags=-s -w"}, flags, []string{"-o", out, pkg})
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
 	if _, err := o.Run.Run(ctx, run.Cmd{Argv: argv, Env: env}); err != nil {
 		return fmt.Errorf("initramfs: building %s: %w", pkg, err)

@@ -7,7 +7,9 @@
 //     modules named in /lib/modules-load.d/provisioner.conf with their dependencies,
 //     then runs /bin/uinit (a link to /bin/provisioner) with the arguments in
 //     /etc/uinit.flags ("ramdisk-boot"), and a shell when that exits;
-//   - the provisioner, built with go build -trimpath, CGO_ENABLED=0;
+//   - the provisioner, built with go build -trimpath, CGO_ENABLED=0 and the tag
+//     nofleetlockserver (no FleetLock server, no etcd client: a deploy copies it into
+//     the image as the node tools);
 //   - Debian's static busybox with links for the applets shell scripts and a person at
 //     the console need (never over a real tool of the same name);
 //   - the external tools the provisioner runs (mkfs.*, lvm, mdadm, grub, os-prober,

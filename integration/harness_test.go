@@ -83,9 +83,10 @@ func prepare(tmp string) error {
 		return fmt.Errorf("preparing the test images: %w", err)
 	}
 	// The provisioner itself goes into the OS images, so a booted image can switch the
-	// default as an operator would.
+	// default as an operator would; built as the ramdisk's is (without the FleetLock
+	// server), as the node tools of a deploy from the ramdisk are.
 	bin := filepath.Join(tmp, "provisioner")
-	if _, err := (run.Exec{}).Run(ctx, run.Cmd{Argv: []string{goCmd, "build", "-trimpath", "-o", bin, "./cmd/provisioner"},
+	if _, err := (run.Exec{}).Run(ctx, run.Cmd{Argv: []string{goCmd, "build", "-trimpath", "-tags", "nofleetlockserver", "-o", bin, "./cmd/provisioner"},
 		Dir: "..", Env: []string{"CGO_ENABLED=0"}}); err != nil {
 		return fmt.Errorf("building the provisioner for the images: %w", err)
 	}

@@ -1,3 +1,5 @@
+//go:build !nofleetlockserver
+
 package main
 
 import (
@@ -13,8 +15,13 @@ import (
 
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/internal/fleetlock/etcdstore"
 	"github.com/spf13/cobra"
 )
+
+func init() {
+	fleetlockServerCmds = append(fleetlockServerCmds, newFleetlockServeCmd, newFleetlockStatusCmd, newFleetlockReleaseCmd)
+}
 
 // etcdFlags select the etcd cluster and how to reach it, over the configuration file.
 type etcdFlags struct {
@@ -147,12 +154,12 @@ func serveFleetlock(ctx context.Context, s *streams, cfg fleetlock.ServerConfig)
 	for _, k := range cfg.Unknown {
 		log.Warn("unknown configuration key ignored", "key", k)
 	}
-	cli, err := cfg.Dial()
+	cli, err := etcdstore.Dial(cfg)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	store := fleetlock.NewStore(cli, fleetlock.StoreOptions{Groups: cfg.Groups, HolderTTL: cfg.HolderTTL, Logger: log})
+	store := etcdstore.New(cli, etcdstore.Options{Groups: cfg.Groups, HolderTTL: cfg.HolderTTL, Logger: log})
 	srv := fleetlock.NewServer(store, fleetlock.ServerOptions{Logger: log, Metrics: cfg.Metrics, Timeout: cfg.EtcdTxnTimeout})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -245,7 +252,7 @@ func groupsFromEtcd(ctx context.Context, f *etcdFlags) ([]fleetlock.GroupStatus,
 	if err != nil {
 		return nil, err
 	}
-	cli, err := cfg.Dial()
+	cli, err := etcdstore.Dial(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +263,7 @@ func groupsFromEtcd(ctx context.Context, f *etcdFlags) ([]fleetlock.GroupStatus,
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.EtcdTxnTimeout)
 	defer cancel()
-	return fleetlock.NewStore(cli, fleetlock.StoreOptions{Groups: groups}).Status(ctx)
+	return etcdstore.New(cli, etcdstore.Options{Groups: groups}).Status(ctx)
 }
 
 func groupsFromServer(ctx context.Context, base string) ([]fleetlock.GroupStatus, error) {
@@ -330,14 +337,14 @@ and exits 0 either way.`,
 			if err != nil {
 				return err
 			}
-			cli, err := cfg.Dial()
+			cli, err := etcdstore.Dial(cfg)
 			if err != nil {
 				return err
 			}
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), cfg.EtcdTxnTimeout)
 			defer cancel()
-			held, err := fleetlock.NewStore(cli, fleetlock.StoreOptions{}).Release(ctx, group, args[0])
+			held, err := etcdstore.New(cli, etcdstore.Options{}).Release(ctx, group, args[0])
 			if err != nil {
 				return err
 			}

@@ -1,3 +1,5 @@
+//go:build !nofleetlockserver
+
 package main
 
 import (

@@ -38,9 +38,12 @@ var allowed = map[string][]string{
 	"internal/disk":   {"internal/run"},
 	// File access confined to an untrusted tree (an image root, a boot directory).
 	"internal/confine": {},
-	// The FleetLock client, server and etcd store stand alone: the commands wire them to
-	// the node's reboots.
-	"internal/fleetlock": {},
+	// The FleetLock protocol, client, node identity and HTTP server stand alone: the
+	// commands wire them to the node's reboots. The server's etcd store is its own
+	// package, so that binaries without the server link no etcd client (see
+	// TestNoEtcdInSmallBinary).
+	"internal/fleetlock":           {},
+	"internal/fleetlock/etcdstore": {"internal/fleetlock"},
 	// Builds bootable test images (kernel and busybox from Debian packages) for tests only.
 	"internal/testimage": {"internal/run", "internal/deb", "internal/elfdeps"},
 	// Reads .deb files and asks apt for them (build host only).
@@ -63,6 +66,8 @@ var allowed = map[string][]string{
 var thirdParty = map[string][]string{
 	"schema":       {"github.com/santhosh-tekuri/jsonschema/v6", "golang.org/x/text"},
 	"internal/run": {},
+	// No database client: the server reaches etcd through the Store interface.
+	"internal/fleetlock": {"github.com/BurntSushi/toml"},
 }
 
 type pkg struct {
@@ -143,6 +148,29 @@ func TestImportDirection(t *testing.T) {
 				if !coveredBy(imp, tpAllow) {
 					t.Errorf("%s imports %s: its third-party dependencies are limited to %v", rel, imp, tpAllow)
 				}
+			}
+		}
+	}
+}
+
+// TestNoEtcdInSmallBinary keeps etcd's client and gRPC (about 12 MB) out of package
+// fleetlock and out of the provisioner built with the tag nofleetlockserver, the binary
+// of the deploy ramdisk, of the node tools and of the integration images.
+func TestNoEtcdInSmallBinary(t *testing.T) {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	for _, args := range [][]string{
+		{"list", "-deps", "./internal/fleetlock"},
+		{"list", "-deps", "-tags", "nofleetlockserver", "./cmd/provisioner"},
+	} {
+		cmd := exec.Command(goBin, args...)
+		cmd.Dir = repoRoot(t)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go %v: %v", args, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "go.etcd.io/") || strings.HasPrefix(dep, "google.golang.org/grpc") {
+				t.Errorf("go %v: depends on %s", strings.Join(args, " "), dep)
 			}
 		}
 	}

@@ -35,7 +35,7 @@ func labelValue(v string) string {
 
 // write renders every metric. Group gauges are left out when etcd cannot be read, and
 // fleetlock_etcd_up says so.
-func (m *metrics) write(ctx context.Context, w io.Writer, store *Store) {
+func (m *metrics) write(ctx context.Context, w io.Writer, store Store) {
 	header := func(name, typ, help string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
@@ -67,8 +67,14 @@ func (m *metrics) write(ctx context.Context, w io.Writer, store *Store) {
 		return
 	}
 	fmt.Fprintln(w, "fleetlock_etcd_up 1")
+	configured := 0 // Status lists every configured group
+	for _, g := range groups {
+		if _, ok := store.Configured(g.Name); ok {
+			configured++
+		}
+	}
 	header("airlock_config_groups", "gauge", "Total number of configured groups.")
-	fmt.Fprintf(w, "airlock_config_groups %d\n", len(store.opt.Groups))
+	fmt.Fprintf(w, "airlock_config_groups %d\n", configured)
 	gauge := func(name, help string, value func(GroupStatus) (uint64, bool)) {
 		header(name, "gauge", help)
 		for _, g := range groups {

@@ -1,9 +1,10 @@
 // Package fleetlock speaks FleetLock, the small HTTP protocol with which nodes of a fleet
 // take and release a reboot slot of their group, so that at most a group's number of
 // slots are rebooting at once: the client that every reboot the provisioner causes can
-// go through, and a server keeping its counting semaphores in etcd, with the same keys
-// and values as the protocol's reference server, so that either server can run on the
-// same etcd and either client can talk to either server.
+// go through, and a server keeping its counting semaphores in a Store (etcd, with the
+// same keys and values as the protocol's reference server, in package etcdstore), so
+// that either server can run on the same etcd and either client can talk to either
+// server. This package links no etcd client: only the server's commands need one.
 package fleetlock
 
 import (

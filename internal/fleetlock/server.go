@@ -26,22 +26,22 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Metrics serves /metrics from Handler.
 	Metrics bool
-	// Timeout bounds each request's etcd work, retries included (default 3 s).
+	// Timeout bounds each request's store work, retries included (default 3 s).
 	Timeout time.Duration
 	// SyncEvery is how often Run syncs the configured groups (default 1 minute).
 	SyncEvery time.Duration
 }
 
 // Server answers FleetLock requests from a Store. It keeps no state besides counters, so
-// any number of servers can run on one etcd.
+// any number of servers can run on one shared store (one etcd).
 type Server struct {
-	store   *Store
+	store   Store
 	opt     ServerOptions
 	metrics *metrics
 }
 
 // NewServer returns a Server on store.
-func NewServer(store *Store, opt ServerOptions) *Server {
+func NewServer(store Store, opt ServerOptions) *Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,4 +1,4 @@
-package fleetlock
+package etcdstore
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/fleetlock"
 )
 
 // rawGet reads one key's value straight from etcd ("" when missing).
@@ -28,7 +30,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 	ctx := context.Background()
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := func() time.Time { return clock }
-	s := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 2, "workers": 1}, Now: now})
+	s := New(c.client(t), Options{Groups: map[string]uint64{"default": 2, "workers": 1}, Now: now})
 
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -41,7 +43,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 			t.Fatalf("lock %s: %v", id, err)
 		}
 	}
-	if _, err := s.Lock(ctx, "default", "c"); !errors.Is(err, ErrGroupFull) {
+	if _, err := s.Lock(ctx, "default", "c"); !errors.Is(err, fleetlock.ErrGroupFull) {
 		t.Errorf("third lock on 2 slots: %v", err)
 	}
 	if got := rawGet(t, c, SemaphoreKey("default")); got != `{"total_slots":2,"holders":["a","b"]}` {
@@ -53,12 +55,12 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 	if _, err := s.Unlock(ctx, "default", "nobody"); err != nil {
 		t.Errorf("unlocking what one does not hold: %v", err)
 	}
-	if _, err := s.Lock(ctx, "nope", "a"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := s.Lock(ctx, "nope", "a"); !errors.Is(err, fleetlock.ErrUnknownGroup) {
 		t.Errorf("unknown group: %v", err)
 	}
 
 	// Resize: a new store (a restarted server) with 3 slots rewrites the count.
-	s3 := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 3}, Now: now})
+	s3 := New(c.client(t), Options{Groups: map[string]uint64{"default": 3}, Now: now})
 	if _, err := s3.Lock(ctx, "default", "c"); err != nil {
 		t.Fatalf("lock after resize to 3: %v", err)
 	}
@@ -67,7 +69,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 	}
 
 	// Operator release, on a group it does not even need configured.
-	op := NewStore(c.client(t), StoreOptions{})
+	op := New(c.client(t), Options{})
 	if held, err := op.Release(ctx, "default", "b"); err != nil || !held {
 		t.Errorf("release b: %v %v", held, err)
 	}
@@ -80,7 +82,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 
 	// TTL: a holder older than it is released on the next request or sync.
 	clock = clock.Add(time.Hour)
-	ttl := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 3}, HolderTTL: 30 * time.Minute, Now: now})
+	ttl := New(c.client(t), Options{Groups: map[string]uint64{"default": 3}, HolderTTL: 30 * time.Minute, Now: now})
 	if _, err := ttl.Lock(ctx, "default", "d"); err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +111,8 @@ func TestStoreForeignHolders(t *testing.T) {
 	if _, err := cli.Put(ctx, SemaphoreKey("default"), `{"total_slots":1,"holders":["ghost"]}`); err != nil {
 		t.Fatal(err)
 	}
-	s := NewStore(cli, StoreOptions{Groups: map[string]uint64{"default": 1}})
-	if _, err := s.Lock(ctx, "default", "n1"); !errors.Is(err, ErrGroupFull) {
+	s := New(cli, Options{Groups: map[string]uint64{"default": 1}})
+	if _, err := s.Lock(ctx, "default", "n1"); !errors.Is(err, fleetlock.ErrGroupFull) {
 		t.Fatalf("lock with a foreign holder: %v", err)
 	}
 	if err := s.Sync(ctx); err != nil {
@@ -127,14 +129,14 @@ func TestStoreForeignHolders(t *testing.T) {
 func TestServerRunExpiresHolders(t *testing.T) {
 	c := startCluster(t, 1)
 	var log syncLog
-	st := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 1}, HolderTTL: 300 * time.Millisecond,
+	st := New(c.client(t), Options{Groups: map[string]uint64{"default": 1}, HolderTTL: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := st.Lock(ctx, "default", "ghost"); err != nil {
 		t.Fatal(err)
 	}
-	go NewServer(st, ServerOptions{SyncEvery: 100 * time.Millisecond}).Run(ctx)
+	go fleetlock.NewServer(st, fleetlock.ServerOptions{SyncEvery: 100 * time.Millisecond}).Run(ctx)
 	deadline := time.Now().Add(5 * time.Second)
 	for rawGet(t, c, SemaphoreKey("default")) != `{"total_slots":1,"holders":[]}` {
 		if time.Now().After(deadline) {

@@ -1,4 +1,4 @@
-package fleetlock
+package etcdstore
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisioner/provisioner/internal/fleetlock"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,14 +35,14 @@ func loadClient(ctx context.Context, n int, urls []string, iterations int, s *lo
 			}
 			u := urls[(attempt+n)%len(urls)]
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u+path, strings.NewReader(reqBody(id, "load")))
-			req.Header.Set(HeaderName, "true")
+			req.Header.Set(fleetlock.HeaderName, "true")
 			resp, err := hc.Do(req)
 			if err != nil {
 				s.transportErrors.Add(1)
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			var e Error
+			var e fleetlock.Error
 			json.NewDecoder(resp.Body).Decode(&e)
 			resp.Body.Close()
 			return resp.StatusCode, e.Value
@@ -49,7 +50,7 @@ func loadClient(ctx context.Context, n int, urls []string, iterations int, s *lo
 	}
 	for range iterations {
 		for {
-			status, value := call(PreRebootPath)
+			status, value := call(fleetlock.PreRebootPath)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -70,7 +71,7 @@ func loadClient(ctx context.Context, n int, urls []string, iterations int, s *lo
 		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
 		s.inHold.Add(-1)
 		for {
-			status, _ := call(SteadyStatePath)
+			status, _ := call(fleetlock.SteadyStatePath)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -96,7 +97,7 @@ func watchHolders(ctx context.Context, cli *clientv3.Client, group string, rev i
 				return
 			}
 			for _, ev := range resp.Events {
-				var sem Semaphore
+				var sem fleetlock.Semaphore
 				if err := json.Unmarshal(ev.Kv.Value, &sem); err != nil {
 					done <- fmt.Errorf("revision %d: %q: %w", ev.Kv.ModRevision, ev.Kv.Value, err)
 					return
@@ -122,8 +123,8 @@ func startReplicas(t *testing.T, c *etcdCluster, n int, groups map[string]uint64
 	var stores []*Store
 	var urls []string
 	for range n {
-		st := NewStore(c.client(t), StoreOptions{Groups: groups})
-		srv := httptest.NewServer(NewServer(st, ServerOptions{Timeout: 5 * time.Second}).Handler())
+		st := New(c.client(t), Options{Groups: groups})
+		srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Timeout: 5 * time.Second}).Handler())
 		t.Cleanup(srv.Close)
 		servers, stores, urls = append(servers, srv), append(stores, st), append(urls, srv.URL)
 	}

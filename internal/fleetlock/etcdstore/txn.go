@@ -1,4 +1,4 @@
-package fleetlock
+package etcdstore
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provisioner/provisioner/internal/fleetlock"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -18,8 +19,8 @@ import (
 // changed in memory, then written back if nothing changed in between.
 type groupState struct {
 	group   string
-	sem     *Semaphore // nil when the key does not exist
-	modRev  int64      // the semaphore key's mod revision (0 when missing)
+	sem     *fleetlock.Semaphore // nil when the key does not exist
+	modRev  int64                // the semaphore key's mod revision (0 when missing)
 	meta    map[string]holderMeta
 	events  []event // logged once the change is committed
 	expired int     // holders released by the TTL, counted once committed
@@ -54,13 +55,13 @@ func (s *Store) read(ctx context.Context, group string) (*groupState, error) {
 		clientv3.OpGet(holderPrefix(group), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrSemaphoreRead, key, err)
+		return nil, fmt.Errorf("%w %s: %w", fleetlock.ErrSemaphoreRead, key, err)
 	}
 	st := &groupState{group: group, meta: map[string]holderMeta{}}
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
-		st.sem = &Semaphore{}
+		st.sem = &fleetlock.Semaphore{}
 		if err := json.Unmarshal(kvs[0].Value, st.sem); err != nil {
-			return nil, fmt.Errorf("%w %s: decoding %q: %w", ErrSemaphoreRead, key, kvs[0].Value, err)
+			return nil, fmt.Errorf("%w %s: decoding %q: %w", fleetlock.ErrSemaphoreRead, key, kvs[0].Value, err)
 		}
 		if st.sem.Holders == nil {
 			st.sem.Holders = []string{}
@@ -90,7 +91,7 @@ func (s *Store) change(ctx context.Context, group string, create bool, fn func(*
 			return nil, err
 		}
 		if st.sem == nil && !create {
-			st.sem = &Semaphore{Holders: []string{}}
+			st.sem = &fleetlock.Semaphore{Holders: []string{}}
 			return st, nil // nothing stored: nothing to change
 		}
 		before := st.snapshot()
@@ -131,7 +132,7 @@ func (s *Store) change(ctx context.Context, group string, create bool, fn func(*
 		}
 		backoff = min(2*backoff, 64*time.Millisecond)
 	}
-	return nil, fmt.Errorf("%d attempts: %w", s.opt.MaxAttempts, ErrConflict)
+	return nil, fmt.Errorf("%d attempts: %w", s.opt.MaxAttempts, fleetlock.ErrConflict)
 }
 
 // stateSnapshot is what a change compares against to decide what to write.
@@ -189,7 +190,7 @@ func (st *groupState) ops(before stateSnapshot) ([]clientv3.Op, error) {
 func (s *Store) reconcile(st *groupState, now time.Time) {
 	slots, configured := s.opt.Groups[st.group]
 	if st.sem == nil {
-		st.sem = &Semaphore{TotalSlots: slots, Holders: []string{}}
+		st.sem = &fleetlock.Semaphore{TotalSlots: slots, Holders: []string{}}
 		st.events = append(st.events, event{"semaphore created", []any{"group", st.group, "slots", slots}})
 	} else if configured && st.sem.TotalSlots != slots {
 		st.events = append(st.events, event{"slot count changed", []any{"group", st.group, "from", st.sem.TotalSlots, "to", slots}})

@@ -1,4 +1,4 @@
-package fleetlock
+package etcdstore
 
 import (
 	"bytes"
@@ -9,23 +9,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/fleetlock"
 )
 
 // testServer runs a Server on c's etcd with groups, over HTTP on loopback.
 func testServer(t *testing.T, c *etcdCluster, groups map[string]uint64) (*httptest.Server, *Store) {
 	t.Helper()
-	st := NewStore(c.client(t), StoreOptions{Groups: groups})
-	srv := httptest.NewServer(NewServer(st, ServerOptions{Metrics: true}).Handler())
+	st := New(c.client(t), Options{Groups: groups})
+	srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Metrics: true}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, st
 }
 
 // post sends a FleetLock request; header false leaves the protocol header out.
-func srvPost(t *testing.T, url string, header bool, body string) (int, Error) {
+func srvPost(t *testing.T, url string, header bool, body string) (int, fleetlock.Error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if header {
-		req.Header.Set(HeaderName, "true")
+		req.Header.Set(fleetlock.HeaderName, "true")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -33,7 +35,7 @@ func srvPost(t *testing.T, url string, header bool, body string) (int, Error) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var e Error
+	var e fleetlock.Error
 	if resp.StatusCode != http.StatusOK {
 		if err := json.Unmarshal(b, &e); err != nil {
 			t.Errorf("POST %s: %d with a non-JSON body %q", url, resp.StatusCode, b)
@@ -45,14 +47,14 @@ func srvPost(t *testing.T, url string, header bool, body string) (int, Error) {
 }
 
 func reqBody(id, group string) string {
-	b, _ := json.Marshal(Request{ClientParams: ClientParams{ID: id, Group: group}})
+	b, _ := json.Marshal(fleetlock.Request{ClientParams: fleetlock.ClientParams{ID: id, Group: group}})
 	return string(b)
 }
 
 func TestServerProtocol(t *testing.T) {
 	c := startCluster(t, 3)
 	srv, _ := testServer(t, c, map[string]uint64{"default": 2, "workers": 1})
-	pre, steady := srv.URL+PreRebootPath, srv.URL+SteadyStatePath
+	pre, steady := srv.URL+fleetlock.PreRebootPath, srv.URL+fleetlock.SteadyStatePath
 	for _, tc := range []struct {
 		name       string
 		url        string
@@ -65,22 +67,22 @@ func TestServerProtocol(t *testing.T) {
 		{"lock", pre, true, reqBody("a", "default"), 200, "", ""},
 		{"recursive lock", pre, true, reqBody("a", "default"), 200, "", ""},
 		{"second slot, trailing slash", pre + "/", true, reqBody("b", "default"), 200, "", ""},
-		{"full group", pre, true, reqBody("c", "default"), 500, KindFailedLock, "all 2 semaphore slots currently locked"},
+		{"full group", pre, true, reqBody("c", "default"), 500, fleetlock.KindFailedLock, "all 2 semaphore slots currently locked"},
 		{"unlock not held", steady, true, reqBody("c", "default"), 200, "", ""},
 		{"unlock", steady, true, reqBody("a", "default"), 200, "", ""},
 		{"unlock again", steady + "/", true, reqBody("a", "default"), 200, "", ""},
 		{"now free", pre, true, reqBody("c", "default"), 200, "", ""},
-		{"base URL with a trailing slash", srv.URL + "/" + PreRebootPath, true, reqBody("w1", "workers"), 200, "", ""},
-		{"other group full", pre, true, reqBody("w2", "workers"), 500, KindFailedLock, "all 1 semaphore slots currently locked"},
-		{"missing header", pre, false, reqBody("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
-		{"missing header on unlock", steady, false, reqBody("a", "default"), 400, KindInvalidClientIdentity, HeaderName},
-		{"bad body", pre, true, `{"client_params":`, 400, KindInvalidClientIdentity, "body"},
-		{"empty body", steady, true, ``, 400, KindInvalidClientIdentity, "body"},
-		{"empty id", pre, true, reqBody("", "default"), 400, KindInvalidClientIdentity, "empty client id"},
-		{"empty group", pre, true, reqBody("a", ""), 400, KindInvalidClientIdentity, "empty client group"},
-		{"bad group", pre, true, reqBody("a", "a/b"), 400, KindInvalidClientIdentity, `"a/b"`},
-		{"unknown group", pre, true, reqBody("a", "nope"), 400, KindUnknownGroup, `unknown group "nope"`},
-		{"unknown group on unlock", steady, true, reqBody("a", "nope"), 400, KindUnknownGroup, "nope"},
+		{"base URL with a trailing slash", srv.URL + "/" + fleetlock.PreRebootPath, true, reqBody("w1", "workers"), 200, "", ""},
+		{"other group full", pre, true, reqBody("w2", "workers"), 500, fleetlock.KindFailedLock, "all 1 semaphore slots currently locked"},
+		{"missing header", pre, false, reqBody("a", "default"), 400, fleetlock.KindInvalidClientIdentity, fleetlock.HeaderName},
+		{"missing header on unlock", steady, false, reqBody("a", "default"), 400, fleetlock.KindInvalidClientIdentity, fleetlock.HeaderName},
+		{"bad body", pre, true, `{"client_params":`, 400, fleetlock.KindInvalidClientIdentity, "body"},
+		{"empty body", steady, true, ``, 400, fleetlock.KindInvalidClientIdentity, "body"},
+		{"empty id", pre, true, reqBody("", "default"), 400, fleetlock.KindInvalidClientIdentity, "empty client id"},
+		{"empty group", pre, true, reqBody("a", ""), 400, fleetlock.KindInvalidClientIdentity, "empty client group"},
+		{"bad group", pre, true, reqBody("a", "a/b"), 400, fleetlock.KindInvalidClientIdentity, `"a/b"`},
+		{"unknown group", pre, true, reqBody("a", "nope"), 400, fleetlock.KindUnknownGroup, `unknown group "nope"`},
+		{"unknown group on unlock", steady, true, reqBody("a", "nope"), 400, fleetlock.KindUnknownGroup, "nope"},
 	} {
 		status, e := srvPost(t, tc.url, tc.header, tc.body)
 		if status != tc.status || e.Kind != tc.kind || !strings.Contains(e.Value, tc.wantInBody) {
@@ -94,26 +96,26 @@ func TestServerProtocol(t *testing.T) {
 	}
 
 	// GET instead of POST, and the other endpoints.
-	for _, p := range []string{PreRebootPath, SteadyStatePath, PreRebootPath + "/"} {
+	for _, p := range []string{fleetlock.PreRebootPath, fleetlock.SteadyStatePath, fleetlock.PreRebootPath + "/"} {
 		resp, err := http.Get(srv.URL + p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e Error
+		var e fleetlock.Error
 		json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
-		if resp.StatusCode != 405 || e.Kind != KindGeneric || resp.Header.Get("Allow") != "POST" {
+		if resp.StatusCode != 405 || e.Kind != fleetlock.KindGeneric || resp.Header.Get("Allow") != "POST" {
 			t.Errorf("GET %s: %d %+v", p, resp.StatusCode, e)
 		}
 	}
-	if status, e := srvPost(t, srv.URL+"/v1/nothing", true, reqBody("a", "default")); status != 404 || e.Kind != KindGeneric {
+	if status, e := srvPost(t, srv.URL+"/v1/nothing", true, reqBody("a", "default")); status != 404 || e.Kind != fleetlock.KindGeneric {
 		t.Errorf("unknown path: %d %+v", status, e)
 	}
-	if status, _ := srvPost(t, srv.URL+GroupsPath, true, ""); status != 405 {
+	if status, _ := srvPost(t, srv.URL+fleetlock.GroupsPath, true, ""); status != 405 {
 		t.Errorf("POST /v1/groups: %d", status)
 	}
-	var groups GroupsResponse
-	srvGetJSON(t, srv.URL+GroupsPath+"/", &groups)
+	var groups fleetlock.GroupsResponse
+	srvGetJSON(t, srv.URL+fleetlock.GroupsPath+"/", &groups)
 	if len(groups.Groups) != 2 || groups.Groups[0].Name != "default" || groups.Groups[0].Slots != 2 ||
 		len(groups.Groups[0].Holders) != 2 || groups.Groups[0].Holders[0].ID != "b" ||
 		time.Since(groups.Groups[0].Holders[0].Since) > time.Minute || groups.Groups[1].Holders[0].ID != "w1" {
@@ -167,13 +169,13 @@ func srvGetText(t *testing.T, url string, status int) string {
 // with the protocol's JSON error.
 func TestServerHealthzDown(t *testing.T) {
 	c := startCluster(t, 1)
-	st := NewStore(c.client(t), StoreOptions{Groups: map[string]uint64{"default": 1}})
-	srv := httptest.NewServer(NewServer(st, ServerOptions{Timeout: 500 * time.Millisecond}).Handler())
+	st := New(c.client(t), Options{Groups: map[string]uint64{"default": 1}})
+	srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Timeout: 500 * time.Millisecond}).Handler())
 	defer srv.Close()
 	srvGetText(t, srv.URL+"/healthz", 200)
 	c.members[0].kill()
 	srvGetText(t, srv.URL+"/healthz", 503)
-	if status, e := srvPost(t, srv.URL+PreRebootPath, true, reqBody("a", "default")); status != 500 || e.Kind != KindFailedSemInit {
+	if status, e := srvPost(t, srv.URL+fleetlock.PreRebootPath, true, reqBody("a", "default")); status != 500 || e.Kind != fleetlock.KindFailedSemInit {
 		t.Errorf("lock without etcd: %d %+v", status, e)
 	}
 	srvGetText(t, srv.URL+"/metrics", 404) // metrics disabled

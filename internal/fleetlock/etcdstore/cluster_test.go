@@ -1,4 +1,4 @@
-package fleetlock
+package etcdstore
 
 import (
 	"bytes"
