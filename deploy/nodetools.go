@@ -234,14 +234,15 @@ func installNodeTools(root string, prog []byte, fl *schema.NodeFleetLock) error 
 }
 
 // FleetLockConfig renders the FleetLock client configuration of fl as the provisioner
-// reads it on the node (TOML: base_url and group).
+// reads it on the node (TOML: base_url, group and id).
 func FleetLockConfig(fl *schema.NodeFleetLock) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("# Written by the provisioner (images[].node_tools.fleetlock): the server whose\n# reboot slots this node's reboots take, released by provisioner confirm.\n")
 	err := toml.NewEncoder(&b).Encode(struct {
 		BaseURL string `toml:"base_url"`
 		Group   string `toml:"group,omitempty"`
-	}{fl.URL, fl.Group})
+		ID      string `toml:"id,omitempty"`
+	}{fl.URL, fl.Group, fl.ID})
 	if err != nil {
 		return nil, fmt.Errorf("FleetLock configuration: %w", err)
 	}

@@ -241,4 +241,9 @@ func TestInstallNodeToolsFleetLock(t *testing.T) {
 	if _, err := toml.Decode(string(b), &got); err != nil || got["base_url"] != `http://x/"quoted"` || strings.Contains(string(b), "group") {
 		t.Errorf("config without a group:\n%s\n%v", b, err)
 	}
+	got = nil
+	b, _ = FleetLockConfig(&schema.NodeFleetLock{URL: "http://x/", ID: "rack1-node7"})
+	if _, err := toml.Decode(string(b), &got); err != nil || got["id"] != "rack1-node7" || len(got) != 2 {
+		t.Errorf("config with an id:\n%s\n%v", b, err)
+	}
 }

@@ -699,14 +699,14 @@ func TestLoadCases(t *testing.T) {
 		},
 		{
 			name: "node_tools with a FleetLock server",
-			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "https://fl.example:8443/", "group": "rack-1.workers"}}`)},
+			ops:  []op{set("/images/1/node_tools", `{"fleetlock": {"url": "https://fl.example:8443/", "group": "rack-1.workers", "id": "rack1-node7"}}`)},
 			check: func(t *testing.T, s *schema.Spec) {
 				nt := s.Images[1].NodeTools
-				if !nt.On || nt.FleetLock == nil || *nt.FleetLock != (schema.NodeFleetLock{URL: "https://fl.example:8443/", Group: "rack-1.workers"}) {
+				if !nt.On || nt.FleetLock == nil || *nt.FleetLock != (schema.NodeFleetLock{URL: "https://fl.example:8443/", Group: "rack-1.workers", ID: "rack1-node7"}) {
 					t.Errorf("node_tools: %+v", nt)
 				}
 				b, err := json.Marshal(s.Images[1].NodeTools)
-				if err != nil || string(b) != `{"fleetlock":{"url":"https://fl.example:8443/","group":"rack-1.workers"}}` {
+				if err != nil || string(b) != `{"fleetlock":{"url":"https://fl.example:8443/","group":"rack-1.workers","id":"rack1-node7"}}` {
 					t.Errorf("node_tools marshals to %s, %v", b, err)
 				}
 				if b, _ := json.Marshal(s.Images[0]); strings.Contains(string(b), "node_tools") {

@@ -133,10 +133,12 @@ type NodeTools struct {
 	FleetLock *NodeFleetLock `json:"fleetlock,omitempty"`
 }
 
-// NodeFleetLock is node_tools.fleetlock: the FleetLock server and group of the node.
+// NodeFleetLock is node_tools.fleetlock: the FleetLock server and group of the node,
+// and its id at the server when the operator pins one.
 type NodeFleetLock struct {
 	URL   string `json:"url"`
 	Group string `json:"group,omitempty"`
+	ID    string `json:"id,omitempty"`
 }
 
 // UnmarshalJSON takes true, false or an object (which turns the node tools on).

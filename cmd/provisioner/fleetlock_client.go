@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/internal/fleetlock"
@@ -29,18 +31,7 @@ node's configuration file (` + fleetlock.NodeConfigFile + `).`,
 		Example: `  provisioner fleetlock lock --lock-timeout 10m && systemctl reboot`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, timeout, err := f.client(cmd, s)
-			if err != nil {
-				return err
-			}
-			if cl == nil {
-				return engine.Usagef("fleetlock lock: %w", errNoServer)
-			}
-			if err := cl.Lock(cmd.Context(), timeout); err != nil {
-				return engine.Environmentf("%w", err)
-			}
-			fmt.Fprintf(s.out, "holding a reboot slot in group %q at %s as %s\n", groupName(cl), cl.BaseURL, cl.ID)
-			return nil
+			return slotVerb(cmd, s, &f, "lock", (*fleetlock.Client).Lock, "holding a reboot slot in group %q at %s as %s\n")
 		},
 	}
 	f.bind(cmd)
@@ -58,22 +49,28 @@ fails is retried for --lock-timeout at most.`,
 		Example: `  provisioner fleetlock unlock`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, timeout, err := f.client(cmd, s)
-			if err != nil {
-				return err
-			}
-			if cl == nil {
-				return engine.Usagef("fleetlock unlock: %w", errNoServer)
-			}
-			if err := cl.Unlock(cmd.Context(), timeout); err != nil {
-				return engine.Environmentf("%w", err)
-			}
-			fmt.Fprintf(s.out, "released the reboot slot in group %q at %s of %s\n", groupName(cl), cl.BaseURL, cl.ID)
-			return nil
+			return slotVerb(cmd, s, &f, "unlock", (*fleetlock.Client).Unlock, "released the reboot slot in group %q at %s of %s\n")
 		},
 	}
 	f.bind(cmd)
 	return cmd
+}
+
+// slotVerb runs fleetlock lock or unlock (name): it resolves the client from f, calls
+// do with the lock timeout, and prints done with the group, the server and the id.
+func slotVerb(cmd *cobra.Command, s *streams, f *fleetlockFlags, name string, do func(*fleetlock.Client, context.Context, time.Duration) error, done string) error {
+	cl, timeout, err := f.client(cmd, s)
+	if err != nil {
+		return err
+	}
+	if cl == nil {
+		return engine.Usagef("fleetlock %s: %w", name, errNoServer)
+	}
+	if err := do(cl, cmd.Context(), timeout); err != nil {
+		return engine.Environmentf("%w", err)
+	}
+	fmt.Fprintf(s.out, done, groupName(cl), cl.BaseURL, cl.ID)
+	return nil
 }
 
 // groupName is the group the client names, the default one when none is set.

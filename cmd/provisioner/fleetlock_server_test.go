@@ -17,62 +17,20 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/internal/fleetlock/etcdtest"
 )
 
-// startEtcd starts one etcd member on loopback ports for the test; without an etcd
-// binary the test is skipped.
+// startEtcd starts a one-member etcd for the test and returns its client URL; without
+// an etcd binary the test is skipped.
 func startEtcd(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("etcd is not installed (Debian package etcd-server; `scripts/deps.sh test` installs it)")
-	}
-	var ports [2]int
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	client, peer := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	cmd := exec.Command(bin, "--name", "m0", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "m0="+peer,
-		"--logger", "zap", "--log-outputs", "stderr", "--log-level", "error")
-	var log syncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("etcd log:\n%s", log.String())
-		}
-	})
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		resp, err := http.Get(client + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return client
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd not healthy: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return etcdtest.Start(t, 1).Endpoints()[0]
 }
 
 // TestFleetlockServeStatusRelease runs serve in-process with a configuration file and

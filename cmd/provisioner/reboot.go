@@ -18,8 +18,8 @@ var nodeReboot = func(ctx context.Context, kexecLoaded bool) error {
 	return bootflow.NodeReboot(ctx, engine.HostEnv(nil).Run, kexecLoaded)
 }
 
-// machineIDFile is the machine id the node id derives from; tests point it elsewhere.
-var machineIDFile = fleetlock.MachineIDFile
+// nodeIDSources are the files the node id derives from; tests point them elsewhere.
+var nodeIDSources = fleetlock.DefaultIDSources
 
 // fleetlockFlags are the FleetLock client's flags of every command that reboots (and of
 // confirm and fleetlock lock|unlock): they override the node's configuration file.
@@ -33,7 +33,7 @@ func (f *fleetlockFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.config, "fleetlock-config", fleetlock.NodeConfigFile, "the node's FleetLock client configuration (TOML; a missing file configures nothing)")
 	fl.StringVar(&f.url, "fleetlock-url", "", "the FleetLock server's base URL (default: base_url of --fleetlock-config; none: reboot without taking a slot)")
 	fl.StringVar(&f.group, "group", "", "the FleetLock group (default: group of --fleetlock-config, else \"default\")")
-	fl.StringVar(&f.id, "id", "", "the node's FleetLock id (default: id of --fleetlock-config, else derived from /etc/machine-id)")
+	fl.StringVar(&f.id, "id", "", "the node's FleetLock id (default: id of --fleetlock-config, else derived from the SMBIOS system UUID or /etc/machine-id)")
 	fl.DurationVar(&f.timeout, "lock-timeout", 0, fmt.Sprintf("keep trying this long at most: to take a slot while the group is full, to release one while the server cannot be reached (0: once; default: lock_timeout of --fleetlock-config, else %v)", fleetlock.DefaultLockTimeout))
 }
 
@@ -70,7 +70,7 @@ func (f *fleetlockFlags) client(cmd *cobra.Command, s *streams) (*fleetlock.Clie
 		}
 		timeout = f.timeout // 0: one try
 	}
-	cl, err := c.Client(machineIDFile)
+	cl, err := c.Client(nodeIDSources)
 	if err != nil {
 		return nil, 0, engine.Environmentf("%w", err)
 	}

@@ -42,9 +42,9 @@ func fakeReboots(t *testing.T) *int {
 func testMachineID(t *testing.T) string {
 	f := filepath.Join(t.TempDir(), "machine-id")
 	os.WriteFile(f, []byte("0123456789abcdef0123456789abcdef\n"), 0o444)
-	old := machineIDFile
-	machineIDFile = f
-	t.Cleanup(func() { machineIDFile = old })
+	old := nodeIDSources
+	nodeIDSources = fleetlock.IDSources{ProductUUID: filepath.Join(t.TempDir(), "product_uuid"), MachineID: f}
+	t.Cleanup(func() { nodeIDSources = old })
 	return "f388cf4436484c4fa3cefeffd873f14d" // systemd-id128 machine-id -a <our app id> for that machine id
 }
 

@@ -137,11 +137,10 @@ type reload struct {
 
 // check vets the options alone.
 func (r *reload) check() error {
+	if err := checkSource(r.o); err != nil {
+		return err
+	}
 	switch {
-	case r.o.Image == "":
-		return Usagef("reload: no image named")
-	case r.o.URL == "":
-		return Usagef("reload: --url is required")
 	case r.o.NoTrial && r.o.Tries != 0:
 		return Usagef("reload: --tries and --no-trial exclude each other")
 	case r.o.Tries < 0 || r.o.Tries > bootloader.MaxTrialTries:
@@ -152,6 +151,17 @@ func (r *reload) check() error {
 	}
 	if r.o.NoTrial {
 		r.o.Tries = 0
+	}
+	return nil
+}
+
+// checkSource refuses a reload without an image or a source, for every kind of reload.
+func checkSource(o ReloadOptions) error {
+	switch {
+	case o.Image == "":
+		return Usagef("reload: no image named")
+	case o.URL == "":
+		return Usagef("reload: --url is required")
 	}
 	return nil
 }

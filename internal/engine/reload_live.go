@@ -100,12 +100,10 @@ type liveReload struct {
 
 // check vets the options alone.
 func (l *liveReload) check() error {
-	switch {
-	case l.o.Image == "":
-		return Usagef("reload: no image named")
-	case l.o.URL == "":
-		return Usagef("reload: --url is required")
-	case l.o.Tries != 0 || l.o.NoTrial:
+	if err := checkSource(l.o); err != nil {
+		return err
+	}
+	if l.o.Tries != 0 || l.o.NoTrial {
 		return Usagef("reload --live: --tries and --no-trial do not apply: nothing boots, the running kernel stays")
 	}
 	if l.lo.Root == "" {

@@ -23,7 +23,7 @@ const DefaultLockTimeout = 30 * time.Minute
 //
 //	base_url = "http://fleetlock.example:8080/"
 //	group = "workers"
-//	id = "..."             # optional: default derived from the machine id (NodeID)
+//	id = "..."             # optional: default derived from the system UUID or machine id (NodeID)
 //	lock_timeout = "30m"   # optional: default DefaultLockTimeout
 //
 // Without base_url (or without the file) the provisioner's reboots take no slot.
@@ -97,10 +97,10 @@ func (c NodeConfig) Timeout() time.Duration {
 	return c.LockTimeout
 }
 
-// Client makes the client this configuration describes, its id derived from the
-// machine id in machineIDFile unless the configuration sets one; nil when it has no
-// base URL (no slot to take).
-func (c NodeConfig) Client(machineIDFile string) (*Client, error) {
+// Client makes the client this configuration describes, its id derived from src (see
+// NodeID) unless the configuration sets one; nil when it has no base URL (no slot to
+// take).
+func (c NodeConfig) Client(src IDSources) (*Client, error) {
 	if c.BaseURL == "" {
 		return nil, nil
 	}
@@ -110,7 +110,7 @@ func (c NodeConfig) Client(machineIDFile string) (*Client, error) {
 	id := c.ID
 	if id == "" {
 		var err error
-		if id, err = NodeID(machineIDFile); err != nil {
+		if id, err = NodeID(src); err != nil {
 			return nil, err
 		}
 	}

@@ -14,7 +14,7 @@ func TestLoadNodeConfig(t *testing.T) {
 	if err != nil || c != (NodeConfig{}) {
 		t.Fatalf("missing file: %+v, %v", c, err)
 	}
-	if cl, err := c.Client("/nonexistent"); cl != nil || err != nil {
+	if cl, err := c.Client(IDSources{ProductUUID: "/nonexistent", MachineID: "/nonexistent"}); cl != nil || err != nil {
 		t.Errorf("no base_url: client %+v, %v", cl, err)
 	}
 	if c.Timeout() != DefaultLockTimeout {
@@ -33,12 +33,12 @@ lock_timeout = "90s"
 	}
 	mid := filepath.Join(dir, "machine-id")
 	os.WriteFile(mid, []byte("0123456789abcdef0123456789abcdef\n"), 0o444)
-	cl, err := c.Client(mid)
+	cl, err := c.Client(IDSources{ProductUUID: filepath.Join(dir, "none"), MachineID: mid})
 	if err != nil || cl.ID != "f388cf4436484c4fa3cefeffd873f14d" || cl.Group != "workers" || cl.BaseURL != want.BaseURL {
 		t.Errorf("client %+v, %v", cl, err)
 	}
 	c.ID = "rack1-node7"
-	if cl, err := c.Client("/nonexistent"); err != nil || cl.ID != "rack1-node7" {
+	if cl, err := c.Client(IDSources{ProductUUID: "/nonexistent", MachineID: "/nonexistent"}); err != nil || cl.ID != "rack1-node7" {
 		t.Errorf("id override: %+v, %v", cl, err)
 	}
 	for body, wantErr := range map[string]string{

@@ -4,7 +4,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 )
@@ -54,19 +56,66 @@ func parseID128(s string) ([]byte, error) {
 	return b, nil
 }
 
-// NodeID is the node's id for the protocol: the machine id read from machineIDFile
-// (MachineIDFile on a node) hashed with AppID. It is stable for as long as the machine
-// id is, and does not reveal it.
-func NodeID(machineIDFile string) (string, error) {
-	data, err := os.ReadFile(machineIDFile)
+// ProductUUIDFile is where Linux shows the machine's SMBIOS system UUID (readable by
+// root only). The firmware keeps it, so every OS on a multi-boot node, and every OS a
+// reload writes, reads the same one; each OS's /etc/machine-id is its own.
+const ProductUUIDFile = "/sys/class/dmi/id/product_uuid"
+
+// IDSources are the files the node id derives from: the SMBIOS system UUID first, the
+// machine id when the firmware gives none. Tests point them elsewhere.
+type IDSources struct {
+	ProductUUID, MachineID string
+}
+
+// DefaultIDSources are a node's own files.
+var DefaultIDSources = IDSources{ProductUUID: ProductUUIDFile, MachineID: MachineIDFile}
+
+// NodeID is the node's id for the protocol: the machine's SMBIOS system UUID hashed with
+// AppID, or, on a machine whose firmware gives no usable one, its machine id hashed the
+// same way (the libsystemd application-specific id). It does not reveal either.
+//
+// The system UUID comes first because the slot must be released by the OS the node
+// reboots into: on a node with several OSes, or after a reload, that OS has another
+// machine id than the one that took the slot, and a release under another id would leave
+// the slot held. Firmware that leaves the UUID unset (all zeros or all ones) gives none.
+func NodeID(src IDSources) (string, error) {
+	data, err := os.ReadFile(src.ProductUUID)
+	switch {
+	case err == nil && usableSystemUUID(string(data)):
+		id, err := AppSpecificID(string(data), AppID)
+		if err != nil {
+			return "", fmt.Errorf("fleetlock: node id from %s: %w", src.ProductUUID, err)
+		}
+		return id, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		// Falling back to the machine id here would give this OS another id than a run
+		// that can read the file: a slot taken under one would never be released.
+		return "", fmt.Errorf("fleetlock: node id: %w (run as root, or set the id)", err)
+	}
+	data, err = os.ReadFile(src.MachineID)
 	if err != nil {
-		return "", fmt.Errorf("fleetlock: node id: %w", err)
+		return "", fmt.Errorf("fleetlock: node id: no SMBIOS system UUID in %s, and %w", src.ProductUUID, err)
 	}
 	id, err := AppSpecificID(string(data), AppID)
 	if err != nil {
-		return "", fmt.Errorf("fleetlock: node id from %s: %w", machineIDFile, err)
+		return "", fmt.Errorf("fleetlock: node id from %s: %w", src.MachineID, err)
 	}
 	return id, nil
+}
+
+// usableSystemUUID reports whether s is a 128-bit id the firmware actually set: SMBIOS
+// says all zeros means unset and all ones means not present.
+func usableSystemUUID(s string) bool {
+	b, err := parseID128(s)
+	if err != nil {
+		return false
+	}
+	zeros, ones := true, true
+	for _, c := range b {
+		zeros = zeros && c == 0
+		ones = ones && c == 0xff
+	}
+	return !zeros && !ones
 }
 
 // brief cuts s for an error message.

@@ -38,6 +38,9 @@ type Options struct {
 	// Forward maps host ports to guest ports on the user network, as QEMU's hostfwd
 	// ("tcp:127.0.0.1:8080-:9999"); it implies Net.
 	Forward []string
+	// UUID is the machine's SMBIOS system UUID, which the guest reads in
+	// /sys/class/dmi/id/product_uuid ("": QEMU leaves it all zeros).
+	UUID string
 	// MemoryMiB is the VM's memory (0: 1024).
 	MemoryMiB int
 	// Dir holds the serial log and OVMF's variable store (required).
@@ -75,6 +78,9 @@ func Argv(o Options) []string {
 	}
 	argv := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
 		"-m", strconv.Itoa(mem), "-display", "none", "-no-reboot", "-serial", "file:" + filepath.Join(o.Dir, SerialLog)}
+	if o.UUID != "" {
+		argv = append(argv, "-uuid", o.UUID)
+	}
 	if o.Kernel != "" {
 		argv = append(argv, "-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append)
 	}

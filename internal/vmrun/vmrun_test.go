@@ -25,6 +25,10 @@ func TestArgv(t *testing.T) {
 	if got != want {
 		t.Errorf("argv:\n%s\nwant:\n%s", got, want)
 	}
+	got = run.String(Argv(Options{Disks: []string{"/d.img"}, Dir: "/w", UUID: "5f2c6a4e-0d1b-4c3a-9e8f-7a6b5c4d3e2f"}))
+	if !strings.Contains(got, " -serial file:/w/serial.log -uuid 5f2c6a4e-0d1b-4c3a-9e8f-7a6b5c4d3e2f -drive ") {
+		t.Errorf("argv with a UUID: %s", got)
+	}
 	got = run.String(Argv(Options{Disks: []string{"/d.img"}, Dir: "/w", Forward: []string{"tcp:127.0.0.1:8080-:9999"}}))
 	if !strings.HasSuffix(got, "-drive file=/d.img,format=raw,if=virtio -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:8080-:9999") {
 		t.Errorf("argv with a forward: %s", got)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/internal/fleetlock/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -118,12 +119,12 @@ func watchHolders(ctx context.Context, cli *clientv3.Client, group string, rev i
 }
 
 // startReplicas starts n servers, each with its own etcd client, on c.
-func startReplicas(t *testing.T, c *etcdCluster, n int, groups map[string]uint64) ([]*httptest.Server, []*Store, []string) {
+func startReplicas(t *testing.T, c *etcdtest.Cluster, n int, groups map[string]uint64) ([]*httptest.Server, []*Store, []string) {
 	var servers []*httptest.Server
 	var stores []*Store
 	var urls []string
 	for range n {
-		st := New(c.client(t), Options{Groups: groups})
+		st := New(c.Client(t), Options{Groups: groups})
 		srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Timeout: 5 * time.Second}).Handler())
 		t.Cleanup(srv.Close)
 		servers, stores, urls = append(servers, srv), append(stores, st), append(urls, srv.URL)
@@ -132,17 +133,17 @@ func startReplicas(t *testing.T, c *etcdCluster, n int, groups map[string]uint64
 }
 
 // loadCluster starts the load tests' 3-member cluster, except in -short mode.
-func loadCluster(t *testing.T) *etcdCluster {
+func loadCluster(t *testing.T) *etcdtest.Cluster {
 	if testing.Short() {
 		t.Skip("the load runs take seconds each: not in -short mode")
 	}
-	return startCluster(t, 3)
+	return etcdtest.Start(t, 3)
 }
 
 // runLoad runs 20 clients on group "load" of 2 slots against servers on c, calling
 // midRun once a third of the grants are done, and checks that nothing is over-granted
 // and nothing is lost.
-func runLoad(t *testing.T, c *etcdCluster, replicas int, midRun func(servers []*httptest.Server)) *loadStats {
+func runLoad(t *testing.T, c *etcdtest.Cluster, replicas int, midRun func(servers []*httptest.Server)) *loadStats {
 	const clients, iterations, slots = 20, 6, 2
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -150,7 +151,7 @@ func runLoad(t *testing.T, c *etcdCluster, replicas int, midRun func(servers []*
 	if err := stores[0].Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	watchCli := c.client(t)
+	watchCli := c.Client(t)
 	resp, err := watchCli.Get(ctx, SemaphoreKey("load"))
 	if err != nil {
 		t.Fatal(err)
@@ -227,9 +228,9 @@ func TestLoadSafety(t *testing.T) {
 func TestLoadSafetyEtcdMemberKilled(t *testing.T) {
 	c := loadCluster(t)
 	runLoad(t, c, 1, func([]*httptest.Server) {
-		m := c.leader(t)
-		m.kill()
-		t.Logf("killed etcd member %s (the leader) mid-run", m.name)
+		m := c.Leader(t)
+		m.Kill()
+		t.Logf("killed etcd member %s (the leader) mid-run", m.Name)
 	})
 }
 
@@ -248,8 +249,8 @@ func TestLoadSafetyReplicaStopped(t *testing.T) {
 // TestWatcherCatchesOverGrant: the load tests' watcher reports a revision with more
 // holders than slots.
 func TestWatcherCatchesOverGrant(t *testing.T) {
-	c := startCluster(t, 1)
-	cli := c.client(t)
+	c := etcdtest.Start(t, 1)
+	cli := c.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := cli.Put(ctx, SemaphoreKey("load"), `{"total_slots":2,"holders":["a","b"]}`)

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/internal/fleetlock/etcdtest"
 )
 
 // testServer runs a Server on c's etcd with groups, over HTTP on loopback.
-func testServer(t *testing.T, c *etcdCluster, groups map[string]uint64) (*httptest.Server, *Store) {
+func testServer(t *testing.T, c *etcdtest.Cluster, groups map[string]uint64) (*httptest.Server, *Store) {
 	t.Helper()
-	st := New(c.client(t), Options{Groups: groups})
+	st := New(c.Client(t), Options{Groups: groups})
 	srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Metrics: true}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, st
@@ -52,7 +53,7 @@ func reqBody(id, group string) string {
 }
 
 func TestServerProtocol(t *testing.T) {
-	c := startCluster(t, 3)
+	c := etcdtest.Start(t, 3)
 	srv, _ := testServer(t, c, map[string]uint64{"default": 2, "workers": 1})
 	pre, steady := srv.URL+fleetlock.PreRebootPath, srv.URL+fleetlock.SteadyStatePath
 	for _, tc := range []struct {
@@ -168,12 +169,12 @@ func srvGetText(t *testing.T, url string, status int) string {
 // TestServerHealthzDown: with its etcd gone, /healthz answers 503 and requests fail
 // with the protocol's JSON error.
 func TestServerHealthzDown(t *testing.T) {
-	c := startCluster(t, 1)
-	st := New(c.client(t), Options{Groups: map[string]uint64{"default": 1}})
+	c := etcdtest.Start(t, 1)
+	st := New(c.Client(t), Options{Groups: map[string]uint64{"default": 1}})
 	srv := httptest.NewServer(fleetlock.NewServer(st, fleetlock.ServerOptions{Timeout: 500 * time.Millisecond}).Handler())
 	defer srv.Close()
 	srvGetText(t, srv.URL+"/healthz", 200)
-	c.members[0].kill()
+	c.Members[0].Kill()
 	srvGetText(t, srv.URL+"/healthz", 503)
 	if status, e := srvPost(t, srv.URL+fleetlock.PreRebootPath, true, reqBody("a", "default")); status != 500 || e.Kind != fleetlock.KindFailedSemInit {
 		t.Errorf("lock without etcd: %d %+v", status, e)

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/internal/fleetlock"
+	"github.com/provisioner/provisioner/internal/fleetlock/etcdtest"
 )
 
 // rawGet reads one key's value straight from etcd ("" when missing).
-func rawGet(t *testing.T, c *etcdCluster, key string) string {
+func rawGet(t *testing.T, c *etcdtest.Cluster, key string) string {
 	t.Helper()
-	resp, err := c.client(t).Get(context.Background(), key)
+	resp, err := c.Client(t).Get(context.Background(), key)
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
 	}
@@ -26,11 +27,11 @@ func rawGet(t *testing.T, c *etcdCluster, key string) string {
 }
 
 func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
-	c := startCluster(t, 3)
+	c := etcdtest.Start(t, 3)
 	ctx := context.Background()
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := func() time.Time { return clock }
-	s := New(c.client(t), Options{Groups: map[string]uint64{"default": 2, "workers": 1}, Now: now})
+	s := New(c.Client(t), Options{Groups: map[string]uint64{"default": 2, "workers": 1}, Now: now})
 
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 	}
 
 	// Resize: a new store (a restarted server) with 3 slots rewrites the count.
-	s3 := New(c.client(t), Options{Groups: map[string]uint64{"default": 3}, Now: now})
+	s3 := New(c.Client(t), Options{Groups: map[string]uint64{"default": 3}, Now: now})
 	if _, err := s3.Lock(ctx, "default", "c"); err != nil {
 		t.Fatalf("lock after resize to 3: %v", err)
 	}
@@ -69,7 +70,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 	}
 
 	// Operator release, on a group it does not even need configured.
-	op := New(c.client(t), Options{})
+	op := New(c.Client(t), Options{})
 	if held, err := op.Release(ctx, "default", "b"); err != nil || !held {
 		t.Errorf("release b: %v %v", held, err)
 	}
@@ -82,7 +83,7 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 
 	// TTL: a holder older than it is released on the next request or sync.
 	clock = clock.Add(time.Hour)
-	ttl := New(c.client(t), Options{Groups: map[string]uint64{"default": 3}, HolderTTL: 30 * time.Minute, Now: now})
+	ttl := New(c.Client(t), Options{Groups: map[string]uint64{"default": 3}, HolderTTL: 30 * time.Minute, Now: now})
 	if _, err := ttl.Lock(ctx, "default", "d"); err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +106,9 @@ func TestStoreLayoutResizeReleaseTTL(t *testing.T) {
 // TestStoreForeignHolders: holders written by another server (the reference one, which
 // writes no holder keys) get an observed time, and its JSON is read as is.
 func TestStoreForeignHolders(t *testing.T) {
-	c := startCluster(t, 1)
+	c := etcdtest.Start(t, 1)
 	ctx := context.Background()
-	cli := c.client(t)
+	cli := c.Client(t)
 	if _, err := cli.Put(ctx, SemaphoreKey("default"), `{"total_slots":1,"holders":["ghost"]}`); err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +128,9 @@ func TestStoreForeignHolders(t *testing.T) {
 // TestServerRunExpiresHolders: the periodic sync releases a holder past the TTL with no
 // request coming in, and logs it.
 func TestServerRunExpiresHolders(t *testing.T) {
-	c := startCluster(t, 1)
+	c := etcdtest.Start(t, 1)
 	var log syncLog
-	st := New(c.client(t), Options{Groups: map[string]uint64{"default": 1}, HolderTTL: 300 * time.Millisecond,
+	st := New(c.Client(t), Options{Groups: map[string]uint64{"default": 1}, HolderTTL: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,4 +1,8 @@
-package etcdstore
+// Package etcdtest starts real etcd clusters for tests: Debian's etcd server as
+// processes on loopback ports, with their data in the test's temporary directory, so
+// that the FleetLock store, the server's commands and the QEMU scenarios all run against
+// the etcd operators run, not a stand-in.
+package etcdtest
 
 import (
 	"bytes"
@@ -17,16 +21,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// etcdCluster is a real etcd cluster of Debian's etcd server processes on loopback ports,
+// Cluster is a real etcd cluster of Debian's etcd server processes on loopback ports,
 // with data in a test's temporary directory.
-type etcdCluster struct {
-	t       *testing.T
-	members []*etcdMember
+type Cluster struct {
+	// Members are the cluster's members, in the order they were started.
+	Members []*Member
 }
 
-type etcdMember struct {
-	name      string
-	clientURL string
+// Member is one etcd server process.
+type Member struct {
+	// Name is the member's name (m0, m1, ...); ClientURL is where clients reach it.
+	Name      string
+	ClientURL string
 	cmd       *exec.Cmd
 	log       *bytes.Buffer
 	mu        sync.Mutex
@@ -34,7 +40,7 @@ type etcdMember struct {
 }
 
 // freePorts reserves n loopback ports and releases them for etcd to take.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var ports []int
@@ -52,9 +58,9 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// startCluster starts an n-member etcd cluster and waits until it answers; it is stopped
+// Start starts an n-member etcd cluster and waits until it answers; it is stopped
 // when the test ends. Without an etcd binary the test is skipped.
-func startCluster(t *testing.T, n int) *etcdCluster {
+func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -66,37 +72,37 @@ func startCluster(t *testing.T, n int) *etcdCluster {
 	for i := range n {
 		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, ports[2*i+1]))
 	}
-	c := &etcdCluster{t: t}
+	c := &Cluster{}
 	for i := range n {
-		m := &etcdMember{name: fmt.Sprintf("m%d", i), clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+		m := &Member{Name: fmt.Sprintf("m%d", i), ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
 			log: &bytes.Buffer{}, done: make(chan struct{})}
 		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
-		m.cmd = exec.Command(bin, "--name", m.name, "--data-dir", filepath.Join(dir, m.name),
-			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+		m.cmd = exec.Command(bin, "--name", m.Name, "--data-dir", filepath.Join(dir, m.Name),
+			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "fleetlock-test", "--heartbeat-interval", "50", "--election-timeout", "500",
 			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn")
 		m.cmd.Stdout, m.cmd.Stderr = m.writer(), m.writer()
 		if err := m.cmd.Start(); err != nil {
-			t.Fatalf("starting etcd member %s: %v", m.name, err)
+			t.Fatalf("starting etcd member %s: %v", m.Name, err)
 		}
 		go func() { m.cmd.Wait(); close(m.done) }()
-		c.members = append(c.members, m)
+		c.Members = append(c.Members, m)
 	}
 	t.Cleanup(func() {
-		for _, m := range c.members {
-			m.kill()
+		for _, m := range c.Members {
+			m.Kill()
 		}
 		if t.Failed() {
-			for _, m := range c.members {
+			for _, m := range c.Members {
 				m.mu.Lock()
-				t.Logf("etcd %s log:\n%s", m.name, tailOf(m.log.String(), 3000))
+				t.Logf("etcd %s log:\n%s", m.Name, tailOf(m.log.String(), 3000))
 				m.mu.Unlock()
 			}
 		}
 	})
-	cli := c.client(t)
+	cli := c.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -113,7 +119,8 @@ func startCluster(t *testing.T, n int) *etcdCluster {
 	return c
 }
 
-type lockedWriter struct{ m *etcdMember }
+// lockedWriter appends a member's output to its log under the member's lock.
+type lockedWriter struct{ m *Member }
 
 func (w lockedWriter) Write(p []byte) (int, error) {
 	w.m.mu.Lock()
@@ -121,16 +128,17 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.m.log.Write(p)
 }
 
-func (m *etcdMember) writer() lockedWriter { return lockedWriter{m} }
+func (m *Member) writer() lockedWriter { return lockedWriter{m} }
 
-// kill stops the member at once (SIGKILL) and waits for it.
-func (m *etcdMember) kill() {
+// Kill stops the member at once (SIGKILL) and waits for it.
+func (m *Member) Kill() {
 	if m.cmd.Process != nil {
 		m.cmd.Process.Signal(os.Kill)
 	}
 	<-m.done
 }
 
+// tailOf is the last n bytes of s.
 func tailOf(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -138,19 +146,19 @@ func tailOf(s string, n int) string {
 	return s
 }
 
-// endpoints are the members' client URLs.
-func (c *etcdCluster) endpoints() []string {
+// Endpoints are the members' client URLs.
+func (c *Cluster) Endpoints() []string {
 	var eps []string
-	for _, m := range c.members {
-		eps = append(eps, m.clientURL)
+	for _, m := range c.Members {
+		eps = append(eps, m.ClientURL)
 	}
 	return eps
 }
 
-// client returns a client on every member, closed when the test ends.
-func (c *etcdCluster) client(t *testing.T) *clientv3.Client {
+// Client returns a client on every member, closed when the test ends.
+func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
@@ -158,13 +166,13 @@ func (c *etcdCluster) client(t *testing.T) *clientv3.Client {
 	return cli
 }
 
-// leader returns the member that leads the cluster now.
-func (c *etcdCluster) leader(t *testing.T) *etcdMember {
+// Leader returns the member that leads the cluster now.
+func (c *Cluster) Leader(t testing.TB) *Member {
 	t.Helper()
-	cli := c.client(t)
-	for _, m := range c.members {
+	cli := c.Client(t)
+	for _, m := range c.Members {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := cli.Status(ctx, m.clientURL)
+		st, err := cli.Status(ctx, m.ClientURL)
 		cancel()
 		if err == nil && st.Leader == st.Header.MemberId {
 			return m
