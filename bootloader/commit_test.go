@@ -117,7 +117,7 @@ func TestCommitPowerCut(t *testing.T) {
 				t.Errorf("boot code ran = %v after a cut at %s", ranBootCode, file)
 			}
 			hist, _ := ReadHistory(dir)
-			if (len(hist) == 1) != (cut == 2) {
+			if (len(hist.Entries) == 1) != (cut == 2) {
 				t.Errorf("history after a cut at %s: %+v", file, hist)
 			}
 		})
@@ -259,7 +259,7 @@ func TestDeployState(t *testing.T) {
 			if got.String() != tc.wantEnv {
 				t.Errorf("grubenv:\n%s\nwant:\n%s", got.String(), tc.wantEnv)
 			}
-			if s.History == nil || *s.History != (HistoryEntry{Operation: "deploy", To: "ubuntu", Result: "ok"}) {
+			if h := s.History; h == nil || h.Operation != "deploy" || h.To != "ubuntu" || h.Result != ResultOK || len(h.Images) != len(s.Info.Elements) {
 				t.Errorf("history record %+v", s.History)
 			}
 		})
