@@ -236,20 +236,45 @@ func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	}, nil
 }
 
-// deployedImages lists a deploy's images for its history record: each root image of info
-// as To, and as From the image the same os_id had in the boot-info.json d holds from an
-// earlier deploy (a redeploy over a kept multiboot partition), when it parses.
+// deployedImages lists a deploy's images for its history record (ImageChanges): from the
+// boot-info.json d holds from an earlier deploy (a redeploy over a kept multiboot
+// partition), when it parses, to info.
 func deployedImages(d *confine.Dir, info *BootInfo) []ImageChange {
-	before := map[string]*ImageVersion{}
-	if old, err := readBootInfo(d, BootInfoPath); err == nil {
-		for i := range old.Elements {
-			before[old.Elements[i].OSID] = elementVersion(&old.Elements[i])
+	old, err := readBootInfo(d, BootInfoPath)
+	if err != nil {
+		old = nil
+	}
+	return ImageChanges(old, info)
+}
+
+// ImageChanges lists the images of a history record of an operation that took the boot
+// entries from before to after (a deploy, an update), matched by os_id: each element of
+// after in order, with From its image in before (nil when it is new there), then each
+// element of before that after lacks, with To nil (removed). before may be nil (a first
+// deploy). An image whose From equals its To is listed too: a deploy rewrote it all the
+// same; an update that left it alone drops it from the list before recording.
+func ImageChanges(before, after *BootInfo) []ImageChange {
+	old := map[string]*ImageVersion{}
+	if before != nil {
+		for i := range before.Elements {
+			old[before.Elements[i].OSID] = elementVersion(&before.Elements[i])
 		}
 	}
 	var out []ImageChange
-	for i := range info.Elements {
-		e := &info.Elements[i]
-		out = append(out, ImageChange{Name: e.OSID, From: before[e.OSID], To: elementVersion(e)})
+	kept := map[string]bool{}
+	if after != nil {
+		for i := range after.Elements {
+			e := &after.Elements[i]
+			kept[e.OSID] = true
+			out = append(out, ImageChange{Name: e.OSID, From: old[e.OSID], To: elementVersion(e)})
+		}
+	}
+	if before != nil {
+		for i := range before.Elements {
+			if e := &before.Elements[i]; !kept[e.OSID] {
+				out = append(out, ImageChange{Name: e.OSID, From: elementVersion(e)})
+			}
+		}
 	}
 	return out
 }

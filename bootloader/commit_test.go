@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -283,4 +284,28 @@ func mustEncode(t *testing.T, vars map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestDeployStateImages: a redeploy over a kept multiboot partition records each image's
+// version before and after, and an image the new spec no longer has as removed.
+func TestDeployStateImages(t *testing.T) {
+	old := switchBootInfo()
+	old.Elements[1].Digest = "sha256:u1"
+	dir := writeBootDir(t, old, defaultEnv())
+	bi := switchBootInfo()
+	bi.Elements = bi.Elements[:2]
+	bi.Elements[1].ImageName, bi.Elements[1].Digest = "ubuntu-24.04", "sha256:u2"
+	cfg := Config{Entries: []MenuEntry{{ID: "provisioner-centos"}, {ID: "provisioner-ubuntu"}}}
+	s, err := DeployState(openDir(t, dir), cfg, bi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ImageChange{
+		{Name: "centos", From: &ImageVersion{ImageName: "centos-9"}, To: &ImageVersion{ImageName: "centos-9"}},
+		{Name: "ubuntu", From: &ImageVersion{ImageName: "ubuntu-22.04", Digest: "sha256:u1"}, To: &ImageVersion{ImageName: "ubuntu-24.04", Digest: "sha256:u2"}},
+		{Name: "utility", From: &ImageVersion{ImageName: "debian-12"}},
+	}
+	if !reflect.DeepEqual(s.History.Images, want) {
+		t.Errorf("images %+v\nwant %+v", s.History.Images, want)
+	}
 }

@@ -350,3 +350,23 @@ func TestCutText(t *testing.T) {
 		t.Error("a short text was cut")
 	}
 }
+
+// TestImageChanges: images kept, replaced, added and removed between two boot infos.
+func TestImageChanges(t *testing.T) {
+	el := func(os, name, digest string) Element { return Element{OSID: os, ImageName: name, Digest: digest} }
+	before := &BootInfo{Elements: []Element{el("alpha", "A 1", "sha256:a1"), el("beta", "B 1", "sha256:b1"), el("gamma", "G 1", "")}}
+	after := &BootInfo{Elements: []Element{el("beta", "B 2", "sha256:b2"), el("alpha", "A 1", "sha256:a1"), el("delta", "D 1", "sha256:d1")}}
+	v := func(name, digest string) *ImageVersion { return &ImageVersion{ImageName: name, Digest: digest} }
+	want := []ImageChange{
+		{Name: "beta", From: v("B 1", "sha256:b1"), To: v("B 2", "sha256:b2")},
+		{Name: "alpha", From: v("A 1", "sha256:a1"), To: v("A 1", "sha256:a1")},
+		{Name: "delta", To: v("D 1", "sha256:d1")},
+		{Name: "gamma", From: v("G 1", "")},
+	}
+	if got := ImageChanges(before, after); !reflect.DeepEqual(got, want) {
+		t.Errorf("ImageChanges = %+v\nwant %+v", got, want)
+	}
+	if got := ImageChanges(nil, &BootInfo{Elements: []Element{{OSID: "x"}}}); !reflect.DeepEqual(got, []ImageChange{{Name: "x"}}) {
+		t.Errorf("first deploy of an image without name or digest: %+v", got)
+	}
+}
