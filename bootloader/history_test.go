@@ -2,6 +2,7 @@ package bootloader
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -368,5 +369,23 @@ func TestImageChanges(t *testing.T) {
 	}
 	if got := ImageChanges(nil, &BootInfo{Elements: []Element{{OSID: "x"}}}); !reflect.DeepEqual(got, []ImageChange{{Name: "x"}}) {
 		t.Errorf("first deploy of an image without name or digest: %+v", got)
+	}
+}
+
+// TestFailReloadRecord: a failed reload is one record with its operation, "failed", the
+// error apart, and the image it was replacing.
+func TestFailReloadRecord(t *testing.T) {
+	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
+	if err := FailReload(context.Background(), dir, 1, "reload-live", errors.New("syncing: no space left")); err != nil {
+		t.Fatal(err)
+	}
+	log, err := ReadHistory(dir)
+	if err != nil || len(log.Entries) != 1 {
+		t.Fatalf("history: %v %+v", err, log)
+	}
+	e := log.Entries[0]
+	if e.Operation != "reload-live" || e.Result != ResultFailed || e.Error != "syncing: no space left" || e.Detail != "" ||
+		e.From != "ubuntu" || e.FromImage == nil || e.FromImage.ImageName != "ubuntu-22.04" {
+		t.Errorf("record %+v", e)
 	}
 }

@@ -105,8 +105,12 @@ func dropEntry(env *Env, bi *BootInfo, el *Element) {
 }
 
 // FailReload marks the element grubID as failed after a reload failed with cause, and
-// records the failure in the history; the default is left where BeginReload put it.
-func FailReload(ctx context.Context, dir string, grubID int, cause error) error {
+// records the failure in the history under the operation op ("reload", "reload-live",
+// "update"; "" is "reload"); the default is left where BeginReload put it.
+func FailReload(ctx context.Context, dir string, grubID int, op string, cause error) error {
+	if op == "" {
+		op = "reload"
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return err
@@ -117,7 +121,7 @@ func FailReload(ctx context.Context, dir string, grubID int, cause error) error 
 		return fmt.Errorf("reload: boot info has no grub_id %d", grubID)
 	}
 	el.State, el.StateError = ElementFailed, cause.Error()
-	h := &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: ResultFailed, Error: cause.Error(), FromImage: elementVersion(el)}
+	h := &HistoryEntry{Operation: op, From: el.OSID, To: el.OSID, Result: ResultFailed, Error: cause.Error(), FromImage: elementVersion(el)}
 	return Commit(ctx, files.d, State{Info: files.bi, History: h}, CommitOptions{})
 }
 
