@@ -47,7 +47,9 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 			bi.CurrentElement = to.GrubID
 		}
 		s.Env = env
-		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID)}
+		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: ResultOK,
+			Detail:    fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID),
+			FromImage: elementVersion(el), ToImage: elementVersion(to)}
 		moved = to
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
@@ -103,8 +105,12 @@ func dropEntry(env *Env, bi *BootInfo, el *Element) {
 }
 
 // FailReload marks the element grubID as failed after a reload failed with cause, and
-// records the failure in the history; the default is left where BeginReload put it.
-func FailReload(ctx context.Context, dir string, grubID int, cause error) error {
+// records the failure in the history under the operation op ("reload", "reload-live",
+// "update"; "" is "reload"); the default is left where BeginReload put it.
+func FailReload(ctx context.Context, dir string, grubID int, op string, cause error) error {
+	if op == "" {
+		op = "reload"
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return err
@@ -115,7 +121,7 @@ func FailReload(ctx context.Context, dir string, grubID int, cause error) error 
 		return fmt.Errorf("reload: boot info has no grub_id %d", grubID)
 	}
 	el.State, el.StateError = ElementFailed, cause.Error()
-	h := &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: cause.Error()}
+	h := &HistoryEntry{Operation: op, From: el.OSID, To: el.OSID, Result: ResultFailed, Error: cause.Error(), FromImage: elementVersion(el)}
 	return Commit(ctx, files.d, State{Info: files.bi, History: h}, CommitOptions{})
 }
 
@@ -154,12 +160,12 @@ func CommitReload(ctx context.Context, dir string, menu Config, r Reloaded) (*Bo
 	n.GrubID, n.OSID, n.MenuentryID, n.RootUUID = el.GrubID, el.OSID, el.MenuentryID, el.RootUUID
 	n.State, n.StateError = "", ""
 	*el = n
-	result := "ok; it is the default"
+	detail := "it is the default"
 	if r.Tries > 0 {
 		if err := ArmTrial(env, bi, el.GrubID, r.Tries); err != nil {
 			return nil, fmt.Errorf("reload: %w", err)
 		}
-		result = fmt.Sprintf("ok; it boots next on trial (%d tries)", r.Tries)
+		detail = fmt.Sprintf("it boots next on trial (%d tries)", r.Tries)
 	} else {
 		dropEntry(env, bi, el)
 		env.Set(envSavedEntry, el.MenuentryID)
@@ -169,7 +175,7 @@ func CommitReload(ctx context.Context, dir string, menu Config, r Reloaded) (*Bo
 	from, to := r.From, r.To
 	s := State{
 		Menu: Render(menu), Info: bi, Env: env, Record: r.Record,
-		History: &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: result, FromImage: &from, ToImage: &to},
+		History: &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: ResultOK, Detail: detail, FromImage: &from, ToImage: &to, Tries: r.Tries},
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
 		return nil, fmt.Errorf("reload: committing the boot files in %s: %w", dir, err)

@@ -75,7 +75,7 @@ func (l *liveReload) apply(ctx context.Context) error {
 	r.st.setWritten()
 	if err := deploy.ApplySync(ctx, l.plan); err != nil {
 		err = &classified{ErrWrite, err}
-		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, err); ferr != nil {
+		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, "reload-live", err); ferr != nil {
 			err = fmt.Errorf("%w (and marking %s as failed in the boot files: %v)", err, r.el.OSID, ferr)
 		}
 		return err

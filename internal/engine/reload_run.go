@@ -28,7 +28,7 @@ func (r *reload) run(ctx context.Context) (*ReloadResult, error) {
 	}
 	bi, err := r.write(ctx, res)
 	if err != nil {
-		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, err); ferr != nil {
+		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, "reload", err); ferr != nil {
 			err = fmt.Errorf("%w (and marking %s as failed in the boot files: %v)", err, r.el.OSID, ferr)
 		}
 		return nil, err
