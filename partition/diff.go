@@ -108,6 +108,7 @@ func Diff(old *Record, cur *Current, next *Layout, digests map[string]string) (*
 	if err := d.partitions(); err != nil {
 		return nil, err
 	}
+	d.raids()
 	d.lvs()
 	d.images()
 	d.boot()

@@ -44,8 +44,9 @@ const (
 
 // VolumeChange is what an update does to one partition or logical volume.
 type VolumeChange struct {
-	Kind string `json:"kind"` // KindPartition or KindLV
-	// Name is "vda#3" for a partition, "os/data" for a logical volume.
+	Kind string `json:"kind"` // KindPartition, KindRAID or KindLV
+	// Name is "vda#3" for a partition, "md/md0" for an md array (its size is its
+	// smallest member's), "os/data" for a logical volume.
 	Name   string `json:"name"`
 	Disk   string `json:"disk,omitempty"`
 	Number int    `json:"number,omitempty"`
@@ -106,9 +107,13 @@ type ImageChange struct {
 	NoOp bool `json:"no_op,omitempty"`
 	// Downgrade is set on an updated image whose new version is older (see
 	// CompareVersions).
-	Downgrade   bool   `json:"downgrade,omitempty"`
-	NeedsReboot bool   `json:"needs_reboot,omitempty"`
-	Note        string `json:"note,omitempty"`
+	Downgrade   bool `json:"downgrade,omitempty"`
+	NeedsReboot bool `json:"needs_reboot,omitempty"`
+	// Recreates lists, for an updated image, the filesystems its reload makes anew
+	// ("/ on vda#4"): the ones only it mounts, without keep_data. Their data is replaced
+	// by the new image's.
+	Recreates []string `json:"recreates,omitempty"`
+	Note      string   `json:"note,omitempty"`
 }
 
 // BootChange is what an update does to the boot menu: entries by image name.

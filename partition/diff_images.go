@@ -55,7 +55,22 @@ func (d *differ) imageChange(old, im *Image) ImageChange {
 	a, b := versionLabels(from, to)
 	c.Downgrade = CompareVersions(a, b) > 0
 	c.NeedsReboot = d.running(im.Name)
+	c.Recreates = d.recreates(im.Name)
 	return c
+}
+
+// recreates lists the filesystems the reload of the image name makes anew in the new
+// plan, as "<mount> on <device>".
+func (d *differ) recreates(name string) []string {
+	rp, err := PlanReload(d.next, name)
+	if err != nil {
+		return nil // the image is in the plan: PlanReload finds it
+	}
+	var out []string
+	for _, fs := range rp.Recreate {
+		out = append(out, orDash(fs.Mount)+" on "+fs.Device)
+	}
+	return out
 }
 
 // deployed returns the deployed image's version: the record's image and digest, the

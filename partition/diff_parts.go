@@ -44,6 +44,10 @@ func (d *differ) disk(id string, nd *DiskLayout) error {
 	if cd == nil {
 		return fmt.Errorf("diff: disk %s: its current state was not probed", id)
 	}
+	if t := cd.Table; t != nil && nd != nil && t.SectorSize != 0 && t.SectorSize != nd.SectorSize {
+		d.refuse(id, "its table uses %d-byte sectors, the plan %d-byte ones", t.SectorSize, nd.SectorSize)
+		return nil
+	}
 	od := layoutDisk(d.oldL, id)
 	now := d.beforeParts(id, od, cd)
 	used := map[int]bool{}

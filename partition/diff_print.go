@@ -190,6 +190,9 @@ func (b *Breakdown) writeImages(w io.Writer) {
 		if im.Downgrade {
 			notes = append(notes, "DOWNGRADE: refused without --force")
 		}
+		if len(im.Recreates) > 0 {
+			notes = append(notes, "re-creates "+strings.Join(im.Recreates, ", "))
+		}
 		if im.NeedsReboot {
 			notes = append(notes, "needs a reboot")
 		}

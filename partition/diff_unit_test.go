@@ -189,3 +189,35 @@ func TestDiffNilInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffRAID: an md array whose member moves is re-created; one whose members grow in
+// place is grown; one whose members stay is kept.
+func TestDiffRAID(t *testing.T) {
+	doc := exampleDoc(t, "raid1")
+	next := editDoc(t, doc, func(m map[string]any) {
+		for i := range 2 {
+			obj(diskVolumes(m, i)[0])["size"] = "9 GiB"
+		}
+	})
+	b, err := diffDocs(t, doc, doc)
+	if err != nil || !b.NothingToDo {
+		t.Fatalf("same spec: nothing to do %v, %v", b.NothingToDo, err)
+	}
+	findVolume(t, b, "md/md0", ActionKept)
+	b, err = diffDocs(t, doc, next)
+	if err == nil {
+		t.Fatal("md0's members growing into md1's are not refused")
+	}
+	var md1 VolumeChange
+	for _, v := range b.Volumes {
+		if v.Kind == KindRAID && v.Mount == "/var" {
+			md1 = v
+		}
+	}
+	if md1.Action != ActionRecreated || !strings.Contains(md1.Reason, "its member sda#") || !md1.DataLost {
+		t.Errorf("/var array: %+v", md1)
+	}
+	if v := findVolume(t, b, "md/md0", ActionGrown); v.FromBytes != v.ToBytes-1<<30 {
+		t.Errorf("md0: %+v", v)
+	}
+}
