@@ -191,8 +191,9 @@ func samePurpose(old, np *Partition) string {
 }
 
 // checkGrowth refuses a partition grown into space that is not free now: every sector
-// it gains must lie outside every partition on the disk now, and before the end of the
-// usable space.
+// it gains must lie outside every partition on the disk now, including one the update
+// destroys (a grow never depends on a destruction; the planner keeps it within the
+// disk's usable space).
 func (d *differ) checkGrowth(id string, nd *DiskLayout, now map[int]*before, changes []*VolumeChange) {
 	for _, v := range changes {
 		if v.Action != ActionGrown {
