@@ -2,6 +2,7 @@ package partition
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -219,5 +220,27 @@ func TestDiffRAID(t *testing.T) {
 	}
 	if v := findVolume(t, b, "md/md0", ActionGrown); v.FromBytes != v.ToBytes-1<<30 {
 		t.Errorf("md0: %+v", v)
+	}
+}
+
+// TestDiffEveryExampleAgainstItself: every example spec applied again, planned with its
+// own seed or another, is nothing to do.
+func TestDiffEveryExampleAgainstItself(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "examples", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		t.Run(name, func(t *testing.T) {
+			doc := exampleDoc(t, name)
+			r := deployedRecord(t, doc, "seed-a")
+			for _, seed := range []string{"seed-a", "seed-b"} {
+				b, err := Diff(r, currentOf(r), mustPlan(t, doc, nil, seed), nil)
+				if err != nil || !b.NothingToDo || b.Unforced() != nil {
+					t.Errorf("seed %s: nothing to do %v, %v; summary %q", seed, b != nil && b.NothingToDo, err, b.Summary)
+				}
+			}
+		})
 	}
 }
