@@ -12,7 +12,6 @@ import (
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/partition"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultTries is the number of trial boots a reload arms unless told otherwise.
@@ -330,25 +329,18 @@ func (r *reload) devices(ctx context.Context) (partition.Devices, error) {
 // refuseMounted refuses the reload when a filesystem it would re-create is mounted (the
 // root the node runs from, say): mkfs would pull it from under its users.
 func (r *reload) refuseMounted() error {
-	mounts, err := r.o.BootDir.Env.Sys.Mounts()
-	if err != nil {
-		return Environmentf("reload: %w", err)
-	}
 	byUUID := map[string]string{}
 	for _, t := range partition.FilesystemDevices(r.plan.Layout, r.devs) {
 		byUUID[t.FS.UUID] = t.Dev
 	}
 	for _, fs := range r.plan.Recreate {
 		dev := byUUID[fs.UUID]
-		var st unix.Stat_t
-		if err := unix.Stat(dev, &st); err != nil {
-			return Environmentf("reload: image %s: the device of its filesystem %s: %w", r.el.OSID, fs.UUID, err)
+		at, err := r.o.BootDir.Env.Sys.MountedAt(dev)
+		if err != nil {
+			return Environmentf("reload: image %s: its filesystem %s: %w", r.el.OSID, fs.UUID, err)
 		}
-		num := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
-		for _, m := range mounts {
-			if m.DevNum == num {
-				return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root with --via-ramdisk (one reboot) or --live (no reboot, same kernel)", r.el.OSID, dev, fs.UUID, fs.Mount, m.Point)
-			}
+		if at != "" {
+			return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root with --via-ramdisk (one reboot) or --live (no reboot, same kernel)", r.el.OSID, dev, fs.UUID, fs.Mount, at)
 		}
 	}
 	return nil
