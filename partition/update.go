@@ -202,14 +202,7 @@ func diskUpdateActions(d *DiskLayout, dev string, b *Breakdown) []Action {
 		return env.Sys.Reread(ctx, dev, parts)
 	}})
 	for _, p := range created {
-		node := disk.PartitionPath(dev, p.Number)
-		n := min(Align, p.SizeBytes)
-		out = append(out, Action{Desc: fmt.Sprintf("wipe the first and last MiB of the new partition %s", node), do: func(ctx context.Context, env Env) error {
-			if err := zeroRange(node, 0, n); err != nil {
-				return err
-			}
-			return zeroRange(node, p.SizeBytes-n, n)
-		}})
+		out = append(out, wipeEndsAction(disk.PartitionPath(dev, p.Number), p.SizeBytes, "the new partition "))
 	}
 	return out
 }
