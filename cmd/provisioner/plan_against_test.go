@@ -99,6 +99,10 @@ func TestPlanAgainstDiskImage(t *testing.T) {
 	if r.code != engine.ExitFailure || !strings.Contains(r.stderr, "--seed and --against exclude each other") {
 		t.Errorf("--seed with --against: exit %d\n%s", r.code, r.stderr)
 	}
+	r = runCLI(t, deployed, "plan", "-", "--against", "--device", "vda=512MiB")
+	if r.code != engine.ExitFailure || !strings.Contains(r.stderr, "not a size") {
+		t.Errorf("a simulated disk with --against: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 // checkNothingToDo: the five partitions kept, both images unchanged, the default red.
