@@ -293,3 +293,62 @@ func TestPlanAgainstBootState(t *testing.T) {
 		}
 	}
 }
+
+// withDataDisk is doc with a second disk vdb holding /srv for centos.
+func withDataDisk(t *testing.T, doc string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["partitions"] = append(m["partitions"].([]any), map[string]any{"type": "disk", "id": map[string]any{"type": "name", "value": "vdb"},
+		"volumes": []any{map[string]any{"type": "partition", "mount": "/srv", "file_system": "xfs", "size": "1 GiB", "images": []any{"centos"}}}})
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// TestPlanAgainstDiskDropped: a spec that no longer names a disk of the deploy. On the node
+// the disk is found by its recorded id and its partitions are destroyed; offline --device
+// cannot name it, which is a usage error saying to compare on the node.
+func TestPlanAgainstDiskDropped(t *testing.T) {
+	b, err := os.ReadFile("../../examples/multiboot-two-images.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	root := t.TempDir()
+	n := newDeployedNode(t, withDataDisk(t, doc), root, map[string]uint64{"vda": 16 << 30, "vdb": 2 << 30}, nil)
+	dev, sys := filepath.Join(root, "dev"), filepath.Join(root, "sys")
+	os.MkdirAll(dev, 0o755)
+	for id, img := range n.disks {
+		os.MkdirAll(filepath.Join(sys, "class", "block", id), 0o755)
+		if err := os.Rename(img, filepath.Join(dev, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := partition.Env{Run: &run.Fake{}, Sys: disk.Sys{SysRoot: sys, DevRoot: dev}}
+	got, err := PlanAgainst(context.Background(), loadString(t, doc), AgainstOptions{BootDir: BootDirOptions{Dir: n.bootDir, Env: env}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vdb []string
+	for _, v := range got.Volumes {
+		if v.Disk == "vdb" {
+			vdb = append(vdb, fmt.Sprintf("%s %s %s lost=%v", v.Name, v.Mount, v.Action, v.DataLost))
+		}
+	}
+	// The planner puts a BIOS boot partition first on every disk (boot mode both).
+	if strings.Join(vdb, ",") != "vdb#1  destroyed lost=true,vdb#2 /srv destroyed lost=true" || len(got.Disks) != 2 {
+		t.Errorf("on the node: vdb's volumes %v, %d disks drawn", vdb, len(got.Disks))
+	}
+	_, err = PlanAgainst(context.Background(), loadString(t, doc), AgainstOptions{
+		Targets: []Target{{Name: "vda", Path: filepath.Join(dev, "vda")}},
+		BootDir: BootDirOptions{Dir: n.bootDir, Env: env},
+	})
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "disk vdb") || !strings.Contains(err.Error(), "compare on the node") {
+		t.Errorf("offline: %v", err)
+	}
+}
