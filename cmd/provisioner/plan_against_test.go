@@ -182,3 +182,60 @@ func breakdownVolume(t *testing.T, b *partition.Breakdown, mount string) partiti
 	t.Fatalf("no volume %s in %+v", mount, b.Volumes)
 	return partition.VolumeChange{}
 }
+
+// twoDiskSpec is a BIOS spec of red and blue on disk vda and a /srv both mount on disk
+// vdb; vdbFirst lists vdb first, which moves the multiboot partition to it.
+func twoDiskSpec(red, blue string, vdbFirst bool) string {
+	vda := `{"type": "disk", "id": {"type": "name", "value": "vda"}, "volumes": [
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "100 MiB", "images": ["red"]},
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "100 MiB", "images": ["blue"]}]}`
+	vdb := `{"type": "disk", "id": {"type": "name", "value": "vdb"}, "volumes": [
+  {"type": "partition", "mount": "/srv", "file_system": "ext4", "size": "50 MiB", "images": ["red", "blue"]}]}`
+	disks := vda + ", " + vdb
+	if vdbFirst {
+		disks = vdb + ", " + vda
+	}
+	return fmt.Sprintf(`{"images": [
+   {"name": "red", "url": "%s", "target": "/", "boot": true},
+   {"name": "blue", "url": "%s", "target": "/"}],
+ "boot_mode": "bios", "partitions": [%s]}`, red, blue, disks)
+}
+
+// TestPlanAgainstTwoDisks: a node deployed on two disk-image files is compared through
+// both --device mappings: the same spec has nothing to do; a spec listing the data disk
+// first still finds the boot files on the second and breaks down the move of the multiboot
+// partition. Neither file changes.
+func TestPlanAgainstTwoDisks(t *testing.T) {
+	needLoopCLI(t)
+	dir := t.TempDir()
+	red, blue := "file://"+kernelTar(t, dir, "red"), kernelTar(t, dir, "blue")
+	vda, vdb := filepath.Join(dir, "vda.img"), filepath.Join(dir, "vdb.img")
+	r := runCLI(t, twoDiskSpec(red, blue, false), "deploy", "-", "--device", "vda="+vda, "--device", "vdb="+vdb,
+		"--size", "vda=400MiB", "--size", "vdb=200MiB", "--seed", "s", "--prober", "builtin", "--boot-info", "")
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	sums := [2]string{fileHash(t, vda), fileHash(t, vdb)}
+	devices := []string{"--device", "vdb=" + vdb, "--device", "vda=" + vda}
+	r = runCLI(t, twoDiskSpec(red, blue, false), append([]string{"plan", "-", "--against"}, devices...)...)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "nothing to do: 2 images unchanged, 6 volumes kept\n") {
+		t.Errorf("same spec: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, twoDiskSpec(red, blue, true), append([]string{"plan", "-", "--against", "--json"}, devices...)...)
+	var b partition.Breakdown
+	if err := json.Unmarshal([]byte(r.stdout), &b); err != nil || r.code != 0 {
+		t.Fatalf("vdb first: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	moved := map[string]partition.VolumeAction{}
+	for _, v := range b.Volumes {
+		if v.Role == "multiboot" {
+			moved[v.Disk] = v.Action
+		}
+	}
+	if moved["vda"] != partition.ActionDestroyed || moved["vdb"] != partition.ActionCreated {
+		t.Errorf("multiboot partition: %v\n%s", moved, b.Summary)
+	}
+	if got := [2]string{fileHash(t, vda), fileHash(t, vdb)}; got != sums {
+		t.Error("plan --against changed a disk image")
+	}
+}
