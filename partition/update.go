@@ -192,7 +192,7 @@ func diskUpdateActions(d *DiskLayout, dev string, b *Breakdown) []Action {
 		return nil
 	}
 	out := []Action{{Desc: fmt.Sprintf("rewrite the GPT of %s: %d partitions, the kept ones where they are", dev, len(d.Partitions)), do: func(ctx context.Context, env Env) error {
-		return writeGPT(ctx, dev, d)
+		return rewriteGPT(ctx, dev, d)
 	}}}
 	parts := make([]disk.Part, len(d.Partitions))
 	for i, p := range d.Partitions {

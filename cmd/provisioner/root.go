@@ -71,7 +71,7 @@ signal exits at once (128 + the signal's number), without cleaning up.`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s), newDeployCmd(s),
-		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newReloadCmd(s), newConfirmCmd(s), newConfinedProberCmd(),
+		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newReloadCmd(s), newUpdateCmd(s), newConfirmCmd(s), newConfinedProberCmd(),
 		newAgentCmd(s), newRamdiskBootCmd(s), newRebootCmd(s), newFleetlockCmd(s))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())

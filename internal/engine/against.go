@@ -89,12 +89,18 @@ func openAgainstBootDir(ctx context.Context, o AgainstOptions, targets []*target
 	return nil, Environmentf("no disk given with --device holds the boot files: %w", errors.Join(errs...))
 }
 
-// against is one run of PlanAgainst.
+// against is one run of PlanAgainst, and the reading part of an Update.
 type against struct {
 	o       AgainstOptions
 	spec    *schema.Spec
 	bd      *BootDir
 	targets []*target
+	// What run read and planned: the deploy's record, the disks as they are, the spec's
+	// plan on them and its images' digests.
+	rec     *partition.Record
+	cur     *partition.Current
+	next    *partition.Layout
+	digests map[string]string
 }
 
 // onNode reports whether the node is looked at from inside (no --device): only then are
@@ -115,6 +121,7 @@ func (a *against) run(ctx context.Context) (*partition.Breakdown, error) {
 		return nil, Environmentf("plan --against %s: %w", a.bd.Source, err)
 	}
 	cur := &partition.Current{Disks: map[string]*partition.CurrentDisk{}}
+	a.rec, a.cur = rec, cur
 	if err := a.boot(ctx, cur); err != nil {
 		return nil, err
 	}
@@ -130,10 +137,11 @@ func (a *against) run(ctx context.Context) (*partition.Breakdown, error) {
 	if err := a.lvm(ctx, rec.Layout, next, cur); err != nil {
 		return nil, err
 	}
-	digests, err := a.digests(ctx, next)
+	digests, err := a.resolveDigests(ctx, next)
 	if err != nil {
 		return nil, err
 	}
+	a.next, a.digests = next, digests
 	return partition.Diff(rec, cur, next, digests)
 }
 

@@ -107,11 +107,11 @@ func recordedLVM(l *partition.Layout) (lvs, free map[string]uint64) {
 	return lvs, free
 }
 
-// digests resolves the checksums of next's images as a deploy does before it writes: a
+// resolveDigests resolves the checksums of next's images as a deploy does before it writes: a
 // checksum file (URL or path) is fetched and the image's line picked, a plain digest is
 // taken as it is. rsync sources have none and are skipped (a deploy would ask their
 // daemon). The errors are image errors, naming the image.
-func (a *against) digests(ctx context.Context, next *partition.Layout) (map[string]string, error) {
+func (a *against) resolveDigests(ctx context.Context, next *partition.Layout) (map[string]string, error) {
 	var ims []*partition.Image
 	for _, im := range next.Images {
 		if im.Checksum != "" && !schema.IsRsyncSource(im.URL) {

@@ -297,27 +297,32 @@ func (r *reload) bootedRoot(ctx context.Context) string {
 	return BootedRootUUID(ctx, r.o.BootDir.Env)
 }
 
-// devices maps the recorded disks to block devices: offline, the disk (or the loop device
-// of the image file) given with --device; on the node, each disk found by its spec id and
-// locked as a deploy locks it.
+// devices maps the recorded disks to block devices (see layoutDevices).
 func (r *reload) devices(ctx context.Context) (partition.Devices, error) {
-	l := r.rec.Layout
+	return layoutDevices(ctx, r.bd, r.o.BootDir, r.rec.Layout, "reload")
+}
+
+// layoutDevices maps the disks of l to block devices: offline, the disk (or the loop
+// device of the image file) given with --device, which holds the boot files bd; on the
+// node, each disk found by its spec id and locked as a deploy locks it. op names the
+// command in errors.
+func layoutDevices(ctx context.Context, bd *BootDir, o BootDirOptions, l *partition.Layout, op string) (partition.Devices, error) {
 	devs := partition.Devices{}
-	if r.o.BootDir.Device != "" {
+	if o.Device != "" {
 		if len(l.Disks) != 1 {
-			return nil, Usagef("reload: the node's plan has %d disks; offline, --device gives one: reload it on the node", len(l.Disks))
+			return nil, Usagef("%s: the node's plan has %d disks; offline, --device gives one: %s it on the node", op, len(l.Disks), op)
 		}
-		devs[l.Disks[0].ID.Value] = r.bd.Disk
+		devs[l.Disks[0].ID.Value] = bd.Disk
 		return devs, nil
 	}
 	for _, d := range l.Disks {
-		p, err := r.o.BootDir.Env.Sys.Resolve(ctx, d.ID.Type, d.ID.Value)
+		p, err := o.Env.Sys.Resolve(ctx, d.ID.Type, d.ID.Value)
 		if err != nil {
-			return nil, Environmentf("reload: disk %s: %w", d.ID, err)
+			return nil, Environmentf("%s: disk %s: %w", op, d.ID, err)
 		}
 		p = canonicalDev(p)
-		if p != canonicalDev(r.bd.Disk) {
-			if err := r.bd.lock(ctx, r.o.BootDir, p, "disk "+d.ID.String()); err != nil {
+		if p != canonicalDev(bd.Disk) {
+			if err := bd.lock(ctx, o, p, "disk "+d.ID.String()); err != nil {
 				return nil, err
 			}
 		}
