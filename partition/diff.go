@@ -96,6 +96,22 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 // A change the policy or keep_data forbids is a *RefusedError listing every problem; the
 // break-down is returned with it, so that it can be printed. Diff reads no disk.
 func Diff(old *Record, cur *Current, next *Layout, digests map[string]string) (*Breakdown, error) {
+	return DiffWith(old, cur, next, digests, DiffOptions{})
+}
+
+// reasonNotInSpec is the reason of a volume destroyed because the spec dropped it.
+const reasonNotInSpec = "not in the spec"
+
+// DiffOptions change what a break-down does with volumes the spec dropped.
+type DiffOptions struct {
+	// RemoveData destroys the partitions and logical volumes of images the spec removed;
+	// without it they are left alone (kept as they are, outside the spec), so that
+	// removing an image from a spec never loses its data by itself.
+	RemoveData bool
+}
+
+// DiffWith is Diff with options.
+func DiffWith(old *Record, cur *Current, next *Layout, digests map[string]string, opt DiffOptions) (*Breakdown, error) {
 	switch {
 	case old == nil || old.Layout == nil:
 		return nil, errors.New("diff: no record of the deployed layout")
@@ -104,7 +120,7 @@ func Diff(old *Record, cur *Current, next *Layout, digests map[string]string) (*
 	case cur == nil:
 		return nil, errors.New("diff: no probe of the disks as they are")
 	}
-	d := &differ{old: old, oldL: old.Layout, cur: cur, next: next, digests: digests, fates: map[string]*VolumeChange{}}
+	d := &differ{old: old, oldL: old.Layout, cur: cur, next: next, digests: digests, fates: map[string]*VolumeChange{}, opt: opt}
 	if err := d.partitions(); err != nil {
 		return nil, err
 	}
@@ -122,6 +138,7 @@ func Diff(old *Record, cur *Current, next *Layout, digests map[string]string) (*
 
 // differ holds the inputs and the findings of one Diff.
 type differ struct {
+	opt     DiffOptions
 	old     *Record
 	oldL    *Layout
 	cur     *Current
@@ -192,4 +209,27 @@ func (d *differ) policy() {
 			d.refuse(v.Name, "would be %s; partitions_policy %s with keep_data only adds volumes and grows them into free space", v.Action, d.next.Policy)
 		}
 	}
+}
+
+// orphan reports whether a volume holding fs, which the new plan drops, belongs only to
+// images the new plan drops too: such a volume is left alone unless RemoveData.
+func (d *differ) orphan(fs *Filesystem) bool {
+	if d.opt.RemoveData || fs == nil || len(fs.Images) == 0 {
+		return false
+	}
+	for _, name := range fs.Images {
+		for _, im := range d.next.Images {
+			if im.Name == name {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// leaveAlone turns the destroyed volume v, whose images are all removed, into one the
+// update leaves as it is.
+func leaveAlone(v *VolumeChange, images []string) {
+	v.Action, v.DataLost = ActionKept, false
+	v.Reason = fmt.Sprintf("left alone: its image(s) %s left the spec (--remove-data destroys it)", strings.Join(images, ", "))
 }

@@ -179,16 +179,35 @@ func checkImageAdded(t *testing.T, b *Breakdown, err error) {
 	}
 }
 
-// checkImageRemoved: debian's root is destroyed, saying its data is lost.
+// checkImageRemoved: debian's entry leaves the menu; its root is left alone (its data
+// kept, outside the spec), and destroyed only with RemoveData.
 func checkImageRemoved(t *testing.T, b *Breakdown, err error) {
 	if im := findImage(t, b, "debian"); im.Action != ImageRemoved || im.NeedsReboot {
 		t.Errorf("debian: %+v", im)
 	}
-	if v := findVolume(t, b, "vda#7", ActionDestroyed); !v.DataLost {
-		t.Errorf("vda#6: %+v", v)
+	if v := findVolume(t, b, "vda#7", ActionKept); v.DataLost || !strings.Contains(v.Reason, "left alone: its image(s) debian left the spec") {
+		t.Errorf("vda#7: %+v", v)
 	}
 	if got := b.Bootloader.Removed; len(got) != 1 || got[0] != "debian" {
 		t.Errorf("entries removed %v", got)
+	}
+	if strings.Contains(b.Summary, "DATA LOST") {
+		t.Errorf("summary %q", b.Summary)
+	}
+}
+
+// TestDiffRemoveData: with RemoveData the root of the removed image is destroyed, saying
+// its data is lost.
+func TestDiffRemoveData(t *testing.T) {
+	mb := exampleDoc(t, "multiboot-two-images")
+	r := deployedRecord(t, editDoc(t, mb, withThirdImage), "seed-a")
+	next := mustPlan(t, mb, nil, r.Layout.Seed)
+	b, err := DiffWith(r, currentOf(r), next, nil, DiffOptions{RemoveData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := findVolume(t, b, "vda#7", ActionDestroyed); !v.DataLost || v.Reason != "not in the spec" {
+		t.Errorf("vda#7: %+v", v)
 	}
 	if !strings.Contains(b.Summary, "DATA LOST on 1 volume") {
 		t.Errorf("summary %q", b.Summary)

@@ -38,11 +38,15 @@ func (d *differ) vg(name string, ovg, nvg *VG) {
 	if ovg != nil {
 		for _, lv := range ovg.LVs {
 			if !used[lv.Name] {
-				why := "not in the spec"
+				why := reasonNotInSpec
 				if lost != "" {
 					why = lost
 				}
-				changes = append(changes, destroyedLV(name, lv, d.lvSize(name, lv), why))
+				v := destroyedLV(name, lv, d.lvSize(name, lv), why)
+				if lost == "" && d.orphan(lv.FS) {
+					leaveAlone(v, lv.FS.Images)
+				}
+				changes = append(changes, v)
 			}
 		}
 	}

@@ -61,7 +61,11 @@ func (d *differ) disk(id string, nd *DiskLayout) error {
 	}
 	for _, n := range sortedNumbers(now) {
 		if !used[n] {
-			changes = append(changes, destroyedPart(id, now[n], cd.SectorSize, "not in the spec"))
+			v := destroyedPart(id, now[n], cd.SectorSize, reasonNotInSpec)
+			if rec := now[n].rec; rec != nil && d.orphan(rec.FS) {
+				leaveAlone(v, rec.FS.Images)
+			}
+			changes = append(changes, v)
 		}
 	}
 	for _, v := range changes {

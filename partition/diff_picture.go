@@ -54,9 +54,17 @@ func picture(id string, cd *CurrentDisk, nd *DiskLayout, now map[int]*before, ch
 	for _, n := range sortedNumbers(now) {
 		was = append(was, segment{number: n, start: now[n].Start, end: now[n].End, mark: markOf(fate[n])})
 	}
+	planned := map[int]bool{}
 	if nd != nil {
 		for _, p := range nd.Partitions {
+			planned[p.Number] = true
 			will = append(will, segment{number: p.Number, start: p.Start, end: p.End, mark: markOf(made[p.Number])})
+		}
+	}
+	for _, v := range changes {
+		// A partition left alone stays where it is, outside the spec.
+		if b := now[v.Number]; v.Action == ActionKept && !planned[v.Number] && b != nil {
+			will = append(will, segment{number: v.Number, start: b.Start, end: b.End, mark: markKept})
 		}
 	}
 	align := Align / ss

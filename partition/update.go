@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
@@ -23,10 +24,11 @@ var ErrNotInPlace = errors.New("not an in-place change")
 // the new plan gave it; created volumes keep next's fresh identities. A changed label of a
 // kept filesystem is not applied: the filesystem keeps the label it has.
 //
-// A break-down that destroys or re-creates a volume is refused with ErrNotInPlace: an
-// update only adds and grows volumes.
-func UpdateLayout(old, next *Layout, b *Breakdown) (*Layout, error) {
-	if err := inPlace(b); err != nil {
+// A break-down that re-creates a volume, or destroys one other than a volume the spec
+// dropped with removeData, is refused with ErrNotInPlace: an update adds and grows
+// volumes, leaves those of removed images alone, and with removeData removes them.
+func UpdateLayout(old, next *Layout, b *Breakdown, removeData bool) (*Layout, error) {
+	if err := inPlace(b, removeData); err != nil {
 		return nil, err
 	}
 	m, err := cloneLayout(next)
@@ -45,7 +47,11 @@ func UpdateLayout(old, next *Layout, b *Breakdown) (*Layout, error) {
 				keepIdentity(p.FS, op.FS)
 			}
 		}
+		if err := keepLeftAlone(d, od, b); err != nil {
+			return nil, err
+		}
 	}
+	keepLeftAloneLVs(m, old, b)
 	for _, r := range m.RAIDs {
 		if or := findRAID(old, r.Name); or != nil && kept(b, "md/"+r.Name) {
 			r.UUID = or.UUID
@@ -64,14 +70,60 @@ func UpdateLayout(old, next *Layout, b *Breakdown) (*Layout, error) {
 	return m, nil
 }
 
-// inPlace refuses a break-down with a volume an update cannot change in place.
-func inPlace(b *Breakdown) error {
+// inPlace refuses a break-down with a volume an update cannot change in place: a volume
+// re-created, or destroyed (one the spec dropped is destroyed with removeData).
+func inPlace(b *Breakdown, removeData bool) error {
 	for _, v := range b.Volumes {
 		switch {
+		case v.Action == ActionDestroyed && removeData && v.Reason == reasonNotInSpec:
 		case v.Action == ActionDestroyed || v.Action == ActionRecreated:
 			return fmt.Errorf("%s would be %s (%s): %w; an update adds and grows volumes, a redeploy re-creates them", v.Name, v.Action, v.Reason, ErrNotInPlace)
 		case v.Action == ActionGrown && v.Kind == KindRAID:
 			return fmt.Errorf("md array %s would grow: %w; grow it with mdadm --grow, or redeploy", v.Name, ErrNotInPlace)
+		}
+	}
+	return nil
+}
+
+// keepLeftAlone puts into the merged disk d the partitions of the deployed disk od the
+// break-down leaves alone (those of removed images), where they are, so that the
+// rewritten GPT keeps them.
+func keepLeftAlone(d, od *DiskLayout, b *Breakdown) error {
+	planned := map[int]bool{}
+	for _, p := range d.Partitions {
+		planned[p.Number] = true
+	}
+	for _, op := range od.Partitions {
+		v := volumeChange(b, fmt.Sprintf("%s#%d", od.ID.Value, op.Number))
+		if planned[op.Number] || v == nil || v.Action != ActionKept {
+			continue
+		}
+		c := *op
+		d.Partitions = append(d.Partitions, &c)
+	}
+	sort.Slice(d.Partitions, func(i, j int) bool { return d.Partitions[i].Number < d.Partitions[j].Number })
+	return d.Validate()
+}
+
+// keepLeftAloneLVs puts into the merged layout m the logical volumes of old the
+// break-down leaves alone, in their groups.
+func keepLeftAloneLVs(m, old *Layout, b *Breakdown) {
+	for _, vg := range m.VGs {
+		for _, olv := range vgLVs(old, vg.Name) {
+			v := volumeChange(b, vg.Name+"/"+olv.Name)
+			if findLV(m, vg.Name, olv.Name) == nil && v != nil && v.Action == ActionKept {
+				c := *olv
+				vg.LVs = append(vg.LVs, &c)
+			}
+		}
+	}
+}
+
+// vgLVs returns the logical volumes of l's group named name.
+func vgLVs(l *Layout, name string) []*LV {
+	for _, g := range l.VGs {
+		if g.Name == name {
+			return g.LVs
 		}
 	}
 	return nil
@@ -148,14 +200,20 @@ func findLV(l *Layout, vg, lv string) *LV {
 // volume resized, each logical volume created or extended; then the created filesystems
 // made and the grown ones grown (see growFS). Kept volumes are not written. A break-down
 // with nothing to change in the layout gives no step.
-func UpdateActions(old, merged *Layout, b *Breakdown, devs Devices) ([]Action, error) {
-	if err := inPlace(b); err != nil {
+func UpdateActions(old, merged *Layout, b *Breakdown, devs Devices, removeData bool) ([]Action, error) {
+	if err := inPlace(b, removeData); err != nil {
 		return nil, err
 	}
 	if err := checkDevices(merged, devs); err != nil {
 		return nil, err
 	}
 	var out []Action
+	for _, v := range b.Volumes {
+		// Before the partition under it leaves the table.
+		if v.Kind == KindLV && v.Action == ActionDestroyed {
+			out = append(out, Action{Desc: "remove logical volume " + v.Name + " (--remove-data)", Argv: []string{"lvm", "lvremove", "-y", v.Name}})
+		}
+	}
 	for _, d := range merged.Disks {
 		out = append(out, diskUpdateActions(d, devs[d.ID.Value], b)...)
 	}
@@ -178,6 +236,11 @@ func UpdateActions(old, merged *Layout, b *Breakdown, devs Devices) ([]Action, e
 func diskUpdateActions(d *DiskLayout, dev string, b *Breakdown) []Action {
 	var created []*Partition
 	changed := false
+	for _, v := range b.Volumes {
+		if v.Kind == KindPartition && v.Disk == d.ID.Value && v.Action == ActionDestroyed {
+			changed = true // removed from the table with --remove-data
+		}
+	}
 	for _, p := range d.Partitions {
 		switch v := volumeChange(b, fmt.Sprintf("%s#%d", d.ID.Value, p.Number)); {
 		case v == nil:

@@ -17,7 +17,7 @@ func updateCase(t *testing.T, oldDoc, newDoc string) (*Record, *Layout, *Breakdo
 	if err != nil {
 		t.Fatalf("Diff: %v", err)
 	}
-	m, err := UpdateLayout(r.Layout, next, b)
+	m, err := UpdateLayout(r.Layout, next, b, false)
 	if err != nil {
 		t.Fatalf("UpdateLayout: %v", err)
 	}
@@ -86,7 +86,7 @@ func TestUpdateActionsAddAndGrow(t *testing.T) {
 		setVolumes(m, 0, append(diskVolumes(m, 0), map[string]any{"type": "partition", "mount": "/srv", "file_system": "xfs", "size": "1 GiB", "images": stringList("centos")}))
 	})
 	r, _, b, m := updateCase(t, mb, grown)
-	acts, err := UpdateActions(r.Layout, m, b, devs)
+	acts, err := UpdateActions(r.Layout, m, b, devs, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +104,13 @@ func TestUpdateActionsAddAndGrow(t *testing.T) {
 	}
 
 	_, _, b, m = updateCase(t, mb, mb)
-	if acts, err := UpdateActions(r.Layout, m, b, devs); err != nil || len(acts) != 0 {
+	if acts, err := UpdateActions(r.Layout, m, b, devs, false); err != nil || len(acts) != 0 {
 		t.Errorf("the same spec: %v, steps:\n%s", err, stepsText(acts))
 	}
 
 	c := lvGrownCase(t)
 	r, _, b, m = updateCase(t, c.old, c.new)
-	acts, err = UpdateActions(r.Layout, m, b, devs)
+	acts, err = UpdateActions(r.Layout, m, b, devs, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,10 +137,46 @@ func TestUpdateRefusesWhatIsNotInPlace(t *testing.T) {
 	if b == nil {
 		t.Fatalf("Diff: %v", err)
 	}
-	if _, err := UpdateLayout(r.Layout, next, b); !errors.Is(err, ErrNotInPlace) || !strings.Contains(err.Error(), "vda#5") {
+	if _, err := UpdateLayout(r.Layout, next, b, false); !errors.Is(err, ErrNotInPlace) || !strings.Contains(err.Error(), "vda#5") {
 		t.Errorf("UpdateLayout: %v, want ErrNotInPlace naming vda#5", err)
 	}
-	if _, err := UpdateActions(r.Layout, next, b, Devices{"vda": "/dev/loop7"}); !errors.Is(err, ErrNotInPlace) {
+	if _, err := UpdateActions(r.Layout, next, b, Devices{"vda": "/dev/loop7"}, false); !errors.Is(err, ErrNotInPlace) {
 		t.Errorf("UpdateActions: %v, want ErrNotInPlace", err)
+	}
+}
+
+// TestUpdateRemovedImage: the root of an image removed from the spec stays in the table,
+// where it is, with its GUID (the GPT is not even rewritten: nothing else changes);
+// with removeData it leaves the table.
+func TestUpdateRemovedImage(t *testing.T) {
+	mb := exampleDoc(t, "multiboot-two-images")
+	devs := Devices{"vda": "/dev/loop7"}
+	r, _, b, m := updateCase(t, editDoc(t, mb, withThirdImage), mb)
+	od, md := r.Layout.Disks[0], m.Disks[0]
+	if len(md.Partitions) != len(od.Partitions) || md.Partitions[6].GUID != od.Partitions[6].GUID || md.Partitions[6].Start != od.Partitions[6].Start {
+		t.Fatalf("merged partitions %d (want %d), the left one %+v", len(md.Partitions), len(od.Partitions), md.Partitions[len(md.Partitions)-1])
+	}
+	if len(m.Images) != 2 {
+		t.Errorf("merged images %d, want 2", len(m.Images))
+	}
+	if acts, err := UpdateActions(r.Layout, m, b, devs, false); err != nil || len(acts) != 0 {
+		t.Errorf("steps: %v\n%s", err, stepsText(acts))
+	}
+
+	next := mustPlan(t, mb, nil, "seed-b")
+	b, err := DiffWith(r, currentOf(r), next, nil, DiffOptions{RemoveData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UpdateLayout(r.Layout, next, b, false); !errors.Is(err, ErrNotInPlace) {
+		t.Errorf("a destroyed root without removeData: %v", err)
+	}
+	m, err = UpdateLayout(r.Layout, next, b, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := UpdateActions(r.Layout, m, b, devs, true)
+	if got := stepsText(acts); err != nil || len(m.Disks[0].Partitions) != 6 || !strings.Contains(got, "rewrite the GPT of /dev/loop7: 6 partitions") {
+		t.Errorf("with removeData: %v, %d partitions, steps:\n%s", err, len(m.Disks[0].Partitions), got)
 	}
 }

@@ -13,10 +13,11 @@ import (
 
 func newPlanCmd(s *streams) *cobra.Command {
 	var (
-		devices []string
-		seed    string
-		asJSON  bool
-		against bool
+		devices    []string
+		seed       string
+		asJSON     bool
+		against    bool
+		removeData bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan SPEC [--device NAME=SIZE|PATH ...] [--against]",
@@ -69,7 +70,7 @@ with every reason and exits 3.`,
 				targets = append(targets, t)
 			}
 			if against {
-				return planAgainst(cmd.Context(), s, spec, targets, asJSON)
+				return planAgainst(cmd.Context(), s, spec, targets, asJSON, removeData)
 			}
 			if seed == "" {
 				if seed, err = engine.NewSeed(); err != nil {
@@ -95,6 +96,7 @@ with every reason and exits 3.`,
 	cmd.Flags().StringArrayVar(&devices, "device", nil, "NAME=SIZE[:SECTOR] or NAME=PATH for a disk of the spec (repeatable)")
 	cmd.Flags().StringVar(&seed, "seed", "", "seed for every GUID and UUID (default: random, printed)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full plan (or the problems, or the break-down) as JSON")
+	cmd.Flags().BoolVar(&removeData, "remove-data", false, "with --against: break down the volumes of removed images as destroyed, as update --remove-data does (default: left alone)")
 	cmd.Flags().BoolVar(&against, "against", false, "compare with the deployed node (its disks, or those of --device) and print what would change")
 	return cmd
 }
@@ -102,9 +104,9 @@ with every reason and exits 3.`,
 // planAgainst prints the break-down of applying spec to the deployed node. A refused
 // spec's break-down is printed too, with its reasons; the refusal then selects the exit
 // code without being printed again.
-func planAgainst(ctx context.Context, s *streams, spec *schema.Spec, targets []engine.Target, asJSON bool) error {
+func planAgainst(ctx context.Context, s *streams, spec *schema.Spec, targets []engine.Target, asJSON, removeData bool) error {
 	o := engine.AgainstOptions{
-		Targets: targets,
+		Targets: targets, RemoveData: removeData,
 		BootDir: engine.BootDirOptions{Env: engine.HostEnv(nil), LockWait: defaultLockWait},
 		Note:    func(n string) { fmt.Fprintf(s.err, "note: %s\n", n) },
 	}

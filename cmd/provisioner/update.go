@@ -21,14 +21,14 @@ func newUpdateCmd(s *streams) *cobra.Command {
 		o       engine.UpdateOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "update SPEC [--device NAME=PATH ...] [--yes] [--force] [--tries N | --no-trial] [--prober P]",
+		Use:   "update SPEC [--device NAME=PATH ...] [--yes] [--force] [--remove-data] [--tries N | --no-trial] [--prober P]",
 		Short: "Apply a changed spec to a deployed node: only what changed, one commit at the end",
 		Long: `update compares SPEC with the deployed node as plan --against does, prints the
 break-down, asks on a terminal unless --yes, then applies only what changed: volumes
 added and grown in place (the kept ones untouched, with their UUIDs), the updated images
 reloaded (their own filesystems re-created, keep_data and shared ones kept), the added
 images deployed, removed images' entries dropped from the menu (their volumes are left
-as they are), and one commit of the menu, boot-info.json, the plan record, the history and
+as they are, unless --remove-data), and one commit of the menu, boot-info.json, the plan record, the history and
 grubenv at the end. When the default image is rewritten, the default first moves to an
 image the update leaves alone, and the new default then boots on trial (--tries, default
 ` + fmt.Sprint(engine.DefaultTries) + `) with that image to fall back to; --no-trial makes it the default at once.
@@ -64,6 +64,7 @@ On the node, SPEC's own disks and the running system's boot files are used; offl
 	}
 	cmd.Flags().StringArrayVar(&devices, "device", nil, "NAME=PATH: the spec's disk as a block device or disk-image file (offline)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking")
+	cmd.Flags().BoolVar(&o.Against.RemoveData, "remove-data", false, "destroy the volumes of images the spec removed (default: leave them as they are)")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "also apply images already deployed (no-ops) and downgrades")
 	cmd.Flags().IntVar(&o.Tries, "tries", 0, fmt.Sprintf("boot a rewritten default image on trial this many times before grub rolls back (default %d)", engine.DefaultTries))
 	cmd.Flags().BoolVar(&o.NoTrial, "no-trial", false, "make a rewritten default image the default at once, without a trial")

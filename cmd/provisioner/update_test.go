@@ -132,3 +132,68 @@ func TestUpdateDiskImage(t *testing.T) {
 		t.Error("the forced update changed red's root partition")
 	}
 }
+
+// greenSpec is againstSpec (100 MiB red root, 50 MiB /srv/data, clean) with red from
+// redURL and, when greenURL is set, a third OS image green with its own 40 MiB root after
+// /srv/data.
+func greenSpec(redURL, blueURL, blueSum, greenURL string) string {
+	spec := againstSpec(redURL, blueURL, blueSum, 100, 50, false)
+	if greenURL == "" {
+		return spec
+	}
+	spec = strings.Replace(spec, `"target": "/", "checksum"`, `"target": "/", "checksum"`, 1)
+	spec = strings.Replace(spec, `"checksum": "`+blueSum+`"}]`, `"checksum": "`+blueSum+`"},
+   {"name": "green", "url": "`+greenURL+`", "target": "/"}]`, 1)
+	return strings.Replace(spec, `"images": ["red", "blue"]}]}]}`, `"images": ["red", "blue"]},
+  {"type": "partition", "mount": "/", "file_system": "ext4", "size": "40 MiB", "images": ["green"]}]}]}`, 1)
+}
+
+// TestUpdateDefaultAddRemove: an update that rewrites red, the default, and adds green
+// leaves red on trial with blue (untouched) to fall back to, and green in the menu on a
+// new partition; removing green from the spec drops its entry and leaves its partition
+// where it is; --remove-data then removes the partition (a loop-device test).
+func TestUpdateDefaultAddRemove(t *testing.T) {
+	needLoopCLI(t)
+	dir := t.TempDir()
+	red, red2, blue := "file://"+kernelTar(t, dir, "red"), "file://"+kernelTar(t, dir, "red2"), kernelTar(t, dir, "blue")
+	green := "file://" + kernelTar(t, dir, "green")
+	img := filepath.Join(dir, "disk.img")
+	r := runCLI(t, greenSpec(red, blue, fileDigest(t, blue), ""), "deploy", "-", "--device", "vda="+img, "--size", "vda=512MiB", "--seed", "s", "--prober", "builtin", "--boot-info", "")
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	blueRoot := partitionHash(t, img, 4)
+	r = runCLI(t, greenSpec(red2, blue, fileDigest(t, blue), green), "update", "-", "--device", "vda="+img, "--yes", "--tries", "2")
+	if r.code != 0 || !strings.Contains(r.stdout, "updated: red boots next on trial (2 tries)") {
+		t.Fatalf("update: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if partitionHash(t, img, 4) != blueRoot {
+		t.Error("the update changed blue's root")
+	}
+	l := runCLI(t, "", "list", "--device", img)
+	if l.code != 0 || !strings.Contains(l.stdout, "green") || !strings.Contains(l.stdout, "trial") {
+		t.Errorf("list after the update: exit %d\n%s%s", l.code, l.stdout, l.stderr)
+	}
+	t.Logf("list after the update:\n%s", l.stdout)
+	if p := imagePartition(t, img, 6); (p.End-p.Start+1)*512 != 40<<20 {
+		t.Errorf("green's partition: %+v", p)
+	}
+
+	r = runCLI(t, greenSpec(red2, blue, fileDigest(t, blue), ""), "update", "-", "--device", "vda="+img, "--yes", "--no-trial")
+	if r.code != 0 || !strings.Contains(r.stdout, "left alone") {
+		t.Fatalf("update removing green: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	l = runCLI(t, "", "list", "--device", img)
+	if strings.Contains(l.stdout, "green") {
+		t.Errorf("green still in the menu:\n%s", l.stdout)
+	}
+	imagePartition(t, img, 6) // still there
+	r = runCLI(t, greenSpec(red2, blue, fileDigest(t, blue), ""), "update", "-", "--device", "vda="+img, "--yes", "--remove-data")
+	if r.code != 0 {
+		t.Fatalf("update --remove-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	tab, err := partition.ReadTable(context.Background(), img, 512)
+	if err != nil || len(tab.Partitions) != 5 {
+		t.Errorf("after --remove-data: %v, %+v", err, tab)
+	}
+}

@@ -25,6 +25,9 @@ type AgainstOptions struct {
 	BootDir BootDirOptions
 	// Fetcher fetches the checksum files the spec's images name (nil: defaults).
 	Fetcher *deploy.Fetcher
+	// RemoveData breaks down the volumes of images the spec removed as destroyed; without
+	// it they are left alone.
+	RemoveData bool
 	// Note, when set, receives what the caller should know about how the disks were
 	// compared (offline, the logical volumes are the record's).
 	Note func(string)
@@ -142,7 +145,7 @@ func (a *against) run(ctx context.Context) (*partition.Breakdown, error) {
 		return nil, err
 	}
 	a.next, a.digests = next, digests
-	return partition.Diff(rec, cur, next, digests)
+	return partition.DiffWith(rec, cur, next, digests, partition.DiffOptions{RemoveData: a.o.RemoveData})
 }
 
 // boot reads boot-info.json and grubenv into cur: the entries, the default and, on the

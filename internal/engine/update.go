@@ -9,6 +9,7 @@ import (
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
+	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
 )
@@ -160,7 +161,7 @@ type updater struct {
 // the entry that boots while the default image is rewritten.
 func (u *updater) prepare(ctx context.Context) error {
 	var err error
-	if u.merged, err = partition.UpdateLayout(u.a.rec.Layout, u.a.next, u.b); err != nil {
+	if u.merged, err = partition.UpdateLayout(u.a.rec.Layout, u.a.next, u.b, u.a.o.RemoveData); err != nil {
 		return Environmentf("update: %w", err)
 	}
 	bo := u.a.o.BootDir
@@ -205,6 +206,15 @@ func (u *updater) refuseMounted() error {
 	byUUID := map[string]string{}
 	for _, t := range partition.FilesystemDevices(u.merged, u.devs) {
 		byUUID[t.FS.UUID] = t.Dev
+	}
+	for _, v := range u.b.Volumes {
+		if v.Kind != partition.KindPartition || v.Action != partition.ActionDestroyed {
+			continue
+		}
+		dev := disk.PartitionPath(u.devs[v.Disk], v.Number)
+		if at, err := u.a.o.BootDir.Env.Sys.MountedAt(dev); err == nil && at != "" {
+			return Environmentf("update: %s (%s), which --remove-data removes, is mounted at %s: unmount it first", v.Name, dev, at)
+		}
 	}
 	for _, im := range u.updated {
 		p, err := partition.PlanReload(u.merged, im.Name)

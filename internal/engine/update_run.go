@@ -55,7 +55,7 @@ func (u *updater) fail(ctx context.Context, err error) error {
 // write changes the disks and commits the boot files.
 func (u *updater) write(ctx context.Context, res *UpdateResult) (*bootloader.BootInfo, error) {
 	env := u.a.o.BootDir.Env
-	actions, err := partition.UpdateActions(u.a.rec.Layout, u.merged, u.b, u.devs)
+	actions, err := partition.UpdateActions(u.a.rec.Layout, u.merged, u.b, u.devs, u.a.o.RemoveData)
 	if err != nil {
 		return nil, Environmentf("update: %w", err)
 	}
