@@ -167,6 +167,7 @@ func TestUpdateDefaultAddRemove(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "updated: red boots next on trial (2 tries)") {
 		t.Fatalf("update: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("update:\n%s", r.stdout)
 	if partitionHash(t, img, 4) != blueRoot {
 		t.Error("the update changed blue's root")
 	}
