@@ -16,9 +16,13 @@ import (
 // RamdiskGrubID makes the kept deploy ramdisk the default (the ramdisk reloading a
 // single-image node's root). A rollback grub
 // made is noted first (NoteRollback), since the reload clears the trial's variables. It returns the
-// element the default moved to, nil when it did not move. The files are written by Commit
+// element the default moved to, nil when it did not move. op names the operation in the
+// history record of the move ("": "reload"). The files are written by Commit
 // without a menu: grubenv first, then boot-info.json and the history record.
-func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Element, error) {
+func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int, op string) (*Element, error) {
+	if op == "" {
+		op = "reload"
+	}
 	// A rollback grub made and nobody noted yet would be lost with the trial's variables.
 	if _, err := NoteRollback(ctx, dir); err != nil {
 		return nil, err
@@ -47,8 +51,8 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 			bi.CurrentElement = to.GrubID
 		}
 		s.Env = env
-		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: ResultOK,
-			Detail:    fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID),
+		s.History = &HistoryEntry{Operation: op, From: el.OSID, To: to.OSID, Result: ResultOK,
+			Detail:    fmt.Sprintf("default moved from %s to %s while %s is %s", el.OSID, to.OSID, el.OSID, rewrittenBy(op)),
 			FromImage: elementVersion(el), ToImage: elementVersion(to)}
 		moved = to
 	}
@@ -56,6 +60,15 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 		return nil, fmt.Errorf("reload: marking %s as being reloaded in %s: %w", el.OSID, dir, err)
 	}
 	return moved, nil
+}
+
+// rewrittenBy says how op rewrites an image's root, for the history: "reloaded" by a
+// reload, "updated" by an update.
+func rewrittenBy(op string) string {
+	if op == "update" {
+		return "updated"
+	}
+	return "reloaded"
 }
 
 // moveTarget is the element BeginReload may move the default to: an element of bi, or the

@@ -3,7 +3,6 @@ package bootloader
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/provisioner/provisioner/partition"
 )
@@ -114,22 +113,4 @@ func (bi *BootInfo) currentOSID() string {
 		return e.OSID
 	}
 	return ""
-}
-
-// ChangedImages is ImageChanges(before, after) without the images whose version is the
-// same on both sides: what an update's history record lists.
-func ChangedImages(before, after *BootInfo) []ImageChange {
-	var out []ImageChange
-	for _, c := range ImageChanges(before, after) {
-		if c.From != nil && c.To != nil && sameVersion(*c.From, *c.To) {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// sameVersion reports whether two image versions name the same content.
-func sameVersion(a, b ImageVersion) bool {
-	return a.ImageName == b.ImageName && strings.EqualFold(a.ImageUUID, b.ImageUUID) && a.Digest == b.Digest
 }

@@ -193,6 +193,11 @@ func TestUpdateDefaultAddRemove(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("update --remove-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	h := runCLI(t, "", "history", "--device", img)
+	if h.code != 0 || strings.Count(h.stdout, " update ") != 3 {
+		t.Errorf("history: exit %d, want 3 update records\n%s%s", h.code, h.stdout, h.stderr)
+	}
+	t.Logf("history:\n%s", h.stdout)
 	tab, err := partition.ReadTable(context.Background(), img, 512)
 	if err != nil || len(tab.Partitions) != 5 {
 		t.Errorf("after --remove-data: %v, %+v", err, tab)

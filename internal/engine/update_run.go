@@ -22,7 +22,7 @@ func (u *updater) run(ctx context.Context, res *UpdateResult) error {
 		if err != nil {
 			return Environmentf("update: %w", err)
 		}
-		moved, err := bootloader.BeginReload(ctx, u.bd.Path, el.GrubID, u.moveTo)
+		moved, err := bootloader.BeginReload(ctx, u.bd.Path, el.GrubID, u.moveTo, "update")
 		if err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (u *updater) commit(ctx context.Context, res *UpdateResult) (*bootloader.Bo
 	info := bs.bootInfo(roots, entries, kernels, 0, bootloader.Location{GrubDir: u.bi.GrubDir})
 	info.MultibootPartition = u.bi.MultibootPartition
 	up := bootloader.Updated{Menu: menu, Info: info, Default: u.b.Bootloader.DefaultAfter, Record: u.record(),
-		Images: bootloader.ChangedImages(u.bi, info)}
+		Images: u.changedImages(info)}
 	if t := u.trial(); t != "" {
 		up.Trial, up.Tries = t, u.o.Tries
 		up.Default = u.fallbackName()
@@ -236,4 +236,16 @@ func (u *updater) specJSON() json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return data
+}
+
+// changedImages lists, for the history, the images the update rewrote, added or removed,
+// each with its version before and after.
+func (u *updater) changedImages(after *bootloader.BootInfo) []bootloader.ImageChange {
+	var out []bootloader.ImageChange
+	for _, c := range bootloader.ImageChanges(u.bi, after) {
+		if !u.untouched(c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
