@@ -194,8 +194,9 @@ func TestUpdateDefaultAddRemove(t *testing.T) {
 		t.Fatalf("update --remove-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	h := runCLI(t, "", "history", "--device", img)
-	if h.code != 0 || strings.Count(h.stdout, " update ") != 3 {
-		t.Errorf("history: exit %d, want 3 update records\n%s%s", h.code, h.stdout, h.stderr)
+	// The default's move before red is rewritten, then the three updates.
+	if h.code != 0 || strings.Count(h.stdout, " update ") != 4 || !strings.Contains(h.stdout, "default moved from red to blue while red is updated") {
+		t.Errorf("history: exit %d, want 4 update records\n%s%s", h.code, h.stdout, h.stderr)
 	}
 	t.Logf("history:\n%s", h.stdout)
 	tab, err := partition.ReadTable(context.Background(), img, 512)
