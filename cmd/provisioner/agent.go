@@ -60,7 +60,8 @@ and these endpoints are added (without --node-api they answer 404):
                       "tries", "no_trial"}: reload one image, as provisioner reload does;
                       202 accepted, then GET /v1/status as for a deploy; 400 naming the
                       bad field; 409 while a reload, an update or a confirm runs
-  POST /v1/update     {"spec": {provision.json}, "force", "tries", "no_trial", "dry_run"}:
+  POST /v1/update     {"spec": {provision.json}, "force", "tries", "no_trial",
+                      "remove_data", "dry_run"}:
                       apply a changed spec, as provisioner update --yes does; 400 with the
                       spec's problems (pointers under /spec) or naming the bad option;
                       dry_run: 200 with the break-down plan --against --json prints,

@@ -148,7 +148,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.DryRun {
-		s.dryRunUpdate(w, r, spec)
+		s.dryRunUpdate(w, r, spec, req.UpdateOptions)
 		return
 	}
 	if err := s.Agent.StartUpdate(s.baseContext(r), spec, req.UpdateOptions, nil); err != nil {
@@ -198,8 +198,8 @@ func prefixProblems(ps []schema.Problem) []schema.Problem {
 
 // dryRunUpdate answers the break-down of an update, as plan --against --json prints it:
 // 200 also for a refused spec, whose break-down lists the refusals.
-func (s *Server) dryRunUpdate(w http.ResponseWriter, r *http.Request, spec *schema.Spec) {
-	b, err := s.Agent.PlanUpdate(r.Context(), spec)
+func (s *Server) dryRunUpdate(w http.ResponseWriter, r *http.Request, spec *schema.Spec, o UpdateOptions) {
+	b, err := s.Agent.PlanUpdate(r.Context(), spec, o)
 	if err != nil && (b == nil || !errors.Is(err, partition.ErrRefused)) {
 		writeNodeError(w, err)
 		return

@@ -21,6 +21,9 @@ type UpdateOptions struct {
 	Tries int `json:"tries,omitempty"`
 	// NoTrial makes a rewritten default image the default at once, without a trial.
 	NoTrial bool `json:"no_trial,omitempty"`
+	// RemoveData destroys the volumes of images the spec removed (default: they are
+	// left as they are); a dry run breaks them down as destroyed.
+	RemoveData bool `json:"remove_data,omitempty"`
 }
 
 // check names the first option no update could accept.
@@ -47,9 +50,10 @@ type UpdateRequest struct {
 // events as a deploy does. Its result carries the break-down, also with a refusal.
 type UpdateFunc func(ctx context.Context, spec *schema.Spec, o UpdateOptions, events func(engine.Event)) (*engine.UpdateResult, error)
 
-// BreakdownFunc breaks down what applying a changed spec to this node would do, writing
-// nothing; a refused spec returns the break-down with a *partition.RefusedError.
-type BreakdownFunc func(ctx context.Context, spec *schema.Spec) (*partition.Breakdown, error)
+// BreakdownFunc breaks down what applying a changed spec to this node with the options o
+// would do, writing nothing; a refused spec returns the break-down with a
+// *partition.RefusedError.
+type BreakdownFunc func(ctx context.Context, spec *schema.Spec, o UpdateOptions) (*partition.Breakdown, error)
 
 // Results of an update (UpdateOutcome.Result).
 const (
@@ -163,11 +167,12 @@ func forceRefusals(e *partition.ForceError) []partition.Refusal {
 	return out
 }
 
-// PlanUpdate breaks down what updating this node to spec would do, writing nothing. It
+// PlanUpdate breaks down what updating this node to spec with the options o would do,
+// writing nothing. It
 // returns ErrReloading or ErrUpdating while one of them rewrites the boot files, and an
 // error matching errors.ErrUnsupported when the agent cannot plan an update. A refused
 // spec returns the break-down with the *partition.RefusedError.
-func (a *Agent) PlanUpdate(ctx context.Context, spec *schema.Spec) (*partition.Breakdown, error) {
+func (a *Agent) PlanUpdate(ctx context.Context, spec *schema.Spec, o UpdateOptions) (*partition.Breakdown, error) {
 	if a.NodeAPI == nil {
 		return nil, fmt.Errorf("update: %w", errNoNode)
 	}
@@ -183,5 +188,5 @@ func (a *Agent) PlanUpdate(ctx context.Context, spec *schema.Spec) (*partition.B
 	if busy != nil {
 		return nil, busy
 	}
-	return a.NodeAPI.PlanAgainst(ctx, spec)
+	return a.NodeAPI.PlanAgainst(ctx, spec, o)
 }

@@ -57,7 +57,12 @@ type fakeUpdate struct {
 
 	mu    sync.Mutex
 	calls []updateCall
-	plans []*schema.Spec
+	plans []planCall
+}
+
+type planCall struct {
+	spec *schema.Spec
+	opts UpdateOptions
 }
 
 type updateCall struct {
@@ -94,9 +99,9 @@ func (f *fakeUpdate) update(ctx context.Context, spec *schema.Spec, o UpdateOpti
 	}
 }
 
-func (f *fakeUpdate) planAgainst(ctx context.Context, spec *schema.Spec) (*partition.Breakdown, error) {
+func (f *fakeUpdate) planAgainst(ctx context.Context, spec *schema.Spec, o UpdateOptions) (*partition.Breakdown, error) {
 	f.mu.Lock()
-	f.plans = append(f.plans, spec)
+	f.plans = append(f.plans, planCall{spec, o})
 	f.mu.Unlock()
 	return f.plan, f.planErr
 }
@@ -120,7 +125,7 @@ func TestUpdateDryRun(t *testing.T) {
 	a := &Agent{NodeAPI: nodeWithUpdate(newFakeNode(), fu)}
 	ts := apiServer(t, &Server{Agent: a})
 
-	ans := call(t, ts, "POST", "/v1/update", testToken, updateBody(`"dry_run": true, "force": true`))
+	ans := call(t, ts, "POST", "/v1/update", testToken, updateBody(`"dry_run": true, "remove_data": true`))
 	if ans.code != http.StatusOK {
 		t.Fatalf("dry run: %d %s", ans.code, ans.body)
 	}
@@ -132,7 +137,7 @@ func TestUpdateDryRun(t *testing.T) {
 	if !jsonEqual(t, ans.body, want.Bytes()) {
 		t.Errorf("dry run answered\n%s\nwant\n%s", ans.body, want.Bytes())
 	}
-	if n, p := fu.counts(); n != 0 || p != 1 || fu.plans[0].Images[0].Name != "a" || fu.plans[0].Images[0].URL != "http://x/a.tar" {
+	if n, p := fu.counts(); n != 0 || p != 1 || fu.plans[0].spec.Images[0].URL != "http://x/a.tar" || fu.plans[0].opts != (UpdateOptions{RemoveData: true}) {
 		t.Errorf("%d updates, %d plans (%+v), want the spec planned once and nothing run", n, p, fu.plans)
 	}
 	if st := a.Status(); st.State != StateIdle || st.Update != nil {
@@ -246,12 +251,12 @@ func TestUpdateLifecycle(t *testing.T) {
 	a := &Agent{Node: "node-1", NodeAPI: nodeWithUpdate(newFakeNode(), fu), Callback: rc.callback()}
 	ts := apiServer(t, &Server{Agent: a})
 
-	ans := call(t, ts, "POST", "/v1/update", testToken, updateBody(`"force": true, "tries": 2`))
+	ans := call(t, ts, "POST", "/v1/update", testToken, updateBody(`"force": true, "tries": 2, "remove_data": true`))
 	if m := ans.json(t); ans.code != http.StatusAccepted || m["state"] != StateUpdating {
 		t.Fatalf("update: %d %s", ans.code, ans.body)
 	}
 	<-fu.started
-	if fu.calls[0].opts != (UpdateOptions{Force: true, Tries: 2}) || fu.calls[0].spec.Images[0].Name != "a" {
+	if fu.calls[0].opts != (UpdateOptions{Force: true, Tries: 2, RemoveData: true}) || fu.calls[0].spec.Images[0].Name != "a" {
 		t.Errorf("Update got %+v", fu.calls[0])
 	}
 	st := status(t, call(t, ts, "GET", "/v1/status", testToken, ""))

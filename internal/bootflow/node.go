@@ -34,24 +34,24 @@ func MachineNode(log *slog.Logger, bootDir string) *agent.Node {
 		Update: func(ctx context.Context, spec *schema.Spec, uo agent.UpdateOptions, events func(engine.Event)) (*engine.UpdateResult, error) {
 			return engine.Update(ctx, spec, nodeUpdateOptions(log, o, uo, events))
 		},
-		PlanAgainst: func(ctx context.Context, spec *schema.Spec) (*partition.Breakdown, error) {
-			return engine.PlanAgainst(ctx, spec, nodeAgainst(log, o))
+		PlanAgainst: func(ctx context.Context, spec *schema.Spec, uo agent.UpdateOptions) (*partition.Breakdown, error) {
+			return engine.PlanAgainst(ctx, spec, nodeAgainst(log, o, uo.RemoveData))
 		},
 	}
 }
 
 // nodeAgainst is where POST /v1/update finds the node: the spec's own disks, found by
 // their ids, and the running system's boot files, as `provisioner update` on the node
-// finds them; its notes go to the log.
-func nodeAgainst(log *slog.Logger, o engine.BootDirOptions) engine.AgainstOptions {
-	return engine.AgainstOptions{BootDir: o, Note: func(n string) { log.Info("update: " + n) }}
+// finds them; its notes go to the log. removeData is update's --remove-data.
+func nodeAgainst(log *slog.Logger, o engine.BootDirOptions, removeData bool) engine.AgainstOptions {
+	return engine.AgainstOptions{BootDir: o, RemoveData: removeData, Note: func(n string) { log.Info("update: " + n) }}
 }
 
 // nodeUpdateOptions are the options of POST /v1/update's run: `provisioner update --yes`
 // on the node (nothing asked), its events to the callback and to the log.
 func nodeUpdateOptions(log *slog.Logger, o engine.BootDirOptions, uo agent.UpdateOptions, events func(engine.Event)) engine.UpdateOptions {
 	return engine.UpdateOptions{
-		Against: nodeAgainst(log, o),
+		Against: nodeAgainst(log, o, uo.RemoveData),
 		Force:   uo.Force, Tries: uo.Tries, NoTrial: uo.NoTrial,
 		Boot:   engine.BootOptions{Self: []string{"/proc/self/exe"}},
 		Events: events, Log: log,

@@ -118,7 +118,7 @@ func TestMachineNodeUpdate(t *testing.T) {
 	}
 	// On the node the spec's disks are found by their ids, as update finds them there:
 	// a disk that is not on the machine is the environment's fault (exit 3).
-	if b, err := n.PlanAgainst(t.Context(), spec); b != nil || engine.ExitCode(err) != engine.ExitEnvironment || !strings.Contains(err.Error(), "provisioner-test-absent0") {
+	if b, err := n.PlanAgainst(t.Context(), spec, agent.UpdateOptions{}); b != nil || engine.ExitCode(err) != engine.ExitEnvironment || !strings.Contains(err.Error(), "provisioner-test-absent0") {
 		t.Errorf("dry run on a machine without the disk: %v, %v (exit %d)", b, err, engine.ExitCode(err))
 	}
 	var events []engine.Event
@@ -131,8 +131,9 @@ func TestMachineNodeUpdate(t *testing.T) {
 	// request's choices and the agent's events.
 	called := false
 	o := nodeUpdateOptions(log, engine.BootDirOptions{Dir: dir, LockWait: nodeLockWait},
-		agent.UpdateOptions{Force: true, Tries: 2}, func(engine.Event) { called = true })
-	if o.Confirm != nil || len(o.Against.Targets) != 0 || o.Against.BootDir.Dir != dir || !o.Force || o.Tries != 2 || o.NoTrial || o.Events == nil || o.Log == nil || len(o.Boot.Self) == 0 {
+		agent.UpdateOptions{Force: true, Tries: 2, RemoveData: true}, func(engine.Event) { called = true })
+	if o.Confirm != nil || len(o.Against.Targets) != 0 || o.Against.BootDir.Dir != dir || !o.Force || o.Tries != 2 || o.NoTrial ||
+		!o.Against.RemoveData || o.Events == nil || o.Log == nil || len(o.Boot.Self) == 0 {
 		t.Errorf("update options %+v", o)
 	}
 	o.Events(engine.Event{})
