@@ -60,9 +60,9 @@ type AgentOptions struct {
 	Prober, BootInfo string
 	// Power allows POST /v1/power to reboot, power off or kexec this machine.
 	Power bool
-	// NodeAPI, when set, serves the API of a deployed node (reload, confirm, boot; see
-	// MachineNode) instead of the deploy API: deploying from the running system would
-	// wipe the disks it runs from.
+	// NodeAPI, when set, serves the API of a deployed node (reload, update, confirm,
+	// boot; see MachineNode) instead of the deploy API: deploying from the running
+	// system would wipe the disks it runs from.
 	NodeAPI *agent.Node
 	// Log receives the agent's log; Progress the deploy's progress lines and the
 	// listening notice.
