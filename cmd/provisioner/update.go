@@ -77,12 +77,17 @@ func setUpdateOutput(s *streams, o *engine.UpdateOptions) {
 	o.Against.BootDir = engine.BootDirOptions{Env: engine.HostEnv(nil), LockWait: defaultLockWait}
 	o.Against.Note = func(n string) { fmt.Fprintf(s.err, "note: %s\n", n) }
 	o.Boot.Self = []string{"/proc/self/exe"}
-	if f, ok := s.err.(*os.File); ok {
-		o.TTY = isTerminal(f)
+	o.ImageRun = imageRunOn(s.err)
+}
+
+// imageRunOn sends a run's progress, log and transfer lines to w (a terminal redraws the
+// transfer line).
+func imageRunOn(w io.Writer) engine.ImageRun {
+	r := engine.ImageRun{Log: slog.New(slog.NewTextHandler(w, nil)), Out: w, Events: engine.TextEvents(w)}
+	if f, ok := w.(*os.File); ok {
+		r.TTY = isTerminal(f)
 	}
-	o.Log = slog.New(slog.NewTextHandler(s.err, nil))
-	o.Out = s.err
-	o.Events = engine.TextEvents(s.err)
+	return r
 }
 
 // confirmUpdate prints the break-down and asks on a terminal; with --yes, or without a

@@ -53,8 +53,8 @@ func nodeUpdateOptions(log *slog.Logger, o engine.BootDirOptions, uo agent.Updat
 	return engine.UpdateOptions{
 		Against: nodeAgainst(log, o, uo.RemoveData),
 		Force:   uo.Force, Tries: uo.Tries, NoTrial: uo.NoTrial,
-		Boot:   engine.BootOptions{Self: []string{"/proc/self/exe"}},
-		Events: events, Log: log,
+		Boot:     engine.BootOptions{Self: []string{"/proc/self/exe"}},
+		ImageRun: engine.ImageRun{Events: events, Log: log},
 	}
 }
 
@@ -65,7 +65,7 @@ func nodeReload(ctx context.Context, log *slog.Logger, o engine.BootDirOptions, 
 		Image: req.Image, URL: req.URL, Checksum: req.Checksum, Format: req.Format,
 		ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
 		BootDir: o, Boot: engine.BootOptions{Self: []string{"/proc/self/exe"}},
-		Events: events, Log: log,
+		ImageRun: engine.ImageRun{Events: events, Log: log},
 	})
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func RamdiskReloader(log *slog.Logger, prober string, after []string, progress i
 			ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
 			BootDir: engine.BootDirOptions{Env: engine.HostEnv(log), LockWait: ramdiskLockWait},
 			Boot:    engine.BootOptions{Self: []string{"/proc/self/exe"}}, Prober: prober,
-			Events: engine.Tee(events, engine.TextEvents(progress)), Log: log, Out: progress,
+			ImageRun:  engine.ImageRun{Events: engine.Tee(events, engine.TextEvents(progress)), Log: log, Out: progress},
 			InRamdisk: true, RamdiskAfter: after,
 		})
 		if err != nil {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
@@ -39,19 +37,8 @@ type ReloadOptions struct {
 	Boot BootOptions
 	// Fetcher fetches the image (nil: defaults).
 	Fetcher *deploy.Fetcher
-	// Events receives the run's progress, as a deploy's.
-	Events func(Event)
-	// Out receives the image's transfer line; TTY redraws it.
-	Out io.Writer
-	TTY bool
-	Log *slog.Logger
-	// TmpDir holds the private mount roots ("": the system's temporary directory).
-	TmpDir string
-	// ProgressInterval is the period of progress log lines (0: 5 s).
-	ProgressInterval time.Duration
-	// NodeToolsBinary is the provisioner copied into an image that asks for the node
-	// tools ("": the running one).
-	NodeToolsBinary string
+	// ImageRun says where the run reports and works.
+	ImageRun
 	// InRamdisk says the reload runs in the deploy ramdisk booted from the copy kept on
 	// the node (reload --via-ramdisk): no image is booted, and a single-image node's
 	// default moves to the ramdisk's entry while its only root is rewritten, and its trial
@@ -353,23 +340,7 @@ func (r *reload) refuseMounted() error {
 
 // newDeployer sets up the deploy code for the one image.
 func (r *reload) newDeployer() {
-	fetcher := r.o.Fetcher
-	if fetcher == nil {
-		fetcher = &deploy.Fetcher{Log: r.o.Log}
-	}
-	env := r.o.BootDir.Env
-	r.probe = newKernelSet()
-	r.d = &deploy.Deployer{
-		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
-		Run: env.Run, Sys: env.Sys, Out: r.o.Out, TTY: r.o.TTY, Log: r.o.Log,
-		TmpDir: r.o.TmpDir, ProgressInterval: r.o.ProgressInterval, Inspect: r.probe.inspect,
-		NodeToolsBinary: r.o.NodeToolsBinary,
-	}
-	if r.o.Events != nil {
-		r.d.OnProgress = func(image string, done, total int64) {
-			r.events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
-		}
-	}
+	r.d, r.probe = r.o.deployer(r.o.BootDir.Env, r.o.Fetcher, r.events)
 }
 
 // describe lists mounts for messages: "/ (UUID)".

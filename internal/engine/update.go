@@ -29,19 +29,8 @@ type UpdateOptions struct {
 	Confirm func(*partition.Breakdown) (bool, error)
 	// Boot configures the kernel probe (Self, ProberTimeout; Prober "" is the recorded one).
 	Boot BootOptions
-	// Events receives the run's progress, as a deploy's.
-	Events func(Event)
-	// Out receives the images' transfer lines; TTY redraws them.
-	Out io.Writer
-	TTY bool
-	Log *slog.Logger
-	// TmpDir holds the private mount roots ("": the system's temporary directory).
-	TmpDir string
-	// ProgressInterval is the period of progress log lines (0: 5 s).
-	ProgressInterval time.Duration
-	// NodeToolsBinary is the provisioner copied into an image that asks for the node
-	// tools ("": the running one).
-	NodeToolsBinary string
+	// ImageRun says where the run reports and works.
+	ImageRun
 }
 
 // UpdateResult says what an update did.
@@ -285,23 +274,7 @@ func (u *updater) untouched(name string) bool {
 // preflight sets up the deploy code and opens every new image's source, format and
 // checksum before anything is written.
 func (u *updater) preflight(ctx context.Context) error {
-	fetcher := u.o.Against.Fetcher
-	if fetcher == nil {
-		fetcher = &deploy.Fetcher{Log: u.o.Log}
-	}
-	env := u.a.o.BootDir.Env
-	u.probe = newKernelSet()
-	u.d = &deploy.Deployer{
-		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
-		Run: env.Run, Sys: env.Sys, Out: u.o.Out, TTY: u.o.TTY, Log: u.o.Log,
-		TmpDir: u.o.TmpDir, ProgressInterval: u.o.ProgressInterval, Inspect: u.probe.inspect,
-		NodeToolsBinary: u.o.NodeToolsBinary,
-	}
-	if u.o.Events != nil {
-		u.d.OnProgress = func(image string, done, total int64) {
-			u.events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
-		}
-	}
+	u.d, u.probe = u.o.deployer(u.a.o.BootDir.Env, u.o.Against.Fetcher, u.events)
 	ims := append(append([]*partition.Image(nil), u.updated...), u.added...)
 	if err := u.d.CheckNodeTools(ims); err != nil {
 		return Environmentf("update: %w", err)
@@ -313,4 +286,43 @@ func (u *updater) preflight(ctx context.Context) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// ImageRun is where a run that writes images (a reload, an update) reports and works.
+type ImageRun struct {
+	// Events receives the run's progress, as a deploy's.
+	Events func(Event)
+	// Out receives the images' transfer lines; TTY redraws them.
+	Out io.Writer
+	TTY bool
+	Log *slog.Logger
+	// TmpDir holds the private mount roots ("": the system's temporary directory).
+	TmpDir string
+	// ProgressInterval is the period of progress log lines (0: 5 s).
+	ProgressInterval time.Duration
+	// NodeToolsBinary is the provisioner copied into an image that asks for the node
+	// tools ("": the running one).
+	NodeToolsBinary string
+}
+
+// deployer sets up the deploy code of a run on env, fetching with fetcher (nil:
+// defaults), its progress to events, and the kernel probe that records each image's
+// kernel as it is extracted.
+func (o ImageRun) deployer(env partition.Env, fetcher *deploy.Fetcher, events emitter) (*deploy.Deployer, *kernelSet) {
+	if fetcher == nil {
+		fetcher = &deploy.Fetcher{Log: o.Log}
+	}
+	probe := newKernelSet()
+	d := &deploy.Deployer{
+		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
+		Run: env.Run, Sys: env.Sys, Out: o.Out, TTY: o.TTY, Log: o.Log,
+		TmpDir: o.TmpDir, ProgressInterval: o.ProgressInterval, Inspect: probe.inspect,
+		NodeToolsBinary: o.NodeToolsBinary,
+	}
+	if o.Events != nil {
+		d.OnProgress = func(image string, done, total int64) {
+			events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
+		}
+	}
+	return d, probe
 }
