@@ -22,7 +22,7 @@ func TestReloadToRamdisk(t *testing.T) {
 	ctx := context.Background()
 	dir := writeBootDir(t, singleBootInfo(), defaultEnv())
 	moveTo := RamdiskGrubID
-	moved, err := BeginReload(ctx, dir, 0, &moveTo)
+	moved, err := BeginReload(ctx, dir, "", 0, &moveTo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,13 @@ import (
 // single-image node's root). A rollback grub
 // made is noted first (NoteRollback), since the reload clears the trial's variables. It returns the
 // element the default moved to, nil when it did not move. The files are written by Commit
-// without a menu: grubenv first, then boot-info.json and the history record.
-func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Element, error) {
+// without a menu: grubenv first, then boot-info.json and the history record, which bears
+// the operation op that rewrites the root ("reload", "update"; "" is "reload"), so that an
+// update's history does not show a reload nobody ran.
+func BeginReload(ctx context.Context, dir, op string, grubID int, moveTo *int) (*Element, error) {
+	if op == "" {
+		op = "reload"
+	}
 	// A rollback grub made and nobody noted yet would be lost with the trial's variables.
 	if _, err := NoteRollback(ctx, dir); err != nil {
 		return nil, err
@@ -31,7 +36,7 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 	bi, env := files.bi, files.commitEnv()
 	el := elementByID(bi, grubID)
 	if el == nil {
-		return nil, fmt.Errorf("reload: boot info has no grub_id %d", grubID)
+		return nil, fmt.Errorf("%s: boot info has no grub_id %d", op, grubID)
 	}
 	el.State, el.StateError = ElementReloading, ""
 	s := State{Info: bi}
@@ -39,7 +44,7 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 	if bootsNext(files, grubID) && moveTo != nil {
 		to := moveTarget(bi, *moveTo)
 		if to == nil || to.MenuentryID == "" || to.GrubID == grubID {
-			return nil, fmt.Errorf("reload: cannot move the default to grub_id %d", *moveTo)
+			return nil, fmt.Errorf("%s: cannot move the default to grub_id %d", op, *moveTo)
 		}
 		dropEntry(env, bi, el)
 		env.Set(envSavedEntry, to.MenuentryID)
@@ -47,15 +52,23 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 			bi.CurrentElement = to.GrubID
 		}
 		s.Env = env
-		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: ResultOK,
-			Detail:    fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID),
+		s.History = &HistoryEntry{Operation: op, From: el.OSID, To: to.OSID, Result: ResultOK,
+			Detail:    fmt.Sprintf("default moved from %s to %s while %s is %s", el.OSID, to.OSID, el.OSID, rewritten(op)),
 			FromImage: elementVersion(el), ToImage: elementVersion(to)}
 		moved = to
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
-		return nil, fmt.Errorf("reload: marking %s as being reloaded in %s: %w", el.OSID, dir, err)
+		return nil, fmt.Errorf("%s: marking %s as being reloaded in %s: %w", op, el.OSID, dir, err)
 	}
 	return moved, nil
+}
+
+// rewritten is what the operation op does to a root, as the history's detail says it.
+func rewritten(op string) string {
+	if op == "update" {
+		return "updated"
+	}
+	return "reloaded"
 }
 
 // moveTarget is the element BeginReload may move the default to: an element of bi, or the

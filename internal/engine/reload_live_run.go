@@ -68,7 +68,7 @@ func (l *liveReload) run(ctx context.Context) (*LiveReloadResult, error) {
 func (l *liveReload) apply(ctx context.Context) error {
 	r := l.reload
 	// No other entry to move the default to: the same image keeps booting the same kernel.
-	if _, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, nil); err != nil {
+	if _, err := bootloader.BeginReload(ctx, r.bd.Path, "reload-live", r.el.GrubID, nil); err != nil {
 		return errors.Join(err, l.removeStage())
 	}
 	r.events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("syncing %s to the new image: %s", l.lo.Root, l.summary())})

@@ -18,7 +18,7 @@ func (r *reload) run(ctx context.Context) (*ReloadResult, error) {
 	for _, fs := range r.plan.Recreate {
 		res.Recreated = append(res.Recreated, partition.KeptMount{Path: fs.Mount, UUID: fs.UUID})
 	}
-	moved, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, r.moveTo)
+	moved, err := bootloader.BeginReload(ctx, r.bd.Path, "reload", r.el.GrubID, r.moveTo)
 	if err != nil {
 		return nil, err
 	}

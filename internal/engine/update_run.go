@@ -22,7 +22,7 @@ func (u *updater) run(ctx context.Context, res *UpdateResult) error {
 		if err != nil {
 			return Environmentf("update: %w", err)
 		}
-		moved, err := bootloader.BeginReload(ctx, u.bd.Path, el.GrubID, u.moveTo)
+		moved, err := bootloader.BeginReload(ctx, u.bd.Path, "update", el.GrubID, u.moveTo)
 		if err != nil {
 			return err
 		}
