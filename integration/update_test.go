@@ -63,7 +63,8 @@ func updateSpec(c *vmrun.Conductor, next, newA bool) string {
 //
 // One deploy and 5 boots of the disk, measured under TCG on 2 shared cores: the deploy
 // 28 to 43 s, a boot that updates 23 to 40 s (images downloaded and extracted,
-// filesystems made), 8 to 19 s for each other boot; about 2 minutes in all.
+// filesystems made), 8 to 21 s for each other boot; 1.5 to 3 minutes in all with the
+// machine's load.
 func TestScenarioUpdate(t *testing.T) {
 	needSuite(t)
 	start := time.Now()
