@@ -16,7 +16,7 @@ func TestBeginReloadNamesTheOperation(t *testing.T) {
 	} {
 		dir := writeBootDir(t, switchBootInfo(), defaultEnv())
 		moveTo := 1
-		moved, err := BeginReload(ctx, dir, tc.op, 0, &moveTo)
+		moved, err := BeginReload(ctx, dir, 0, &moveTo, tc.op)
 		if err != nil {
 			t.Fatal(err)
 		}
