@@ -22,7 +22,8 @@ type State struct {
 	Info *BootInfo
 	// Env is grubenv's new content, written whole; nil leaves grubenv as it is.
 	Env *Env
-	// History is appended to history.jsonl (a zero Time is now); nil appends nothing.
+	// History is appended to history.jsonl, completed as AppendHistory does (its spec
+	// digest is Record's when Record is set); nil appends nothing.
 	History *HistoryEntry
 	// Record is the plan record's new content (RecordPath), written before boot-info.json;
 	// nil leaves it as it is.
@@ -178,7 +179,11 @@ func (c *commit) write(ctx context.Context, name string) error {
 	case bootCodeStep:
 		return c.o.BootCode(ctx)
 	case HistoryPath:
-		err = appendHistory(c.d, *c.s.History)
+		h := *c.s.History
+		if h.SpecDigest == "" && c.s.Record != nil {
+			h.SpecDigest = SpecDigest(c.s.Record.Spec)
+		}
+		err = appendHistory(c.d, nil, h)
 	default:
 		err = c.d.WriteFileAtomic(name, c.data[name], c.perm(name), c.o.hook)
 	}
@@ -212,6 +217,7 @@ func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	if def == nil || def.MenuentryID == "" {
 		return State{}, fmt.Errorf("boot info: current_element %d names no menu entry", info.CurrentElement)
 	}
+	h := &HistoryEntry{Operation: "deploy", To: def.OSID, Result: ResultOK, Images: deployedImages(d, info)}
 	env := &Env{}
 	if old, err := d.ReadFile(info.GrubEnvName(), EnvSize); err == nil {
 		if parsed, perr := ParseEnv(old); perr == nil {
@@ -226,6 +232,58 @@ func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 		Menu:    Render(menu),
 		Info:    info,
 		Env:     env,
-		History: &HistoryEntry{Operation: "deploy", To: def.OSID, Result: "ok"},
+		History: h,
 	}, nil
+}
+
+// deployedImages lists a deploy's images for its history record (ImageChanges): from the
+// boot-info.json d holds from an earlier deploy (a redeploy over a kept multiboot
+// partition), when it parses, to info.
+func deployedImages(d *confine.Dir, info *BootInfo) []ImageChange {
+	old, err := readBootInfo(d, BootInfoPath)
+	if err != nil {
+		old = nil
+	}
+	return ImageChanges(old, info)
+}
+
+// ImageChanges lists the images of a history record of an operation that took the boot
+// entries from before to after (a deploy, an update), matched by os_id: each element of
+// after in order, with From its image in before (nil when it is new there), then each
+// element of before that after lacks, with To nil (removed). before may be nil (a first
+// deploy). An image whose From equals its To is listed too: a deploy rewrote it all the
+// same; an update that left it alone drops it from the list before recording.
+func ImageChanges(before, after *BootInfo) []ImageChange {
+	old := map[string]*ImageVersion{}
+	if before != nil {
+		for i := range before.Elements {
+			old[before.Elements[i].OSID] = elementVersion(&before.Elements[i])
+		}
+	}
+	var out []ImageChange
+	kept := map[string]bool{}
+	if after != nil {
+		for i := range after.Elements {
+			e := &after.Elements[i]
+			kept[e.OSID] = true
+			out = append(out, ImageChange{Name: e.OSID, From: old[e.OSID], To: elementVersion(e)})
+		}
+	}
+	if before != nil {
+		for i := range before.Elements {
+			if e := &before.Elements[i]; !kept[e.OSID] {
+				out = append(out, ImageChange{Name: e.OSID, From: elementVersion(e)})
+			}
+		}
+	}
+	return out
+}
+
+// elementVersion is the image an element boots, nil when it has none or e is nil (the
+// ramdisk's stand-in).
+func elementVersion(e *Element) *ImageVersion {
+	if e == nil || e.ImageName == "" && e.ImageUUID == "" && e.Digest == "" {
+		return nil
+	}
+	return &ImageVersion{ImageName: e.ImageName, ImageUUID: e.ImageUUID, Digest: e.Digest}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -117,7 +118,7 @@ func TestCommitPowerCut(t *testing.T) {
 				t.Errorf("boot code ran = %v after a cut at %s", ranBootCode, file)
 			}
 			hist, _ := ReadHistory(dir)
-			if (len(hist) == 1) != (cut == 2) {
+			if (len(hist.Entries) == 1) != (cut == 2) {
 				t.Errorf("history after a cut at %s: %+v", file, hist)
 			}
 		})
@@ -259,7 +260,7 @@ func TestDeployState(t *testing.T) {
 			if got.String() != tc.wantEnv {
 				t.Errorf("grubenv:\n%s\nwant:\n%s", got.String(), tc.wantEnv)
 			}
-			if s.History == nil || *s.History != (HistoryEntry{Operation: "deploy", To: "ubuntu", Result: "ok"}) {
+			if h := s.History; h == nil || h.Operation != "deploy" || h.To != "ubuntu" || h.Result != ResultOK || len(h.Images) != len(s.Info.Elements) {
 				t.Errorf("history record %+v", s.History)
 			}
 		})
@@ -283,4 +284,28 @@ func mustEncode(t *testing.T, vars map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestDeployStateImages: a redeploy over a kept multiboot partition records each image's
+// version before and after, and an image the new spec no longer has as removed.
+func TestDeployStateImages(t *testing.T) {
+	old := switchBootInfo()
+	old.Elements[1].Digest = "sha256:u1"
+	dir := writeBootDir(t, old, defaultEnv())
+	bi := switchBootInfo()
+	bi.Elements = bi.Elements[:2]
+	bi.Elements[1].ImageName, bi.Elements[1].Digest = "ubuntu-24.04", "sha256:u2"
+	cfg := Config{Entries: []MenuEntry{{ID: "provisioner-centos"}, {ID: "provisioner-ubuntu"}}}
+	s, err := DeployState(openDir(t, dir), cfg, bi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ImageChange{
+		{Name: "centos", From: &ImageVersion{ImageName: "centos-9"}, To: &ImageVersion{ImageName: "centos-9"}},
+		{Name: "ubuntu", From: &ImageVersion{ImageName: "ubuntu-22.04", Digest: "sha256:u1"}, To: &ImageVersion{ImageName: "ubuntu-24.04", Digest: "sha256:u2"}},
+		{Name: "utility", From: &ImageVersion{ImageName: "debian-12"}},
+	}
+	if !reflect.DeepEqual(s.History.Images, want) {
+		t.Errorf("images %+v\nwant %+v", s.History.Images, want)
+	}
 }

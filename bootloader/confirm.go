@@ -67,7 +67,7 @@ func Confirm(ctx context.Context, dir, bootedRootUUID string) (ConfirmResult, er
 	}
 	switch {
 	case noted != nil:
-		res.Outcome, res.Message = ConfirmRolledBack, noted.Result+": nothing to confirm"
+		res.Outcome, res.Message = ConfirmRolledBack, noted.Detail+": nothing to confirm"
 		if lt := bi.LastTrial; lt != nil {
 			res.Trial, res.Tries = elementByID(bi, lt.GrubID), lt.Tries
 		}
@@ -88,9 +88,10 @@ func Confirm(ctx context.Context, dir, bootedRootUUID string) (ConfirmResult, er
 	bi.CurrentElement = to.GrubID
 	bi.Trial = nil
 	bi.LastTrial = &TrialOutcome{GrubID: to.GrubID, Tries: st.Trial.Tries, Result: TrialConfirmed, At: time.Now().UTC()}
-	rec := HistoryEntry{Operation: "confirm", To: to.OSID, Result: "ok"}
+	rec := HistoryEntry{Operation: "confirm", To: to.OSID, Result: ResultOK, ToImage: elementVersion(to), Tries: st.Trial.Tries,
+		Detail: confirmedText(st, to.OSID, "")}
 	if prev != nil {
-		rec.From = prev.OSID
+		rec.From, rec.FromImage = prev.OSID, elementVersion(prev)
 	}
 	if err := Commit(ctx, files.d, State{Info: bi, Env: env, History: &rec}, CommitOptions{}); err != nil {
 		return ConfirmResult{}, fmt.Errorf("confirming the trial of %s in %s: %w", to.OSID, dir, err)
@@ -172,12 +173,14 @@ func NoteRollback(ctx context.Context, dir string) (*HistoryEntry, error) {
 	}
 	st := files.status("")
 	from, tries := failed, 0
+	var fromImage *ImageVersion
 	if e := resolveEnvEntry(bi, failed); e != nil {
-		from, tries = st.name(e.GrubID), armedTries(bi, e.GrubID)
+		from, tries, fromImage = st.name(e.GrubID), armedTries(bi, e.GrubID), elementVersion(e)
 		bi.LastTrial = &TrialOutcome{GrubID: e.GrubID, Tries: tries, Result: TrialRolledBack, At: time.Now().UTC()}
 	}
 	now := st.name(st.Saved)
-	rec := HistoryEntry{Time: time.Now().UTC(), Operation: "rollback", From: from, To: now, Result: rollbackText(from, tries, now)}
+	rec := HistoryEntry{Time: time.Now().UTC(), Operation: "rollback", From: from, To: now, Result: ResultOK,
+		Detail: rollbackText(from, tries, now), FromImage: fromImage, ToImage: elementVersion(moveTarget(bi, st.Saved)), Tries: tries}
 	clearTrial(env)
 	bi.Trial = nil
 	if err := Commit(ctx, files.d, State{Info: bi, Env: env, History: &rec}, CommitOptions{}); err != nil {

@@ -43,7 +43,7 @@ func StageRamdiskBoot(ctx context.Context, dir string, why string, once bool, me
 	}
 	defer files.close()
 	bi, env := files.bi, files.commitEnv()
-	rec := &HistoryEntry{Operation: "boot-ramdisk", To: ramdiskName, Result: why}
+	rec := &HistoryEntry{Operation: "boot-ramdisk", To: ramdiskName, Result: ResultOK, Detail: why}
 	s := State{Info: bi, History: rec}
 	if once {
 		env.Set(envNextEntry, RamdiskEntryID)

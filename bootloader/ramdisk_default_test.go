@@ -22,7 +22,7 @@ func TestReloadToRamdisk(t *testing.T) {
 	ctx := context.Background()
 	dir := writeBootDir(t, singleBootInfo(), defaultEnv())
 	moveTo := RamdiskGrubID
-	moved, err := BeginReload(ctx, dir, 0, &moveTo)
+	moved, err := BeginReload(ctx, dir, 0, &moveTo, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestReloadToRamdisk(t *testing.T) {
 	if err != nil || rec == nil {
 		t.Fatalf("NoteRollback: %v, %v", rec, err)
 	}
-	if want := "trial of centos failed after 2 boots; the deploy ramdisk boots now"; rec.Result != want {
-		t.Errorf("rollback %q, want %q", rec.Result, want)
+	if want := "trial of centos failed after 2 boots; the deploy ramdisk boots now"; rec.Detail != want {
+		t.Errorf("rollback %q, want %q", rec.Detail, want)
 	}
 }
 
@@ -138,7 +138,7 @@ func TestStageRamdiskBoot(t *testing.T) {
 		t.Errorf("boots %d then %d, want the ramdisk (3) then centos (0)", first.entry, second.entry)
 	}
 	hist, _ := os.ReadFile(filepath.Join(dir, HistoryPath))
-	if !strings.Contains(string(hist), `"operation":"boot-ramdisk --once","to":"the deploy ramdisk","result":"reload of centos`) {
+	if !strings.Contains(string(hist), `"operation":"boot-ramdisk --once","to":"the deploy ramdisk","result":"ok","detail":"reload of centos`) {
 		t.Errorf("history:\n%s", hist)
 	}
 }

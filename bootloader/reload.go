@@ -16,9 +16,13 @@ import (
 // RamdiskGrubID makes the kept deploy ramdisk the default (the ramdisk reloading a
 // single-image node's root). A rollback grub
 // made is noted first (NoteRollback), since the reload clears the trial's variables. It returns the
-// element the default moved to, nil when it did not move. The files are written by Commit
+// element the default moved to, nil when it did not move. op names the operation in the
+// history record of the move ("": "reload"). The files are written by Commit
 // without a menu: grubenv first, then boot-info.json and the history record.
-func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Element, error) {
+func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int, op string) (*Element, error) {
+	if op == "" {
+		op = "reload"
+	}
 	// A rollback grub made and nobody noted yet would be lost with the trial's variables.
 	if _, err := NoteRollback(ctx, dir); err != nil {
 		return nil, err
@@ -47,13 +51,24 @@ func BeginReload(ctx context.Context, dir string, grubID int, moveTo *int) (*Ele
 			bi.CurrentElement = to.GrubID
 		}
 		s.Env = env
-		s.History = &HistoryEntry{Operation: "reload", From: el.OSID, To: to.OSID, Result: fmt.Sprintf("default moved from %s to %s while %s is reloaded", el.OSID, to.OSID, el.OSID)}
+		s.History = &HistoryEntry{Operation: op, From: el.OSID, To: to.OSID, Result: ResultOK,
+			Detail:    fmt.Sprintf("default moved from %s to %s while %s is %s", el.OSID, to.OSID, el.OSID, rewrittenBy(op)),
+			FromImage: elementVersion(el), ToImage: elementVersion(to)}
 		moved = to
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
 		return nil, fmt.Errorf("reload: marking %s as being reloaded in %s: %w", el.OSID, dir, err)
 	}
 	return moved, nil
+}
+
+// rewrittenBy says how op rewrites an image's root, for the history: "reloaded" by a
+// reload, "updated" by an update.
+func rewrittenBy(op string) string {
+	if op == "update" {
+		return "updated"
+	}
+	return "reloaded"
 }
 
 // moveTarget is the element BeginReload may move the default to: an element of bi, or the
@@ -103,8 +118,12 @@ func dropEntry(env *Env, bi *BootInfo, el *Element) {
 }
 
 // FailReload marks the element grubID as failed after a reload failed with cause, and
-// records the failure in the history; the default is left where BeginReload put it.
-func FailReload(ctx context.Context, dir string, grubID int, cause error) error {
+// records the failure in the history under the operation op ("reload", "reload-live",
+// "update"; "" is "reload"); the default is left where BeginReload put it.
+func FailReload(ctx context.Context, dir string, grubID int, op string, cause error) error {
+	if op == "" {
+		op = "reload"
+	}
 	files, err := readBootFiles(dir)
 	if err != nil {
 		return err
@@ -115,7 +134,7 @@ func FailReload(ctx context.Context, dir string, grubID int, cause error) error 
 		return fmt.Errorf("reload: boot info has no grub_id %d", grubID)
 	}
 	el.State, el.StateError = ElementFailed, cause.Error()
-	h := &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: cause.Error()}
+	h := &HistoryEntry{Operation: op, From: el.OSID, To: el.OSID, Result: ResultFailed, Error: cause.Error(), FromImage: elementVersion(el)}
 	return Commit(ctx, files.d, State{Info: files.bi, History: h}, CommitOptions{})
 }
 
@@ -154,12 +173,12 @@ func CommitReload(ctx context.Context, dir string, menu Config, r Reloaded) (*Bo
 	n.GrubID, n.OSID, n.MenuentryID, n.RootUUID = el.GrubID, el.OSID, el.MenuentryID, el.RootUUID
 	n.State, n.StateError = "", ""
 	*el = n
-	result := "ok; it is the default"
+	detail := "it is the default"
 	if r.Tries > 0 {
 		if err := ArmTrial(env, bi, el.GrubID, r.Tries); err != nil {
 			return nil, fmt.Errorf("reload: %w", err)
 		}
-		result = fmt.Sprintf("ok; it boots next on trial (%d tries)", r.Tries)
+		detail = fmt.Sprintf("it boots next on trial (%d tries)", r.Tries)
 	} else {
 		dropEntry(env, bi, el)
 		env.Set(envSavedEntry, el.MenuentryID)
@@ -169,7 +188,7 @@ func CommitReload(ctx context.Context, dir string, menu Config, r Reloaded) (*Bo
 	from, to := r.From, r.To
 	s := State{
 		Menu: Render(menu), Info: bi, Env: env, Record: r.Record,
-		History: &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: result, FromImage: &from, ToImage: &to},
+		History: &HistoryEntry{Operation: "reload", From: el.OSID, To: el.OSID, Result: ResultOK, Detail: detail, FromImage: &from, ToImage: &to, Tries: r.Tries},
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
 		return nil, fmt.Errorf("reload: committing the boot files in %s: %w", dir, err)

@@ -17,7 +17,7 @@ type LiveReloaded struct {
 	Record *partition.Record
 	// From and To say which image was replaced by which, for the history.
 	From, To ImageVersion
-	// Result is the history's result line.
+	// Result is what the history's record says the sync did (its Detail).
 	Result string
 }
 
@@ -44,7 +44,7 @@ func CommitLiveReload(ctx context.Context, dir string, r LiveReloaded) (*BootInf
 	from, to := r.From, r.To
 	s := State{
 		Info: bi, Record: r.Record,
-		History: &HistoryEntry{Operation: "reload-live", From: el.OSID, To: el.OSID, Result: r.Result, FromImage: &from, ToImage: &to},
+		History: &HistoryEntry{Operation: "reload-live", From: el.OSID, To: el.OSID, Result: ResultOK, Detail: r.Result, FromImage: &from, ToImage: &to},
 	}
 	if err := Commit(ctx, files.d, s, CommitOptions{}); err != nil {
 		return nil, fmt.Errorf("reload --live: committing the boot files in %s: %w", dir, err)

@@ -75,9 +75,9 @@ type SwitchOptions struct {
 // default: Unchanged, nothing written but the history record.
 //
 // Every switch but one naming an unknown entry is recorded in the history, failures
-// included: operation "switch-default" (or "switch-default --once"), the entries before and
-// after, and the result: "ok", "unchanged: already the default", "ok; grubenv rewritten:
-// <why>" or the error.
+// included: operation "switch-default" (or "switch-default --once"), the entries and their
+// images before and after, the result ("ok" or "failed" with the error) and a detail:
+// "unchanged: already the default", "grubenv rewritten: <why>", a cancelled trial.
 //
 // A permanent switch also cancels a pending one-shot entry: the caller asked for the entry to
 // boot next, and a leftover next_entry would boot something else first. For the same reason it
@@ -190,18 +190,21 @@ func switchRecord(o SwitchOptions, res SwitchResult, err error) HistoryEntry {
 	if o.Once {
 		op += " --once"
 	}
-	h := HistoryEntry{Operation: op, From: res.From.OSID, To: res.To.OSID, Result: "ok"}
+	h := HistoryEntry{Operation: op, From: res.From.OSID, To: res.To.OSID, Result: ResultOK,
+		FromImage: elementVersion(&res.From), ToImage: elementVersion(&res.To)}
+	var detail []string
 	switch {
 	case err != nil:
-		h.Result = err.Error()
+		h.Result, h.Error = ResultFailed, err.Error()
 	case res.Unchanged:
-		h.Result = "unchanged: already the default"
+		detail = append(detail, "unchanged: already the default")
 	case res.EnvRewritten != "":
-		h.Result = "ok; grubenv rewritten: " + res.EnvRewritten
+		detail = append(detail, "grubenv rewritten: "+res.EnvRewritten)
 	}
 	if res.CancelledTrial != nil && err == nil {
-		h.Result += "; trial of " + res.CancelledTrial.OSID + " cancelled"
+		detail = append(detail, "trial of "+res.CancelledTrial.OSID+" cancelled")
 	}
+	h.Detail = strings.Join(detail, "; ")
 	return h
 }
 

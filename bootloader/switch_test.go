@@ -617,27 +617,29 @@ func TestSwitchDefaultHistory(t *testing.T) {
 	if _, err := SwitchDefault(ctx, dir, SwitchOptions{Entry: "ubuntu"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadHistory(dir)
+	log, err := ReadHistory(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := log.Entries
 	want := []HistoryEntry{
 		{Operation: "switch-default", From: "centos", To: "ubuntu", Result: "ok"},
-		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "unchanged: already the default"},
+		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "ok", Detail: "unchanged: already the default"},
 		{Operation: "switch-default --once", From: "ubuntu", To: "utility", Result: "ok"},
-		{Operation: "switch-default", From: "utility", To: "centos", Result: "switching default: grubenv already updated, boot info not: "},
-		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "ok; grubenv rewritten: grub environment " + filepath.Join(dir, GrubEnvPath) + " is unreadable: "},
+		{Operation: "switch-default", From: "utility", To: "centos", Result: "failed", Error: "switching default: grubenv already updated, boot info not: "},
+		{Operation: "switch-default", From: "ubuntu", To: "ubuntu", Result: "ok", Detail: "grubenv rewritten: grub environment " + filepath.Join(dir, GrubEnvPath) + " is unreadable: "},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("history: %+v", got)
 	}
 	for i, w := range want {
 		g := got[i]
-		if g.Time.IsZero() || g.Operation != w.Operation || g.From != w.From || g.To != w.To || !strings.HasPrefix(g.Result, w.Result) {
+		if g.Time.IsZero() || g.Operation != w.Operation || g.From != w.From || g.To != w.To || g.Result != w.Result ||
+			!strings.HasPrefix(g.Detail, w.Detail) || !strings.HasPrefix(g.Error, w.Error) || (w.Error == "") != (g.Error == "") {
 			t.Errorf("record %d: %+v, want %+v", i, g, w)
 		}
 	}
-	if !strings.Contains(got[3].Result, "power cut") {
-		t.Errorf("the failure's record does not say why: %q", got[3].Result)
+	if !strings.Contains(got[3].Error, "power cut") {
+		t.Errorf("the failure's record does not say why: %q", got[3].Error)
 	}
 }

@@ -135,8 +135,8 @@ func TestNoteRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := HistoryEntry{Operation: "rollback", From: "ubuntu", To: "centos", Result: "trial of ubuntu failed after 3 boots; centos boots now"}
-	if rec == nil || rec.Time.IsZero() || rec.Operation != want.Operation || rec.From != want.From || rec.To != want.To || rec.Result != want.Result {
+	want := HistoryEntry{Operation: "rollback", From: "ubuntu", To: "centos", Result: ResultOK, Detail: "trial of ubuntu failed after 3 boots; centos boots now", Tries: 3}
+	if rec == nil || rec.Time.IsZero() || rec.Operation != want.Operation || rec.From != want.From || rec.To != want.To || rec.Result != want.Result || rec.Detail != want.Detail || rec.Tries != want.Tries {
 		t.Fatalf("record %+v", rec)
 	}
 	env := readEnv(t, dir)
@@ -159,7 +159,7 @@ func TestNoteRollback(t *testing.T) {
 		t.Errorf("second note: %+v %v", rec, err)
 	}
 	assertUntouched(t, dir, before)
-	if h, _ := ReadHistory(dir); len(h) != 1 {
+	if h, _ := ReadHistory(dir); len(h.Entries) != 1 {
 		t.Errorf("history %+v", h)
 	}
 	// Nothing to note: nothing written.
@@ -190,8 +190,9 @@ func TestConfirmOnTrial(t *testing.T) {
 	if bi.CurrentElement != 1 || bi.Trial != nil || bi.LastTrial == nil || bi.LastTrial.Result != TrialConfirmed || bi.LastTrial.Tries != 3 {
 		t.Errorf("boot info %+v", bi)
 	}
-	h, _ := ReadHistory(dir)
-	if len(h) != 1 || h[0].Operation != "confirm" || h[0].From != "centos" || h[0].To != "ubuntu" || h[0].Result != "ok" {
+	hl, _ := ReadHistory(dir)
+	h := hl.Entries
+	if len(h) != 1 || h[0].Operation != "confirm" || h[0].From != "centos" || h[0].To != "ubuntu" || h[0].Result != "ok" || h[0].Tries != 3 {
 		t.Errorf("history %+v", h)
 	}
 	// grub now boots ubuntu by default, with no trial and no fallback.
@@ -268,7 +269,7 @@ func TestConfirmAfterRollback(t *testing.T) {
 	if err != nil || res.Outcome != ConfirmNoTrial || !strings.Contains(res.Message, "(the last trial, of ubuntu, was rolled back)") {
 		t.Errorf("second confirm: %v %+v", err, res)
 	}
-	if h, _ := ReadHistory(dir); len(h) != 1 || h[0].Operation != "rollback" {
+	if h, _ := ReadHistory(dir); len(h.Entries) != 1 || h.Entries[0].Operation != "rollback" {
 		t.Errorf("history %+v", h)
 	}
 }
@@ -294,8 +295,9 @@ func TestSwitchDefaultTrial(t *testing.T) {
 	if slices.Contains(env.Keys(), "trial_entry") || slices.Contains(env.Keys(), "trial_tries") || readInfo(t, dir).Trial != nil {
 		t.Errorf("trial not cancelled: %v", env.pairs)
 	}
-	h, _ := ReadHistory(dir)
-	if len(h) != 2 || h[1].Result != "ok; trial of ubuntu cancelled" {
+	hl, _ := ReadHistory(dir)
+	h := hl.Entries
+	if len(h) != 2 || h[1].Result != "ok" || h[1].Detail != "trial of ubuntu cancelled" {
 		t.Errorf("history %+v", h)
 	}
 	if st, _ := List(dir, ""); st.Trial != nil || st.Default != 0 || st.Mismatch != "" {
@@ -308,7 +310,8 @@ func TestSwitchDefaultTrial(t *testing.T) {
 	if err != nil || res.NotedRollback == nil || res.CancelledTrial != nil {
 		t.Fatalf("%v %+v", err, res)
 	}
-	h, _ = ReadHistory(dir)
+	hl, _ = ReadHistory(dir)
+	h = hl.Entries
 	if len(h) != 2 || h[0].Operation != "rollback" || h[0].To != "centos" || h[1].Operation != "switch-default" || h[1].Result != "ok" {
 		t.Errorf("history %+v", h)
 	}
@@ -327,7 +330,7 @@ func TestTrialGrubEditenv(t *testing.T) {
 	}
 	grubEditenv(t, envPath, "set", "trial_tries=", "trial_entry=", "trial_failed=provisioner-ubuntu")
 	rec, err := NoteRollback(context.Background(), dir)
-	if err != nil || rec == nil || rec.Result != "trial of ubuntu failed after 3 boots; centos boots now" {
+	if err != nil || rec == nil || rec.Detail != "trial of ubuntu failed after 3 boots; centos boots now" {
 		t.Fatalf("%v %+v", err, rec)
 	}
 	if got := grubEditenv(t, envPath, "list"); got != "saved_entry=provisioner-centos\n" {

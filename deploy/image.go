@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -51,9 +52,11 @@ type Deployer struct {
 
 // ResolveDigests fetches and parses the checksum (file) of every image now, so that a
 // deploy can do it before it writes anything; Deploy then uses what was found instead
-// of fetching again. An rsync source has no checksum: its daemon is asked for the top
-// of the tree instead (rsync --list-only), so that an unreachable daemon or a missing
-// module fails here too. Errors are image errors, like Deploy's.
+// of fetching again. What it finds is added to what earlier calls found (an update
+// preflights its images one by one, then records every image's digest). An rsync source
+// has no checksum: its daemon is asked for the top of the tree instead (rsync
+// --list-only), so that an unreachable daemon or a missing module fails here too. Errors
+// are image errors, like Deploy's.
 func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image) error {
 	found := map[string]Digest{}
 	for _, im := range images {
@@ -67,6 +70,7 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 				}
 				return nameImage(im, err)
 			}
+			found[im.Name] = Digest{} // none, also when an earlier call found one
 			continue
 		}
 		digest, err := d.Fetcher.ResolveDigest(ctx, im.Checksum, im.URL)
@@ -75,7 +79,10 @@ func (d *Deployer) ResolveDigests(ctx context.Context, images []*partition.Image
 		}
 		found[im.Name] = digest
 	}
-	d.digests = found
+	if d.digests == nil {
+		d.digests = map[string]Digest{}
+	}
+	maps.Copy(d.digests, found)
 	return nil
 }
 

@@ -159,16 +159,22 @@ func diskActions(d *DiskLayout, dev string) []Action {
 		return env.Sys.Reread(ctx, dev, parts)
 	}})
 	for _, p := range d.Partitions {
-		node := disk.PartitionPath(dev, p.Number)
-		n := min(Align, p.SizeBytes)
-		out = append(out, Action{Desc: fmt.Sprintf("wipe the first and last MiB of %s", node), do: func(ctx context.Context, env Env) error {
-			if err := zeroRange(node, 0, n); err != nil {
-				return err
-			}
-			return zeroRange(node, p.SizeBytes-n, n)
-		}})
+		out = append(out, wipeEndsAction(disk.PartitionPath(dev, p.Number), p.SizeBytes, ""))
 	}
 	return out
+}
+
+// wipeEndsAction zeroes the first and last MiB of a new partition node of size bytes, so
+// that no signature of what the space held before shows through (what adds to the
+// step's description).
+func wipeEndsAction(node string, size uint64, what string) Action {
+	n := min(Align, size)
+	return Action{Desc: fmt.Sprintf("wipe the first and last MiB of %s%s", what, node), do: func(ctx context.Context, env Env) error {
+		if err := zeroRange(node, 0, n); err != nil {
+			return err
+		}
+		return zeroRange(node, size-n, n)
+	}}
 }
 
 func partNode(devs Devices, ref PartRef) string {

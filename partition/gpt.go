@@ -17,13 +17,25 @@ import (
 // validates nothing, so the table is checked with Validate first. The device is opened
 // O_EXCL, which the kernel refuses while any partition of it is mounted.
 func writeGPT(ctx context.Context, dev string, d *DiskLayout) error {
+	return writeTable(ctx, dev, d, true)
+}
+
+// rewriteGPT is writeGPT for an update of a disk in use: the kept partitions stay where
+// they are and may be mounted (the node's root), so the device is not opened O_EXCL,
+// as sgdisk and parted open a disk whose partitions are in use.
+func rewriteGPT(ctx context.Context, dev string, d *DiskLayout) error {
+	return writeTable(ctx, dev, d, false)
+}
+
+// writeTable writes d's table onto dev, opened O_EXCL when exclusive.
+func writeTable(ctx context.Context, dev string, d *DiskLayout, exclusive bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	b, err := file.OpenFromPathWithExclusive(dev, false, true)
+	b, err := file.OpenFromPathWithExclusive(dev, false, exclusive)
 	if err != nil {
 		return fmt.Errorf("opening %s for the partition table: %w", dev, err)
 	}

@@ -90,3 +90,52 @@ func parseLVs(out []byte) (map[string]uint64, error) {
 	}
 	return lvs, nil
 }
+
+// ProbeLVs asks lvm for every logical volume's size in bytes, keyed "vg/lv", so that a
+// changed spec is compared with the volumes as they are (Current.LVs).
+func ProbeLVs(ctx context.Context, r run.Runner) (map[string]uint64, error) {
+	res, err := r.Run(ctx, run.Cmd{Argv: lvsArgv})
+	if err != nil {
+		return nil, fmt.Errorf("listing logical volumes: %w", err)
+	}
+	return parseLVs(res.Stdout)
+}
+
+// vgsArgv reports every volume group's free space in bytes, as JSON.
+var vgsArgv = []string{"lvm", "vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_free"}
+
+// ProbeVGFree asks lvm for every volume group's free space in bytes, by name
+// (Current.VGFree): what created and grown logical volumes can take.
+func ProbeVGFree(ctx context.Context, r run.Runner) (map[string]uint64, error) {
+	res, err := r.Run(ctx, run.Cmd{Argv: vgsArgv})
+	if err != nil {
+		return nil, fmt.Errorf("listing volume groups: %w", err)
+	}
+	return parseVGFree(res.Stdout)
+}
+
+// parseVGFree reads the report of vgsArgv.
+func parseVGFree(out []byte) (map[string]uint64, error) {
+	var rep struct {
+		Report []struct {
+			VG []struct {
+				Name string `json:"vg_name"`
+				Free string `json:"vg_free"`
+			} `json:"vg"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("parsing lvm vgs output: %w", err)
+	}
+	free := map[string]uint64{}
+	for _, r := range rep.Report {
+		for _, vg := range r.VG {
+			n, err := strconv.ParseUint(strings.TrimSpace(vg.Free), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("lvm vgs: free space %q of %s: %w", vg.Free, vg.Name, err)
+			}
+			free[vg.Name] = n
+		}
+	}
+	return free, nil
+}

@@ -59,12 +59,22 @@ and these endpoints are added (without --node-api they answer 404):
   POST /v1/reload     {"image", "url", "checksum", "format", "image_uuid", "image_name",
                       "tries", "no_trial"}: reload one image, as provisioner reload does;
                       202 accepted, then GET /v1/status as for a deploy; 400 naming the
-                      bad field; 409 while a reload or a confirm runs
+                      bad field; 409 while a reload, an update or a confirm runs
+  POST /v1/update     {"spec": {provision.json}, "force", "tries", "no_trial",
+                      "remove_data", "dry_run"}:
+                      apply a changed spec, as provisioner update --yes does; 400 with the
+                      spec's problems (pointers under /spec) or naming the bad option;
+                      dry_run: 200 with the break-down plan --against --json prints,
+                      nothing written; else 202, then GET /v1/status as for a reload, its
+                      "update" member saying applied, nothing_to_do, refused (with the
+                      refusals) or failed; 409 while another operation runs
   POST /v1/confirm    make the image booted on trial the default; 409 during a reload
-  GET  /v1/boot       what provisioner list --json prints; 409 during a reload
+                      or an update
+  GET  /v1/boot       what provisioner list --json prints; 409 during a reload or an
+                      update
 
-On SIGTERM, SIGINT or SIGHUP the agent stops accepting requests, cancels a running deploy
-or reload (it fails, reported with its step, and cleans up as after any failure), waits for it,
+On SIGTERM, SIGINT or SIGHUP the agent stops accepting requests, cancels a running deploy,
+reload or update (it fails, reported with its step, and cleans up as after any failure), waits for it,
 delivers the last events (at most 10 s) and exits 0; a second signal exits at once.`,
 		Example: `  provisioner agent --listen :9999 --token-file /etc/provisioner/token
   provisioner agent --listen 10.0.0.5:9999 --token s3cret --callback https://conductor/v1/events --heartbeat 30s
@@ -109,7 +119,7 @@ delivers the last events (at most 10 s) and exits 0; a second signal exits at on
 	f.StringVar(&bootInfo, "boot-info", engine.DefaultBootInfoPath, "also write boot-info.json here")
 	f.BoolVar(&insecure, "insecure", false, "serve without a token (closed test networks only)")
 	f.BoolVar(&power, "power", false, "allow POST /v1/power to reboot, power off or kexec this machine")
-	f.BoolVar(&nodeAPI, "node-api", false, "serve the API of this deployed node (reload, confirm, boot) instead of deploys")
+	f.BoolVar(&nodeAPI, "node-api", false, "serve the API of this deployed node (reload, update, confirm, boot) instead of deploys")
 	return cmd
 }
 

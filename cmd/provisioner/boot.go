@@ -290,7 +290,7 @@ func switchDefault(ctx context.Context, s *streams, bd *engine.BootDir, entry st
 		fmt.Fprintf(s.err, "warning: %s: replaced by a valid one\n", res.EnvRewritten)
 	}
 	if res.NotedRollback != nil {
-		fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Result)
+		fmt.Fprintf(s.out, "rollback: %s (recorded in the history)\n", res.NotedRollback.Detail)
 	}
 	to := fmt.Sprintf("%d (%s)", res.To.GrubID, res.To.OSID)
 	from := fmt.Sprintf("%d (%s)", res.From.GrubID, res.From.OSID)
@@ -306,54 +306,6 @@ func switchDefault(ctx context.Context, s *streams, bd *engine.BootDir, entry st
 		fmt.Fprintf(s.out, "the trial of %d (%s) is cancelled\n", c.GrubID, c.OSID)
 	}
 	return nil
-}
-
-func newHistoryCmd(s *streams) *cobra.Command {
-	var flags bootDirFlags
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "history [--json] [--device PATH | --boot-dir DIR]",
-		Short: "Print the deploys, switches and trials recorded next to boot-info.json",
-		Long: `history prints history.jsonl from the boot files, oldest first: one line per deploy,
-switch-default, confirm and rollback of a trial, with its time (UTC), operation, the entry
-before and after, and the result. A rollback grub made and nothing recorded yet is
-recorded first, as by list.
-
-` + bootDirHelp,
-		Example: `  provisioner history
-  provisioner history --json --device disk.img`,
-		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := flags.options(false)
-			if err != nil {
-				return err
-			}
-			h, err := engine.History(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if rb := h.Rollback; rb != nil && !rb.Recorded {
-				// Not in the history: say it where it does not spoil the output.
-				fmt.Fprintf(s.err, "warning: rollback: %s (not recorded: %s)\n", rb.Message, rb.NotRecorded)
-			}
-			entries := h.Entries
-			if asJSON {
-				if entries == nil {
-					entries = []bootloader.HistoryEntry{}
-				}
-				return writeJSON(s.out, entries)
-			}
-			tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tOPERATION\tFROM\tTO\tRESULT")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Operation, dash(e.From), dash(e.To), e.Result)
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	flags.bind(cmd)
-	return cmd
 }
 
 // classifyBootErr marks unreadable boot files as an environment problem (exit 3).

@@ -92,13 +92,16 @@ func TestListSwitchHistory(t *testing.T) {
 		}
 		return strings.Join(strings.Fields(lines[i])[1:], " ")
 	}
-	if r.code != 0 || len(lines) != 4 || words(1) != "switch-default ubuntu centos ok" ||
-		words(2) != "switch-default centos centos unchanged: already the default" || words(3) != "switch-default --once centos ubuntu ok" {
+	node := bootloader.NodeName()
+	if r.code != 0 || len(lines) != 4 || words(1) != "switch-default "+node+" ubuntu (ubuntu-image) -> centos (centos-image) ok" ||
+		words(2) != "switch-default "+node+" centos: centos-image ok; unchanged: already the default" ||
+		words(3) != "switch-default --once "+node+" centos (centos-image) -> ubuntu (ubuntu-image) ok" {
 		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "history", "--json", "--boot-dir", dir)
-	var hist []bootloader.HistoryEntry
-	if err := json.Unmarshal([]byte(r.stdout), &hist); err != nil || len(hist) != 3 {
+	var hist historyJSON
+	if err := json.Unmarshal([]byte(r.stdout), &hist); err != nil || len(hist.Entries) != 3 || hist.Entries[0].ToImage == nil ||
+		hist.Entries[0].ToImage.ImageName != "centos-image" || hist.Entries[0].Node != node {
 		t.Errorf("history --json: %v\n%s", err, r.stdout)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +126,7 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "history", "--device", img)
-	if r.code != 0 || !strings.Contains(r.stdout, " deploy ") || !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "switch-default red blue ok") {
+	if r.code != 0 || !strings.Contains(r.stdout, " deploy ") || !regexp.MustCompile(`switch-default \S+ red( \([^)]*\))? -> blue( \([^)]*\))? ok`).MatchString(strings.Join(strings.Fields(r.stdout), " ")) {
 		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, "", "switch-default", "green", "--device", img)

@@ -126,15 +126,15 @@ func checkSwitchResult(t *testing.T, where []string, ok int) {
 		t.Errorf("grubenv and boot-info.json disagree: %s", st.Mismatch)
 	}
 	r = runCLI(t, "", append([]string{"history", "--json"}, where...)...)
-	var hist []bootloader.HistoryEntry
+	var hist historyJSON
 	if err := json.Unmarshal([]byte(r.stdout), &hist); r.code != 0 || err != nil {
 		t.Fatalf("history afterwards: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
 	var switches []bootloader.HistoryEntry
-	for _, h := range hist {
+	for _, h := range hist.Entries {
 		if h.Operation == "switch-default" {
 			switches = append(switches, h)
-			if h.Result != "ok" && !strings.HasPrefix(h.Result, "unchanged") {
+			if h.Result != bootloader.ResultOK || h.Error != "" {
 				t.Errorf("history records a failed switch: %+v", h)
 			}
 		}

@@ -323,22 +323,16 @@ func TestReloadRebootRefusals(t *testing.T) {
 // whose slot does not come in time is written all the same and nothing reboots; once
 // the slot is free, the next switch takes it and reboots (a loop-device test).
 func TestSwitchDefaultRebootDiskImage(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("loop-device test: needs root and no -short")
-	}
+	needLoopCLI(t)
 	reboots := fakeReboots(t)
 	id := testMachineID(t)
 	srv := newSlotServer(t)
 	dir := t.TempDir()
-	img := filepath.Join(dir, "disk.img")
-	r := runCLI(t, twoImageSpec("file://"+kernelTar(t, dir, "red"), kernelTar(t, dir, "blue")), "deploy", "-", "--device", "vda="+img, "--size", "vda=400MiB", "--seed", "s", "--prober", "builtin")
-	if r.code != 0 {
-		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
-	}
+	img := deployedImage(t)
 	cfg := filepath.Join(dir, "fleetlock.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("base_url = %q\nlock_timeout = \"1s\"\n", srv.URL)), 0o644)
 	srv.set("default", "other")
-	r = runCLI(t, "", "switch-default", "blue", "--reboot", "--device", img, "--fleetlock-config", cfg)
+	r := runCLI(t, "", "switch-default", "blue", "--reboot", "--device", img, "--fleetlock-config", cfg)
 	if r.code != engine.ExitEnvironment || *reboots != 0 || r.stdout != fmt.Sprintf("default is now 1 (blue) (was 0 (red))\ntaking a reboot slot in group \"default\" at %s as %s (waiting 1s at most)\n", srv.URL, id) ||
 		!strings.Contains(r.stderr, "not rebooting, the switch stays written") {
 		t.Fatalf("full group: exit %d, %d reboots\n%s%s", r.code, *reboots, r.stdout, r.stderr)
@@ -380,21 +374,15 @@ func TestNodeToolsFleetLockConfig(t *testing.T) {
 // reload staying written for the next boot; with the slot free it reboots (a
 // loop-device test).
 func TestReloadRebootDiskImage(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("loop-device test: needs root and no -short")
-	}
+	needLoopCLI(t)
 	reboots := fakeReboots(t)
 	id := testMachineID(t)
 	srv := newSlotServer(t)
 	dir := t.TempDir()
-	img := filepath.Join(dir, "disk.img")
-	r := runCLI(t, twoImageSpec("file://"+kernelTar(t, dir, "red"), kernelTar(t, dir, "blue")), "deploy", "-", "--device", "vda="+img, "--size", "vda=400MiB", "--seed", "s", "--prober", "builtin")
-	if r.code != 0 {
-		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
-	}
+	img := deployedImage(t)
 	srv.set("default", "other")
 	fl := []string{"--fleetlock-config", noConfig(t), "--fleetlock-url", srv.URL, "--lock-timeout", "1s"}
-	r = runCLI(t, "", append([]string{"reload", "blue", "--url", kernelTar(t, dir, "blue2"), "--device", img, "--reboot"}, fl...)...)
+	r := runCLI(t, "", append([]string{"reload", "blue", "--url", kernelTar(t, dir, "blue2"), "--device", img, "--reboot"}, fl...)...)
 	if r.code != engine.ExitEnvironment || *reboots != 0 || !strings.Contains(r.stdout, "reloaded 1 (blue)") ||
 		!strings.Contains(r.stderr, "not rebooting, the reload is written and boots at the next boot: fleetlock: no reboot slot") {
 		t.Fatalf("full group: exit %d, %d reboots\n%s%s", r.code, *reboots, r.stdout, r.stderr)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/provisioner/provisioner/bootloader"
@@ -33,12 +31,7 @@ func newReloadCmd(s *streams) *cobra.Command {
 			o.Image = args[0]
 			o.BootDir = engine.BootDirOptions{Dir: flags.dir, Device: flags.device, Env: engine.HostEnv(nil), LockWait: flags.lockWait}
 			o.Boot.Self = []string{"/proc/self/exe"}
-			if f, ok := s.err.(*os.File); ok {
-				o.TTY = isTerminal(f)
-			}
-			o.Log = slog.New(slog.NewTextHandler(s.err, nil))
-			o.Out = s.err
-			o.Events = engine.TextEvents(s.err)
+			o.ImageRun = imageRunOn(s.err)
 			if via.viaRamdisk && live {
 				return engine.Usagef("reload: --via-ramdisk and --live exclude each other")
 			}

@@ -53,7 +53,8 @@ func newRoot(s *streams) *cobra.Command {
 validates it strictly, plans the whole disk layout before touching any disk, and deploys it.
 
 Exit codes: 0 ok, 1 usage, 2 invalid spec or layout that does not fit, 3 missing
-device, file or tool, busy disk, or disks that do not match (verify), 4 an image that
+device, file or tool, busy disk, disks that do not match (verify), or a changed spec
+the disks cannot take (plan --against), 4 an image that
 cannot be fetched, verified, decompressed or extracted (truncated, corrupt, or holding
 an entry the target tree cannot take), 5 a disk write failed part-way or a target
 filesystem filled up or failed.
@@ -70,7 +71,7 @@ signal exits at once (128 + the signal's number), without cleaning up.`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.AddCommand(newValidateCmd(s), newPlanCmd(s), newPartitionCmd(s), newDeployCmd(s),
-		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newReloadCmd(s), newConfirmCmd(s), newConfinedProberCmd(),
+		newListCmd(s), newSwitchDefaultCmd(s), newHistoryCmd(s), newReloadCmd(s), newUpdateCmd(s), newConfirmCmd(s), newConfinedProberCmd(),
 		newAgentCmd(s), newRamdiskBootCmd(s), newRebootCmd(s), newFleetlockCmd(s))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return engine.Usagef("%w (see %s --help)", err, c.CommandPath())

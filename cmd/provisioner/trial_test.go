@@ -113,7 +113,7 @@ func TestListConfirmTrial(t *testing.T) {
 	}
 	r = runCLI(t, "", "history", "--boot-dir", dir)
 	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); r.code != 0 || len(lines) != 4 ||
-		!strings.HasSuffix(flat(lines[3]), "rollback centos ubuntu trial of centos failed after 3 boots; ubuntu boots now") {
+		!strings.HasSuffix(flat(lines[3]), "rollback "+bootloader.NodeName()+" centos (centos-image) -> ubuntu (ubuntu-image) ok; trial of centos failed after 3 boots; ubuntu boots now") {
 		t.Errorf("history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 

@@ -1,7 +1,8 @@
 // Package agent is the provisioner's Ironic-style agent: one deploy at a time, driven
 // through a small JSON-over-HTTP API (Server) or by the ramdisk's boot flow (Agent.Run),
 // with its progress pushed to a conductor's callback URL (Callback) in order. On a
-// deployed node (Agent.NodeAPI) it reloads, confirms and lists that node's images instead.
+// deployed node (Agent.NodeAPI) it reloads, updates, confirms and lists that node's
+// images instead.
 package agent
 
 import (
@@ -37,6 +38,7 @@ const (
 	StateIdle      = "idle"
 	StateDeploying = "deploying"
 	StateReloading = "reloading"
+	StateUpdating  = "updating"
 	StateSucceeded = "succeeded"
 	StateFailed    = "failed"
 )
@@ -45,6 +47,7 @@ const (
 const (
 	OpDeploy = "deploy"
 	OpReload = "reload"
+	OpUpdate = "update"
 )
 
 // Power actions accepted by POST /v1/power.
@@ -58,10 +61,11 @@ const (
 // errors for the other operations that keep the agent busy match it too.
 var ErrBusy = errors.New("a deploy is already running")
 
-// ErrReloading and ErrConfirming say what keeps the agent busy on a deployed node; both
-// match ErrBusy, so a caller that only needs "busy" checks one error.
+// ErrReloading, ErrUpdating and ErrConfirming say what keeps the agent busy on a
+// deployed node; each matches ErrBusy, so a caller that only needs "busy" checks one error.
 var (
 	ErrReloading  error = busyError("a reload is running")
+	ErrUpdating   error = busyError("an update is running")
 	ErrConfirming error = busyError("a confirm is running")
 )
 
@@ -93,7 +97,7 @@ type Agent struct {
 	// Power performs power actions for POST /v1/power (nil: the endpoint answers 501).
 	Power PowerFunc
 	// NodeAPI, when set, makes this the agent of a deployed node: it serves reload,
-	// confirm and boot, and refuses deploys (ErrDeployedNode).
+	// update, confirm and boot, and refuses deploys (ErrDeployedNode).
 	NodeAPI *Node
 	// Callback receives the events (nil: events are only logged).
 	Callback *Callback
@@ -108,12 +112,13 @@ type Agent struct {
 
 	mu         sync.Mutex
 	gen        int    // counts operations, so late events of an old one are ignored
-	op         string // the last operation started: OpDeploy or OpReload
+	op         string // the last operation started: OpDeploy, OpReload or OpUpdate
 	state      string
 	phase      string
 	images     map[string]*imageState
 	lastErr    string
 	failedStep string
+	update     *UpdateOutcome // the last update's outcome, nil for another operation
 	startedAt  time.Time
 	finishedAt time.Time
 	spec       *schema.Spec
@@ -152,6 +157,9 @@ type Status struct {
 	FailedStep string                   `json:"failed_step,omitempty"`
 	StartedAt  time.Time                `json:"started_at,omitzero"`
 	FinishedAt time.Time                `json:"finished_at,omitzero"`
+	// Update is what the last operation, an update, did once it ended: applied, nothing
+	// to do, refused with the refusals, or failed.
+	Update *UpdateOutcome `json:"update,omitempty"`
 }
 
 func (a *Agent) log() *slog.Logger {
@@ -186,7 +194,7 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	s := Status{
 		State: a.stateLocked(), Operation: a.op, Phase: a.phase, Error: a.lastErr, FailedStep: a.failedStep,
-		StartedAt: a.startedAt, FinishedAt: a.finishedAt,
+		StartedAt: a.startedAt, FinishedAt: a.finishedAt, Update: a.update,
 	}
 	if len(a.images) > 0 {
 		s.Images = make(map[string]ImageProgress, len(a.images))
@@ -238,13 +246,16 @@ func (a *Agent) Start(ctx context.Context, spec *schema.Spec, done func(*engine.
 	})
 }
 
-// operation is one background run of the agent: a deploy or a reload.
+// operation is one background run of the agent: a deploy, a reload or an update.
 type operation struct {
 	kind, state string
 	image       string       // a reload's image, for the started event
 	spec        *schema.Spec // a deploy's spec, kept for GET /v1/plan
 	// run does the work; a non-nil layout replaces the cached plan on success.
 	run func(ctx context.Context, events func(engine.Event)) (*bootloader.BootInfo, *partition.Layout, error)
+	// outcome, when set, says what an update did, given run's error; the status and
+	// the final event carry it.
+	outcome func(err error) *UpdateOutcome
 }
 
 // startOp starts op in the background unless the agent is busy; done (not nil) is called
@@ -258,7 +269,7 @@ func (a *Agent) startOp(ctx context.Context, op operation, done func(error)) err
 	a.gen++
 	gen := a.gen
 	a.op, a.state, a.phase, a.images = op.kind, op.state, "", map[string]*imageState{}
-	a.lastErr, a.failedStep = "", ""
+	a.lastErr, a.failedStep, a.update = "", "", nil
 	a.startedAt, a.finishedAt = time.Now().UTC(), time.Time{}
 	// The last boot info describes disks that are being rewritten now.
 	a.bootInfo = nil
@@ -274,7 +285,11 @@ func (a *Agent) startOp(ctx context.Context, op operation, done func(error)) err
 	go func() {
 		defer close(running)
 		bi, l, err := op.run(ctx, func(e engine.Event) { a.onEvent(ctx, gen, e) })
-		a.finish(ctx, gen, bi, l, err)
+		var upd *UpdateOutcome
+		if op.outcome != nil {
+			upd = op.outcome(err)
+		}
+		a.finish(ctx, gen, bi, l, upd, err)
 		done(err)
 	}()
 	return nil
@@ -287,6 +302,8 @@ func (a *Agent) busyLocked() error {
 		return ErrBusy
 	case a.state == StateReloading:
 		return ErrReloading
+	case a.state == StateUpdating:
+		return ErrUpdating
 	case a.confirming:
 		return ErrConfirming
 	case a.powerBusy:
@@ -297,7 +314,19 @@ func (a *Agent) busyLocked() error {
 
 // runningLocked reports whether a background operation runs. a.mu must be held.
 func (a *Agent) runningLocked() bool {
-	return a.state == StateDeploying || a.state == StateReloading
+	return a.state == StateDeploying || a.state == StateReloading || a.state == StateUpdating
+}
+
+// rewritingLocked says which node operation is rewriting the boot files now (ErrReloading
+// or ErrUpdating), or nil. a.mu must be held.
+func (a *Agent) rewritingLocked() error {
+	switch a.state {
+	case StateReloading:
+		return ErrReloading
+	case StateUpdating:
+		return ErrUpdating
+	}
+	return nil
 }
 
 // Wait blocks until the operation started last has ended (its cleanup done, its final
@@ -413,8 +442,8 @@ func progressEvent(e engine.Event, phase string) Event {
 	return Event{Type: EventProgress, Phase: phase, Image: e.Image, Done: e.Done, Total: e.Total, Message: e.Message}
 }
 
-// finish records the outcome of operation gen and queues its final event.
-func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, layout *partition.Layout, err error) {
+// finish records the outcome of operation gen (upd: an update's) and queues its final event.
+func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, layout *partition.Layout, upd *UpdateOutcome, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if gen != a.gen {
@@ -422,6 +451,7 @@ func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, la
 	}
 	a.flushProgressLocked(ctx)
 	a.finishedAt = time.Now().UTC()
+	a.update = upd
 	if err != nil {
 		step := a.phase
 		if step == "" {
@@ -430,7 +460,7 @@ func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, la
 			step = engine.PhasePlan
 		}
 		a.state, a.lastErr, a.failedStep = StateFailed, err.Error(), step
-		a.emitLocked(ctx, Event{Type: EventFailed, Operation: a.op, Phase: a.phase, Error: err.Error(), Step: step})
+		a.emitLocked(ctx, Event{Type: EventFailed, Operation: a.op, Phase: a.phase, Error: err.Error(), Step: step, Update: upd})
 		a.log().Error(a.op+" failed", "step", step, "err", err)
 		return
 	}
@@ -441,7 +471,7 @@ func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, la
 		// written disks again could plan something else.
 		a.plan = layout
 	}
-	a.emitLocked(ctx, Event{Type: EventSucceeded, Operation: a.op, BootInfo: a.bootInfo})
+	a.emitLocked(ctx, Event{Type: EventSucceeded, Operation: a.op, BootInfo: a.bootInfo, Update: upd})
 	a.log().Info(a.op + " succeeded")
 }
 

@@ -23,7 +23,7 @@ type Event struct {
 	Type string    `json:"type"` // EventStarted, EventPhase, ...
 	Time time.Time `json:"time"`
 	Node string    `json:"node"`
-	// Operation is OpDeploy or OpReload on started, succeeded and failed events.
+	// Operation is OpDeploy, OpReload or OpUpdate on started, succeeded and failed events.
 	Operation string               `json:"operation,omitempty"`
 	Phase     string               `json:"phase,omitempty"`
 	Image     string               `json:"image,omitempty"`
@@ -38,6 +38,8 @@ type Event struct {
 	// Seq increases with every event a Callback sends (from 1, per process), and stays
 	// the same across the retries of one event, so a receiver can order and dedupe.
 	Seq int64 `json:"seq"`
+	// Update is an update's outcome, on its succeeded and failed events.
+	Update *UpdateOutcome `json:"update,omitempty"`
 }
 
 // Callback POSTs events to a conductor's URL.

@@ -59,6 +59,10 @@ type Node struct {
 	Confirm NodeFunc
 	// Boot serves GET /v1/boot: what `provisioner list --json` prints.
 	Boot NodeFunc
+	// Update serves POST /v1/update, in the background like a reload.
+	Update UpdateFunc
+	// PlanAgainst serves POST /v1/update with dry_run: the break-down alone.
+	PlanAgainst BreakdownFunc
 }
 
 // ErrDeployedNode is returned by Start on a deployed node: a deploy from the running
@@ -143,8 +147,9 @@ func (a *Agent) Confirm(ctx context.Context) (any, error) {
 	return a.NodeAPI.Confirm(ctx)
 }
 
-// Boot runs the node's Boot and returns its answer. While a reload runs it returns
-// ErrReloading: the boot files are being rewritten, and the status tells the progress.
+// Boot runs the node's Boot and returns its answer. While a reload or an update runs it
+// returns ErrReloading or ErrUpdating: the boot files are being rewritten, and the
+// status tells the progress.
 func (a *Agent) Boot(ctx context.Context) (any, error) {
 	if a.NodeAPI == nil {
 		return nil, fmt.Errorf("boot: %w", errNoNode)
@@ -153,10 +158,10 @@ func (a *Agent) Boot(ctx context.Context) (any, error) {
 		return nil, fmt.Errorf("boot: %w", errors.ErrUnsupported)
 	}
 	a.mu.Lock()
-	reloading := a.state == StateReloading
+	busy := a.rewritingLocked()
 	a.mu.Unlock()
-	if reloading {
-		return nil, ErrReloading
+	if busy != nil {
+		return nil, busy
 	}
 	return a.NodeAPI.Boot(ctx)
 }

@@ -46,8 +46,14 @@ const (
 //
 //	POST /v1/reload     body: ReloadRequest; 202, then status as for a deploy; 400 naming
 //	                    the bad field; 409 while another operation runs
-//	POST /v1/confirm    200 with Node.Confirm's answer; 409 while a reload runs
-//	GET  /v1/boot       200 with Node.Boot's answer (list --json); 409 while a reload runs
+//	POST /v1/update     body: UpdateRequest; 400 with the spec's problems (pointers under
+//	                    /spec) or naming the bad option; with dry_run 200 and the
+//	                    break-down (partition.Breakdown), else 202, then status as for a
+//	                    reload with the outcome in Status.Update; 409 while another
+//	                    operation runs
+//	POST /v1/confirm    200 with Node.Confirm's answer; 409 while a reload or update runs
+//	GET  /v1/boot       200 with Node.Boot's answer (list --json); 409 while a reload or
+//	                    an update runs
 //
 // Without a Node these paths answer 404, as any unknown path does. Every request needs "Authorization: Bearer <Token>" (401 otherwise). Errors are JSON
 // objects {"error": "..."}; a method not listed answers 405 with Allow.
@@ -59,7 +65,8 @@ type Server struct {
 	Token string
 	// Insecure allows an empty Token, disabling authentication (tests, closed labs).
 	Insecure bool
-	// MaxBody bounds POST /v1/deploy's body (0: 4 MiB); past it the answer is 413.
+	// MaxBody bounds the bodies of POST /v1/deploy and POST /v1/update (0: 4 MiB);
+	// past it the answer is 413.
 	MaxBody int64
 	// PowerDelay is the wait between answering POST /v1/power and running the action,
 	// so the response reaches the client first (0: 500 ms).
@@ -150,6 +157,14 @@ type specError struct {
 	Problems []schema.Problem `json:"problems"`
 }
 
+// maxBody is the bound of a body carrying a spec: MaxBody, or 4 MiB.
+func (s *Server) maxBody() int64 {
+	if s.MaxBody <= 0 {
+		return defaultMaxBody
+	}
+	return s.MaxBody
+}
+
 func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	if s.Agent.NodeAPI != nil {
 		// The endpoint stays, answering why, so that a conductor pointed at the wrong
@@ -157,10 +172,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, ErrDeployedNode.Error())
 		return
 	}
-	limit := s.MaxBody
-	if limit <= 0 {
-		limit = defaultMaxBody
-	}
+	limit := s.maxBody()
 	spec, warns, err := schema.Load(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -60,9 +60,9 @@ type AgentOptions struct {
 	Prober, BootInfo string
 	// Power allows POST /v1/power to reboot, power off or kexec this machine.
 	Power bool
-	// NodeAPI, when set, serves the API of a deployed node (reload, confirm, boot; see
-	// MachineNode) instead of the deploy API: deploying from the running system would
-	// wipe the disks it runs from.
+	// NodeAPI, when set, serves the API of a deployed node (reload, update, confirm,
+	// boot; see MachineNode) instead of the deploy API: deploying from the running
+	// system would wipe the disks it runs from.
 	NodeAPI *agent.Node
 	// Log receives the agent's log; Progress the deploy's progress lines and the
 	// listening notice.
@@ -79,6 +79,10 @@ const agentFlushTimeout = 10 * time.Second
 // started (which runs under ctx, so it is failing and cleaning up), and gives the final
 // events a bounded moment to reach the conductor.
 func ServeAgent(ctx context.Context, o AgentOptions) error {
+	if o.Node != "" {
+		// The history records of what the agent does carry the name its events carry.
+		bootloader.SetNodeName(o.Node)
+	}
 	ag, err := agentFor(o)
 	if err != nil {
 		return err
@@ -140,6 +144,11 @@ type RamdiskOptions struct {
 func Ramdisk(ctx context.Context, o RamdiskOptions) error {
 	log := slog.New(slog.NewJSONHandler(o.Log, nil))
 	cfg, cfgErr := ParseCmdline(o.Cmdline)
+	if cfg.Node != "" {
+		// The ramdisk's hostname is not the node's: the deploy's history record carries
+		// provisioner.node.
+		bootloader.SetNodeName(cfg.Node)
+	}
 	if err := Prepare(ctx); err != nil {
 		log.Error("preparing the ramdisk", "err", err)
 	}

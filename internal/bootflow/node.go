@@ -12,6 +12,7 @@ import (
 	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/engine"
 	"github.com/provisioner/provisioner/partition"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // nodeLockWait bounds how long a node request waits for another run holding the boot
@@ -30,6 +31,30 @@ func MachineNode(log *slog.Logger, bootDir string) *agent.Node {
 		Reload: func(ctx context.Context, req agent.ReloadRequest, events func(engine.Event)) (*bootloader.BootInfo, error) {
 			return nodeReload(ctx, log, o, req, events)
 		},
+		Update: func(ctx context.Context, spec *schema.Spec, uo agent.UpdateOptions, events func(engine.Event)) (*engine.UpdateResult, error) {
+			return engine.Update(ctx, spec, nodeUpdateOptions(log, o, uo, events))
+		},
+		PlanAgainst: func(ctx context.Context, spec *schema.Spec, uo agent.UpdateOptions) (*partition.Breakdown, error) {
+			return engine.PlanAgainst(ctx, spec, nodeAgainst(log, o, uo.RemoveData))
+		},
+	}
+}
+
+// nodeAgainst is where POST /v1/update finds the node: the spec's own disks, found by
+// their ids, and the running system's boot files, as `provisioner update` on the node
+// finds them; its notes go to the log. removeData is update's --remove-data.
+func nodeAgainst(log *slog.Logger, o engine.BootDirOptions, removeData bool) engine.AgainstOptions {
+	return engine.AgainstOptions{BootDir: o, RemoveData: removeData, Note: func(n string) { log.Info("update: " + n) }}
+}
+
+// nodeUpdateOptions are the options of POST /v1/update's run: `provisioner update --yes`
+// on the node (nothing asked), its events to the callback and to the log.
+func nodeUpdateOptions(log *slog.Logger, o engine.BootDirOptions, uo agent.UpdateOptions, events func(engine.Event)) engine.UpdateOptions {
+	return engine.UpdateOptions{
+		Against: nodeAgainst(log, o, uo.RemoveData),
+		Force:   uo.Force, Tries: uo.Tries, NoTrial: uo.NoTrial,
+		Boot:     engine.BootOptions{Self: []string{"/proc/self/exe"}},
+		ImageRun: engine.ImageRun{Events: events, Log: log},
 	}
 }
 
@@ -40,7 +65,7 @@ func nodeReload(ctx context.Context, log *slog.Logger, o engine.BootDirOptions, 
 		Image: req.Image, URL: req.URL, Checksum: req.Checksum, Format: req.Format,
 		ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
 		BootDir: o, Boot: engine.BootOptions{Self: []string{"/proc/self/exe"}},
-		Events: events, Log: log,
+		ImageRun: engine.ImageRun{Events: events, Log: log},
 	})
 	if err != nil {
 		return nil, err
@@ -80,7 +105,7 @@ func RamdiskReloader(log *slog.Logger, prober string, after []string, progress i
 			ImageUUID: req.ImageUUID, ImageName: req.ImageName, Tries: req.Tries, NoTrial: req.NoTrial,
 			BootDir: engine.BootDirOptions{Env: engine.HostEnv(log), LockWait: ramdiskLockWait},
 			Boot:    engine.BootOptions{Self: []string{"/proc/self/exe"}}, Prober: prober,
-			Events: engine.Tee(events, engine.TextEvents(progress)), Log: log, Out: progress,
+			ImageRun:  engine.ImageRun{Events: engine.Tee(events, engine.TextEvents(progress)), Log: log, Out: progress},
 			InRamdisk: true, RamdiskAfter: after,
 		})
 		if err != nil {

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/agent"
 	"github.com/provisioner/provisioner/internal/engine"
+	"github.com/provisioner/provisioner/schema"
 )
 
 // writeBootDir writes the boot files of a deployed node with two images, the second
@@ -93,5 +96,48 @@ func TestAgentForNode(t *testing.T) {
 	}
 	if ag.NodeAPI != nil || ag.Deploy == nil {
 		t.Errorf("deploy agent %+v", ag)
+	}
+}
+
+// absentDiskSpec is a valid spec whose only disk is on no machine: the node's update
+// fails finding it, before anything is read or written.
+const absentDiskSpec = `{"images": [{"name": "a", "url": "http://x/a.tar", "target": "/", "boot": true}],
+ "partitions": [{"type": "disk", "id": {"type": "name", "value": "provisioner-test-absent0"},
+  "volumes": [{"type": "partition", "mount": "/", "file_system": "ext4", "size": "remaining"}]}]}`
+
+func TestMachineNodeUpdate(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	dir := writeBootDir(t)
+	n := MachineNode(log, dir)
+	if n.Update == nil || n.PlanAgainst == nil {
+		t.Fatal("no Update or PlanAgainst")
+	}
+	spec, _, err := schema.Load(strings.NewReader(absentDiskSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On the node the spec's disks are found by their ids, as update finds them there:
+	// a disk that is not on the machine is the environment's fault (exit 3).
+	if b, err := n.PlanAgainst(t.Context(), spec, agent.UpdateOptions{}); b != nil || engine.ExitCode(err) != engine.ExitEnvironment || !strings.Contains(err.Error(), "provisioner-test-absent0") {
+		t.Errorf("dry run on a machine without the disk: %v, %v (exit %d)", b, err, engine.ExitCode(err))
+	}
+	var events []engine.Event
+	res, err := n.Update(t.Context(), spec, agent.UpdateOptions{NoTrial: true}, func(e engine.Event) { events = append(events, e) })
+	if engine.ExitCode(err) != engine.ExitEnvironment || !strings.Contains(err.Error(), "provisioner-test-absent0") || (res != nil && res.Applied) {
+		t.Errorf("update on a machine without the disk: %+v, %v", res, err)
+	}
+
+	// The options are update --yes's on the node: nothing asked, no --device, the
+	// request's choices and the agent's events.
+	called := false
+	o := nodeUpdateOptions(log, engine.BootDirOptions{Dir: dir, LockWait: nodeLockWait},
+		agent.UpdateOptions{Force: true, Tries: 2, RemoveData: true}, func(engine.Event) { called = true })
+	if o.Confirm != nil || len(o.Against.Targets) != 0 || o.Against.BootDir.Dir != dir || !o.Force || o.Tries != 2 || o.NoTrial ||
+		!o.Against.RemoveData || o.Events == nil || o.Log == nil || len(o.Boot.Self) == 0 {
+		t.Errorf("update options %+v", o)
+	}
+	o.Events(engine.Event{})
+	if !called {
+		t.Error("the update's events do not reach the agent")
 	}
 }

@@ -33,6 +33,27 @@ func (s Sys) Mounts() ([]MountPoint, error) {
 	return out, nil
 }
 
+// MountedAt returns where the block device dev is mounted ("" when it is not), matching
+// the device's number, not its name: the mount table may name it /dev/root or by a
+// symlink.
+func (s Sys) MountedAt(dev string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		return "", fmt.Errorf("checking whether %s is mounted: %w", dev, err)
+	}
+	num := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	mounts, err := s.Mounts()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range mounts {
+		if m.DevNum == num {
+			return m.Point, nil
+		}
+	}
+	return "", nil
+}
+
 // DevNode returns the /dev node of the block device numbered "major:minor", from sysfs
 // (the mount table's source can be "/dev/root" or a name from another namespace).
 func (s Sys) DevNode(devNum string) (string, error) {

@@ -64,6 +64,10 @@ type BootDir struct {
 	// a disk-image file given with --device is attached to; "" with --boot-dir.
 	Disk    string
 	release []func(context.Context) error
+	// held are the files (device and inode) locked until Close: flock locks of one
+	// process on two descriptors of a file exclude each other, so a path locked already
+	// is not locked again.
+	held map[[2]uint64]bool
 }
 
 // Close releases what OpenBootDir set up, in reverse: the directory's lock, the mount,
@@ -146,11 +150,25 @@ func OpenBootDir(ctx context.Context, o BootDirOptions) (*BootDir, error) {
 // lock takes o's lock on path (a disk, an image file, a directory) until Close; what
 // says whose lock it is in the error.
 func (b *BootDir) lock(ctx context.Context, o BootDirOptions, path, what string) error {
+	var st unix.Stat_t
+	key := [2]uint64{}
+	if unix.Stat(path, &st) == nil {
+		key = [2]uint64{uint64(st.Dev), st.Ino}
+		if b.held[key] {
+			return nil
+		}
+	}
 	l, err := disk.LockPath(ctx, path, o.lockMode(), o.LockWait)
 	if err != nil {
 		return Environmentf("%s: %w", what, err)
 	}
 	b.release = append(b.release, func(context.Context) error { return l.Release() })
+	if key != [2]uint64{} {
+		if b.held == nil {
+			b.held = map[[2]uint64]bool{}
+		}
+		b.held[key] = true
+	}
 	return nil
 }
 

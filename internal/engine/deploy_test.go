@@ -417,6 +417,30 @@ func TestDeployRawImage(t *testing.T) {
 	})
 }
 
+// checkDeployRecord checks the deploy's history record on the multiboot partition mounted
+// at mnt: the spec's digest is the plan record's, and each image of bi is listed.
+func checkDeployRecord(t *testing.T, mnt string, bi *bootloader.BootInfo) {
+	t.Helper()
+	log, err := bootloader.ReadHistory(mnt)
+	if err != nil || len(log.Entries) != 1 {
+		t.Fatalf("history: %v %+v", err, log)
+	}
+	rec, err := bootloader.ReadRecord(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := log.Entries[0]
+	if e.SpecDigest == "" || e.SpecDigest != bootloader.SpecDigest(rec.Spec) || e.Node != bootloader.NodeName() || len(e.Images) != len(bi.Elements) {
+		t.Errorf("deploy record %+v, want spec digest %s", e, bootloader.SpecDigest(rec.Spec))
+	}
+	for i, c := range e.Images {
+		el := bi.Elements[i]
+		if c.Name != el.OSID || c.From != nil || c.To == nil || c.To.ImageName != el.ImageName || c.To.Digest != el.Digest {
+			t.Errorf("deploy record image %d: %+v, element %+v", i, c, el)
+		}
+	}
+}
+
 // checkBootFiles checks what the bootloader step left on the multiboot partition of the
 // two-image deployDoc: grub.cfg (golden), grubenv (read by grub-editenv), boot-info.json
 // (the same bytes as the --boot-info copy), the history line, grub's BIOS files, and boot
@@ -472,6 +496,7 @@ func checkBootFiles(t *testing.T, c *deployCase, res *DeployResult, img string) 
 		if err != nil || strings.Count(string(hist), "\n") != 1 || !strings.Contains(string(hist), `"operation":"deploy","to":"alpha","result":"ok"`) {
 			t.Errorf("history: %v\n%s", err, hist)
 		}
+		checkDeployRecord(t, mnt, bi)
 	})
 	f, err := os.Open(img)
 	if err != nil {

@@ -15,7 +15,7 @@ const (
 	ExitOK          = 0
 	ExitFailure     = 1 // usage errors and anything unclassified
 	ExitInvalidSpec = 2 // the spec is invalid or its layout does not fit
-	ExitEnvironment = 3 // a device, file or tool is missing, a disk is busy or locked, or the disks do not match (verify)
+	ExitEnvironment = 3 // a device, file or tool is missing, a disk is busy or locked, or the disks do not match (verify) or cannot take a changed spec (plan --against)
 	ExitImage       = 4 // an image could not be fetched, verified, read or extracted, or a tree holds an unsafe entry
 	ExitWrite       = 5 // writing a disk failed part-way, or a target filesystem filled up
 )
@@ -41,7 +41,9 @@ func ExitCode(err error) int {
 		return ExitImage
 	case errors.Is(err, ErrWrite):
 		return ExitWrite
-	case errors.Is(err, ErrEnvironment), errors.Is(err, partition.ErrMismatch):
+	case errors.Is(err, ErrEnvironment), errors.Is(err, partition.ErrMismatch), errors.Is(err, partition.ErrRefused):
+		// A changed spec refused against the disks as they are is the same class as a
+		// deploy whose disks do not hold what keep_data or verify needs.
 		return ExitEnvironment
 	}
 	return ExitFailure

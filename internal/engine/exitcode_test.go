@@ -49,6 +49,7 @@ func TestExitCode(t *testing.T) {
 		{"layout does not fit", fmt.Errorf("disk vda: %w", partition.ErrLayout), ExitInvalidSpec},
 		{"environment", Environmentf("no disk vda"), ExitEnvironment},
 		{"disks do not match", fmt.Errorf("verify: %w", partition.ErrMismatch), ExitEnvironment},
+		{"changed spec refused", &partition.RefusedError{Problems: []partition.Refusal{{Volume: "vda#5", Reason: "has keep_data"}}}, ExitEnvironment},
 		{"image", fmt.Errorf("image a: %w", deploy.ErrImage), ExitImage},
 		{"hostile entry", fmt.Errorf("image a: %w", &deploy.HostileEntryError{Entry: "../x", Reason: "climbs"}), ExitImage},
 		{"checksum", fmt.Errorf("image a: %w", &deploy.ChecksumError{Source: "a", Algo: "sha256"}), ExitImage},

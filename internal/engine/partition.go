@@ -204,10 +204,18 @@ func applyPolicy(ctx context.Context, opts PartitionOptions, st *runState, event
 		events.emit(Event{Message: phase + ", comparing the disks with the plan first"})
 		phase = "the disks match the plan"
 	}
+	return applySteps(ctx, opts.Env, st, events, phase, actions)
+}
+
+// applySteps executes actions, reporting each step, and phase (as the partition phase's
+// event) before the first step that writes.
+func applySteps(ctx context.Context, env partition.Env, st *runState, events emitter, phase string, actions []partition.Action) error {
+	announced := false
 	writing := func() {
-		if st.wasWritten() {
+		if announced {
 			return
 		}
+		announced = true
 		events.emit(Event{Phase: PhasePartition, Message: phase})
 		st.setWritten()
 	}
@@ -217,7 +225,7 @@ func applyPolicy(ctx context.Context, opts PartitionOptions, st *runState, event
 		},
 		BeforeWrite: writing,
 	}
-	if err := partition.Execute(ctx, opts.Env, actions, hooks); err != nil {
+	if err := partition.Execute(ctx, env, actions, hooks); err != nil {
 		return stepFailure(err, st.wasWritten())
 	}
 	writing()

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
 	"github.com/provisioner/provisioner/deploy"
 	"github.com/provisioner/provisioner/partition"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultTries is the number of trial boots a reload arms unless told otherwise.
@@ -40,19 +37,8 @@ type ReloadOptions struct {
 	Boot BootOptions
 	// Fetcher fetches the image (nil: defaults).
 	Fetcher *deploy.Fetcher
-	// Events receives the run's progress, as a deploy's.
-	Events func(Event)
-	// Out receives the image's transfer line; TTY redraws it.
-	Out io.Writer
-	TTY bool
-	Log *slog.Logger
-	// TmpDir holds the private mount roots ("": the system's temporary directory).
-	TmpDir string
-	// ProgressInterval is the period of progress log lines (0: 5 s).
-	ProgressInterval time.Duration
-	// NodeToolsBinary is the provisioner copied into an image that asks for the node
-	// tools ("": the running one).
-	NodeToolsBinary string
+	// ImageRun says where the run reports and works.
+	ImageRun
 	// InRamdisk says the reload runs in the deploy ramdisk booted from the copy kept on
 	// the node (reload --via-ramdisk): no image is booted, and a single-image node's
 	// default moves to the ramdisk's entry while its only root is rewritten, and its trial
@@ -298,27 +284,32 @@ func (r *reload) bootedRoot(ctx context.Context) string {
 	return BootedRootUUID(ctx, r.o.BootDir.Env)
 }
 
-// devices maps the recorded disks to block devices: offline, the disk (or the loop device
-// of the image file) given with --device; on the node, each disk found by its spec id and
-// locked as a deploy locks it.
+// devices maps the recorded disks to block devices (see layoutDevices).
 func (r *reload) devices(ctx context.Context) (partition.Devices, error) {
-	l := r.rec.Layout
+	return layoutDevices(ctx, r.bd, r.o.BootDir, r.rec.Layout, "reload")
+}
+
+// layoutDevices maps the disks of l to block devices: offline, the disk (or the loop
+// device of the image file) given with --device, which holds the boot files bd; on the
+// node, each disk found by its spec id and locked as a deploy locks it. op names the
+// command in errors.
+func layoutDevices(ctx context.Context, bd *BootDir, o BootDirOptions, l *partition.Layout, op string) (partition.Devices, error) {
 	devs := partition.Devices{}
-	if r.o.BootDir.Device != "" {
+	if o.Device != "" {
 		if len(l.Disks) != 1 {
-			return nil, Usagef("reload: the node's plan has %d disks; offline, --device gives one: reload it on the node", len(l.Disks))
+			return nil, Usagef("%s: the node's plan has %d disks; offline, --device gives one: %s it on the node", op, len(l.Disks), op)
 		}
-		devs[l.Disks[0].ID.Value] = r.bd.Disk
+		devs[l.Disks[0].ID.Value] = bd.Disk
 		return devs, nil
 	}
 	for _, d := range l.Disks {
-		p, err := r.o.BootDir.Env.Sys.Resolve(ctx, d.ID.Type, d.ID.Value)
+		p, err := o.Env.Sys.Resolve(ctx, d.ID.Type, d.ID.Value)
 		if err != nil {
-			return nil, Environmentf("reload: disk %s: %w", d.ID, err)
+			return nil, Environmentf("%s: disk %s: %w", op, d.ID, err)
 		}
 		p = canonicalDev(p)
-		if p != canonicalDev(r.bd.Disk) {
-			if err := r.bd.lock(ctx, r.o.BootDir, p, "disk "+d.ID.String()); err != nil {
+		if p != canonicalDev(bd.Disk) {
+			if err := bd.lock(ctx, o, p, "disk "+d.ID.String()); err != nil {
 				return nil, err
 			}
 		}
@@ -330,25 +321,18 @@ func (r *reload) devices(ctx context.Context) (partition.Devices, error) {
 // refuseMounted refuses the reload when a filesystem it would re-create is mounted (the
 // root the node runs from, say): mkfs would pull it from under its users.
 func (r *reload) refuseMounted() error {
-	mounts, err := r.o.BootDir.Env.Sys.Mounts()
-	if err != nil {
-		return Environmentf("reload: %w", err)
-	}
 	byUUID := map[string]string{}
 	for _, t := range partition.FilesystemDevices(r.plan.Layout, r.devs) {
 		byUUID[t.FS.UUID] = t.Dev
 	}
 	for _, fs := range r.plan.Recreate {
 		dev := byUUID[fs.UUID]
-		var st unix.Stat_t
-		if err := unix.Stat(dev, &st); err != nil {
-			return Environmentf("reload: image %s: the device of its filesystem %s: %w", r.el.OSID, fs.UUID, err)
+		at, err := r.o.BootDir.Env.Sys.MountedAt(dev)
+		if err != nil {
+			return Environmentf("reload: image %s: its filesystem %s: %w", r.el.OSID, fs.UUID, err)
 		}
-		num := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
-		for _, m := range mounts {
-			if m.DevNum == num {
-				return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root with --via-ramdisk (one reboot) or --live (no reboot, same kernel)", r.el.OSID, dev, fs.UUID, fs.Mount, m.Point)
-			}
+		if at != "" {
+			return Environmentf("reload: image %s: its filesystem %s (%s, %s in the image) is mounted at %s; it would be re-created: unmount it, or reload the running root with --via-ramdisk (one reboot) or --live (no reboot, same kernel)", r.el.OSID, dev, fs.UUID, fs.Mount, at)
 		}
 	}
 	return nil
@@ -356,23 +340,7 @@ func (r *reload) refuseMounted() error {
 
 // newDeployer sets up the deploy code for the one image.
 func (r *reload) newDeployer() {
-	fetcher := r.o.Fetcher
-	if fetcher == nil {
-		fetcher = &deploy.Fetcher{Log: r.o.Log}
-	}
-	env := r.o.BootDir.Env
-	r.probe = newKernelSet()
-	r.d = &deploy.Deployer{
-		Fetcher: fetcher, Decompressor: deploy.Decompressor{Run: env.Run},
-		Run: env.Run, Sys: env.Sys, Out: r.o.Out, TTY: r.o.TTY, Log: r.o.Log,
-		TmpDir: r.o.TmpDir, ProgressInterval: r.o.ProgressInterval, Inspect: r.probe.inspect,
-		NodeToolsBinary: r.o.NodeToolsBinary,
-	}
-	if r.o.Events != nil {
-		r.d.OnProgress = func(image string, done, total int64) {
-			r.events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
-		}
-	}
+	r.d, r.probe = r.o.deployer(r.o.BootDir.Env, r.o.Fetcher, r.events)
 }
 
 // describe lists mounts for messages: "/ (UUID)".

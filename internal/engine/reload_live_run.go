@@ -68,14 +68,14 @@ func (l *liveReload) run(ctx context.Context) (*LiveReloadResult, error) {
 func (l *liveReload) apply(ctx context.Context) error {
 	r := l.reload
 	// No other entry to move the default to: the same image keeps booting the same kernel.
-	if _, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, nil); err != nil {
+	if _, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, nil, "reload-live"); err != nil {
 		return errors.Join(err, l.removeStage())
 	}
 	r.events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("syncing %s to the new image: %s", l.lo.Root, l.summary())})
 	r.st.setWritten()
 	if err := deploy.ApplySync(ctx, l.plan); err != nil {
 		err = &classified{ErrWrite, err}
-		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, err); ferr != nil {
+		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, "reload-live", err); ferr != nil {
 			err = fmt.Errorf("%w (and marking %s as failed in the boot files: %v)", err, r.el.OSID, ferr)
 		}
 		return err

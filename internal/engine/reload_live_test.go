@@ -121,9 +121,9 @@ func (c *liveCase) reloadLiveWith(t *testing.T, image, name string, blob []byte,
 	c.srv.blobs[name] = blob
 	o := ReloadOptions{
 		Image: image, URL: c.srv.URL + "/" + name, Checksum: fmt.Sprintf("sha256:%x", sha256.Sum256(blob)), ImageName: "Alpha 2",
-		BootDir: BootDirOptions{Dir: c.boot, Env: HostEnv(nil)},
-		Fetcher: &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
-		TmpDir:  c.tmp,
+		BootDir:  BootDirOptions{Dir: c.boot, Env: HostEnv(nil)},
+		Fetcher:  &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
+		ImageRun: ImageRun{TmpDir: c.tmp},
 	}
 	lo.Root = c.root
 	if lo.KernelRelease == "" {

@@ -18,7 +18,7 @@ func (r *reload) run(ctx context.Context) (*ReloadResult, error) {
 	for _, fs := range r.plan.Recreate {
 		res.Recreated = append(res.Recreated, partition.KeptMount{Path: fs.Mount, UUID: fs.UUID})
 	}
-	moved, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, r.moveTo)
+	moved, err := bootloader.BeginReload(ctx, r.bd.Path, r.el.GrubID, r.moveTo, "reload")
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +28,7 @@ func (r *reload) run(ctx context.Context) (*ReloadResult, error) {
 	}
 	bi, err := r.write(ctx, res)
 	if err != nil {
-		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, err); ferr != nil {
+		if ferr := bootloader.FailReload(context.WithoutCancel(ctx), r.bd.Path, r.el.GrubID, "reload", err); ferr != nil {
 			err = fmt.Errorf("%w (and marking %s as failed in the boot files: %v)", err, r.el.OSID, ferr)
 		}
 		return nil, err

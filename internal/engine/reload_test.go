@@ -75,9 +75,9 @@ func (c *reloadCase) reload(t *testing.T, image, name, checksum string, edit fun
 func (c *reloadCase) options(image, name, checksum string) ReloadOptions {
 	return ReloadOptions{
 		Image: image, URL: c.srv.URL + "/" + name, Checksum: checksum, ImageName: "Gamma 2",
-		BootDir: BootDirOptions{Device: c.img, Env: HostEnv(nil), TmpDir: c.tmp},
-		Fetcher: &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
-		TmpDir:  c.tmp,
+		BootDir:  BootDirOptions{Device: c.img, Env: HostEnv(nil), TmpDir: c.tmp},
+		Fetcher:  &deploy.Fetcher{Backoff: func(int) time.Duration { return time.Millisecond }, Retries: 1},
+		ImageRun: ImageRun{TmpDir: c.tmp},
 	}
 }
 

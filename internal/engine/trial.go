@@ -32,6 +32,8 @@ type BootListing struct {
 type BootHistory struct {
 	Source  string
 	Entries []bootloader.HistoryEntry
+	// Dropped counts the older entries rotation removed from the history.
+	Dropped int64
 	// Rollback is the rollback found (and recorded, when Recorded), nil when none.
 	Rollback *Rollback
 }
@@ -62,11 +64,11 @@ func List(ctx context.Context, o BootDirOptions) (BootListing, error) {
 func History(ctx context.Context, o BootDirOptions) (BootHistory, error) {
 	var h BootHistory
 	rb, err := withRollbackNoted(ctx, o, func(bd *BootDir) error {
-		entries, err := bootloader.ReadHistory(bd.Path)
+		log, err := bootloader.ReadHistory(bd.Path)
 		if err != nil {
 			return Environmentf("%w", err)
 		}
-		h.Source, h.Entries = bd.Source, entries
+		h.Source, h.Entries, h.Dropped = bd.Source, log.Entries, log.Dropped
 		return nil
 	})
 	h.Rollback = rb
@@ -120,7 +122,7 @@ func withRollbackNoted(ctx context.Context, o BootDirOptions, fn func(*BootDir) 
 	err = withBootDir(ctx, w, func(bd *BootDir) error {
 		rec, err := bootloader.NoteRollback(ctx, bd.Path)
 		if rec != nil {
-			found.Message = rec.Result
+			found.Message = rec.Detail
 		}
 		return err
 	})

@@ -99,7 +99,7 @@ func TestListNotesRollback(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 	h, err := History(ctx, BootDirOptions{Env: env})
-	if err != nil || h.Rollback != nil || len(h.Entries) != 1 || h.Entries[0].Operation != "rollback" || h.Entries[0].Result != rb.Message {
+	if err != nil || h.Rollback != nil || len(h.Entries) != 1 || h.Entries[0].Operation != "rollback" || h.Entries[0].Detail != rb.Message {
 		t.Errorf("history: %v %+v", err, h)
 	}
 	if l, err := List(ctx, BootDirOptions{Env: env}); err != nil || l.Rollback != nil {

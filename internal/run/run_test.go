@@ -510,3 +510,34 @@ func cancelOnceExists(path string, cancel func()) {
 	}
 	cancel()
 }
+
+// TestStartKill: a started program runs until killed; one that exits by itself reports
+// how.
+func TestStartKill(t *testing.T) {
+	var out bytes.Buffer
+	p, err := Start([]string{"sh", "-c", "echo up; exec sleep 60"}, &out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("the program ended by itself")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := p.Kill(); err != nil {
+		t.Errorf("Kill: %v", err)
+	}
+	if p.Err() == nil || !strings.Contains(out.String(), "up") {
+		t.Errorf("after Kill: %v, output %q", p.Err(), out.String())
+	}
+	q, err := Start([]string{"false"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Err() == nil || q.Kill() != nil {
+		t.Errorf("false: %v", q.Err())
+	}
+	if _, err := Start([]string{"/nonexistent/program"}, nil, nil); err == nil {
+		t.Error("a missing program started")
+	}
+}

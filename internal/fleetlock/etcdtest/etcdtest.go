@@ -9,14 +9,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/provisioner/provisioner/internal/run"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -33,10 +32,9 @@ type Member struct {
 	// Name is the member's name (m0, m1, ...); ClientURL is where clients reach it.
 	Name      string
 	ClientURL string
-	cmd       *exec.Cmd
+	proc      *run.Process
 	log       *bytes.Buffer
 	mu        sync.Mutex
-	done      chan struct{}
 }
 
 // freePorts reserves n loopback ports and releases them for etcd to take.
@@ -62,7 +60,7 @@ func freePorts(t testing.TB, n int) []int {
 // when the test ends. Without an etcd binary the test is skipped.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
+	bin, err := run.LookPath("etcd")
 	if err != nil {
 		t.Skip("etcd is not installed (Debian package etcd-server; `scripts/deps.sh test` installs it)")
 	}
@@ -75,19 +73,17 @@ func Start(t testing.TB, n int) *Cluster {
 	c := &Cluster{}
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			log: &bytes.Buffer{}, done: make(chan struct{})}
+			log: &bytes.Buffer{}}
 		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
-		m.cmd = exec.Command(bin, "--name", m.Name, "--data-dir", filepath.Join(dir, m.Name),
+		argv := []string{bin, "--name", m.Name, "--data-dir", filepath.Join(dir, m.Name),
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "fleetlock-test", "--heartbeat-interval", "50", "--election-timeout", "500",
-			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn")
-		m.cmd.Stdout, m.cmd.Stderr = m.writer(), m.writer()
-		if err := m.cmd.Start(); err != nil {
+			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"}
+		if m.proc, err = run.Start(argv, m.writer(), m.writer()); err != nil {
 			t.Fatalf("starting etcd member %s: %v", m.Name, err)
 		}
-		go func() { m.cmd.Wait(); close(m.done) }()
 		c.Members = append(c.Members, m)
 	}
 	t.Cleanup(func() {
@@ -132,10 +128,7 @@ func (m *Member) writer() lockedWriter { return lockedWriter{m} }
 
 // Kill stops the member at once (SIGKILL) and waits for it.
 func (m *Member) Kill() {
-	if m.cmd.Process != nil {
-		m.cmd.Process.Signal(os.Kill)
-	}
-	<-m.done
+	m.proc.Kill()
 }
 
 // tailOf is the last n bytes of s.
