@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"cmp"
 	"sort"
 	"strconv"
 	"strings"
@@ -169,7 +170,7 @@ func columns(sizes []uint64, width int) []int {
 		rem[i] = 0
 	}
 	for ; used > width; used-- {
-		w := argmaxInt(cols)
+		w := argmax(cols)
 		if cols[w] <= 1 {
 			break
 		}
@@ -179,18 +180,7 @@ func columns(sizes []uint64, width int) []int {
 }
 
 // argmax returns the index of the largest value, the first of equals.
-func argmax(xs []uint64) int {
-	best := 0
-	for i, x := range xs {
-		if x > xs[best] {
-			best = i
-		}
-	}
-	return best
-}
-
-// argmaxInt returns the index of the largest value, the first of equals.
-func argmaxInt(xs []int) int {
+func argmax[T cmp.Ordered](xs []T) int {
 	best := 0
 	for i, x := range xs {
 		if x > xs[best] {

@@ -18,17 +18,23 @@ import (
 // partitionHash is the SHA-256 of partition n's bytes in the disk-image file img.
 func partitionHash(t *testing.T, img string, n int) string {
 	t.Helper()
+	h := sha256.New()
+	if _, err := io.Copy(h, partitionBytes(t, img, n)); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// partitionBytes reads partition n of the disk-image file img (closed with the test).
+func partitionBytes(t *testing.T, img string, n int) *io.SectionReader {
+	t.Helper()
 	p := imagePartition(t, img, n)
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, int64(p.Start*512), int64((p.End-p.Start+1)*512))); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	t.Cleanup(func() { f.Close() })
+	return io.NewSectionReader(f, int64(p.Start*512), int64((p.End-p.Start+1)*512))
 }
 
 // imagePartition reads partition n of the GPT in the disk-image file img.
@@ -50,14 +56,9 @@ func imagePartition(t *testing.T, img string, n int) partition.ExistingPartition
 // ext4Bytes is the size the ext4 superblock of partition n in img gives its filesystem.
 func ext4Bytes(t *testing.T, img string, n int) uint64 {
 	t.Helper()
-	p := imagePartition(t, img, n)
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := partitionBytes(t, img, n)
 	sb := make([]byte, 1024)
-	if _, err := f.ReadAt(sb, int64(p.Start*512)+1024); err != nil {
+	if _, err := f.ReadAt(sb, 1024); err != nil {
 		t.Fatal(err)
 	}
 	if binary.LittleEndian.Uint16(sb[56:]) != 0xEF53 {
