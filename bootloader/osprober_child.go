@@ -13,28 +13,33 @@ import (
 )
 
 // ConfinedProberMain is the child's body: called by cmd/provisioner (and test binaries'
-// TestMain) when os.Args[1] == ConfinedProberArg, with args = os.Args[2:] (the disks).
+// TestMain) when os.Args[1] == ConfinedProberArg, with args = os.Args[2:] (the roots,
+// then each /boot volume as boot=DEV: ProberVolumes).
 // It must run in a mount namespace of its own (OSProber.Probe starts it so) and refuses
 // to run in its parent's: it mounts over /sys/block, which in the machine's namespace
 // would hide every disk from everyone. It makes / recursively private so that nothing it
-// mounts propagates out, mounts a tmpfs over /sys/block holding symlinks to the given
-// disks and the devices stacked on them (dm, md: /sys/block/X/slaves), a tmpfs over
-// /var/lib/os-prober (os-prober's state and FUSE mount point stay private, and parallel
-// runs do not share them) and a /proc/partitions listing only those devices (for
-// blkid). Then it runs os-prober and, for each Linux partition on those disks,
-// linux-boot-prober through r, and writes one JSON document to stdout. A failing
-// linux-boot-prober is recorded for its partition; the others are still probed.
+// mounts propagates out, and mounts a tmpfs over /sys/block that lists, of the machine's
+// devices, only the given roots (os-prober's candidates) and what an LVM volume or md
+// array among them is assembled from (/sys/block/X/slaves), each disk as a directory
+// holding only those of its partitions; a tmpfs over /var/lib/os-prober (os-prober's
+// state and FUSE mount point stay private, and parallel runs do not share them); and a
+// /proc/partitions listing only those devices and the /boot volumes (for blkid, through
+// which linux-boot-prober finds a separate /boot). Then it runs os-prober and, for each
+// Linux root among the given ones, linux-boot-prober through r, and writes one JSON
+// document to stdout. A failing linux-boot-prober is recorded for its partition; the
+// others are still probed.
 //
 // It has no time limit of its own: ctx, and the parent's ctx that kills this process,
 // bound it.
-func ConfinedProberMain(ctx context.Context, r run.Runner, disks []string, stdout io.Writer) error {
-	if len(disks) == 0 {
-		return errors.New("confined os-prober: no disks given")
+func ConfinedProberMain(ctx context.Context, r run.Runner, args []string, stdout io.Writer) error {
+	v := parseProberArgs(args)
+	if len(v.Roots) == 0 {
+		return errors.New("confined os-prober: no root volume given")
 	}
 	if err := checkOwnMountNamespace(); err != nil {
 		return err
 	}
-	c, env, err := confineToDisks(disks)
+	c, env, err := confineToVolumes(v)
 	if err != nil {
 		return fmt.Errorf("confined os-prober: %w", err)
 	}
@@ -75,7 +80,8 @@ func checkOwnMountNamespace() error {
 
 // probeConfined runs os-prober, then linux-boot-prober on each Linux partition that
 // allowed accepts. allowed is the last line of defence should os-prober list a device
-// outside the namespace's /sys/block (it asks lvs for LVM volumes, for one).
+// that is not a given root (it asks lvs for LVM volumes, and lvs lists every volume of
+// a root's volume group).
 func probeConfined(ctx context.Context, r run.Runner, env []string, allowed func(partition string) bool) (proberReport, error) {
 	rep := proberReport{Format: proberFormat, Roots: []proberRoot{}}
 	res, err := r.Run(ctx, run.Cmd{Argv: []string{"os-prober"}, Env: env})

@@ -326,7 +326,7 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		}
 		pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("os-prober ran longer than %v", limit))
 		var err error
-		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, b.diskPaths())
+		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, b.proberVolumes(roots))
 		if err != nil && ctx.Err() == nil && pctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
 		}
@@ -367,6 +367,26 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		b.log.Info("kernel found", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
 	}
 	return out, nil
+}
+
+// proberVolumes are what os-prober is shown of the target disks: the roots of the images
+// with target "/" and their separate /boot volumes. Everything else the plan holds (the
+// multiboot partition, the ESP, BIOS boot, swap, shared data and utility-image volumes)
+// can hold no OS root, and each volume os-prober looks at costs it a FUSE mount, seconds
+// under emulation.
+func (b *bootStep) proberVolumes(roots []*partition.Image) bootloader.ProberVolumes {
+	var v bootloader.ProberVolumes
+	for _, im := range roots {
+		if t, ok := b.byUUID[im.RootUUID]; ok {
+			v.Roots = append(v.Roots, t.Dev)
+		}
+		if boot := im.MountAt("/boot"); boot != nil {
+			if t, ok := b.byUUID[boot.FSUUID]; ok {
+				v.Boot = append(v.Boot, t.Dev)
+			}
+		}
+	}
+	return v
 }
 
 // canonicalDev resolves symlinks (/dev/vg/lv -> /dev/dm-3) so that devices named two
