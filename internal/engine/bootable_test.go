@@ -143,6 +143,10 @@ func TestDeployBootableImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("deploy with the %s prober: %v", prober, time.Since(start).Round(time.Millisecond))
+			checkDurations(t, res.Durations, []string{"tiny-a", "tiny-b"})
+			if b := res.Durations.Bootloader; !b.Concurrent || b.GrubBIOSMS <= 0 || b.GrubUEFIMS <= 0 {
+				t.Errorf("bootloader steps %+v: want both installs, alongside discovery", b)
+			}
 			results = append(results, res)
 			img = path
 		})

@@ -45,6 +45,8 @@ type DeployResult struct {
 	Layout *partition.Layout
 	// BootInfo is the boot-info.json written (nil on a dry run, or with no OS image).
 	BootInfo *bootloader.BootInfo
+	// Durations say how long each phase took (nil on a dry run).
+	Durations *Durations
 }
 
 // Deploy does everything Partition does, deploys every image into its root, and ends
@@ -103,28 +105,36 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		return &DeployResult{Layout: layout}, err
 	}
 	res := &DeployResult{}
+	clock := newPhaseClock(nil)
+	sink := opts.Events != nil
+	opts.Events = clock.wrap(opts.Events)
+	var boot *BootDurations
 	popts := opts.PartitionOptions
 	popts.WipeOnError = !opts.PreserveOnError
 	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool, events emitter) error {
 		events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("deploying %d image(s)", len(layout.Images))})
-		if opts.Events != nil {
+		if sink {
 			d.OnProgress = func(image string, done, total int64) {
 				events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
 			}
 		}
-		if err := deployAll(ctx, layout, devs, d, events); err != nil {
+		if err := deployAll(ctx, layout, devs, d, events, clock.image); err != nil {
 			return err
 		}
 		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
 		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest, fetcher: fetcher}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi
+		if bi != nil {
+			boot = &b.took
+		}
 		return err
 	})
 	res.Layout = layout
 	if err != nil {
 		return nil, err
 	}
+	res.Durations = clock.durations(boot)
 	return res, nil
 }
 
@@ -185,8 +195,9 @@ func fstabNote(im *partition.Image) string {
 
 // deployAll runs one goroutine per image; each holds a lock on every disk its
 // filesystems use, taken in sorted order so two images can never wait on each other.
-// The first failure cancels the rest.
-func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, events emitter) error {
+// The first failure cancels the rest. took, when set, is told how long each image's
+// own deploy took (from the moment it holds its disks).
+func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, events emitter, took func(image string, d time.Duration)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	locks := map[string]*sync.Mutex{}
@@ -219,7 +230,12 @@ func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices,
 				return
 			}
 			events.emit(Event{Message: fmt.Sprintf("deploying image %s from %s into %s", im.Name, im.URL, im.Target)})
-			if err := d.Deploy(ctx, l, im, devs); err != nil {
+			start := time.Now()
+			err := d.Deploy(ctx, l, im, devs)
+			if took != nil {
+				took(im.Name, time.Since(start))
+			}
+			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
