@@ -2,8 +2,9 @@
 // builds the deploy ramdisk and two small bootable images, boots the ramdisk in QEMU
 // (TCG) with a blank disk-image file and provisioner.spec pointing at the demo spec,
 // which the demo serves with the images over QEMU's user network while it plays the
-// conductor (it prints the callback's events), prints the boot-info of the final event,
-// then boots the deployed disk once and shows the default image coming up.
+// conductor (it prints the callback's events), prints how long each phase took and the
+// boot-info of the final event, then boots the deployed disk once and shows the default
+// image coming up.
 //
 //	demo [-out out] [-spec examples/demo.json] [-flavour cloud-amd64] [-go go]
 package main
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -166,6 +168,7 @@ func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o
 		return fmt.Errorf("the deploy did not succeed (%v); last event: %+v", err, last)
 	}
 	fmt.Printf("    deployed in %v (ramdisk boot, DHCP, partitioning, both images, grub)\n", res.Duration.Round(100*time.Millisecond))
+	printDurations(os.Stdout, last.Durations)
 	data, err := last.BootInfo.Encode()
 	if err != nil {
 		return err
@@ -176,6 +179,19 @@ func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o
 	step("boot-info.json from the final event (also in %s)", filepath.Join(o.out, "boot-info.json"))
 	engine.Summary(os.Stdout, last.BootInfo)
 	return nil
+}
+
+// printDurations prints how long each phase of the deploy took, from the final event
+// (the ramdisk's boot and DHCP come before the plan phase and are not in it).
+func printDurations(w io.Writer, d *engine.Durations) {
+	if d == nil {
+		fmt.Fprintln(w, "    (the final event carries no durations)")
+		return
+	}
+	fmt.Fprintln(w, "==> phases of the deploy, from the final event:")
+	for _, l := range d.Lines() {
+		fmt.Fprintf(w, "    %s\n", l)
+	}
 }
 
 // bootOnce boots the deployed disk under SeaBIOS and shows the default image's marker

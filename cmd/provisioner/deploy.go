@@ -58,6 +58,10 @@ func newDeployCmd(s *streams) *cobra.Command {
 					fmt.Fprintf(s.out, "boot-info.json written to %s\n", boot.BootInfoPath)
 				}
 			}
+			if res != nil && res.Durations != nil {
+				fmt.Fprintln(s.out)
+				engine.PrintDurations(s.out, res.Durations)
+			}
 			return nil
 		},
 	}
@@ -93,11 +97,15 @@ environment (never by running a program from an image): for BIOS onto every disk
 removable path EFI/BOOT/BOOTX64.EFI of the EFI system partition (and an NVRAM entry when
 this machine has EFI variables and the disk is not an image file). Its directory is on
 the multiboot partition, or, with a single OS image, in that image's /boot. Each root's
-kernel, initrd and OS name are found with os-prober and linux-boot-prober, confined to
-the target disks, when installed, else by reading /boot and /etc/os-release (--prober).
+kernel, initrd and OS name are found with os-prober and linux-boot-prober, shown only the
+roots (and their /boot volumes), when installed, else by reading /boot and
+/etc/os-release (--prober); this runs alongside grub's installs, and the BIOS and UEFI
+installs alongside each other.
 The menu (grub.cfg, one entry per OS image in spec order, the boot image the default),
 boot-info.json (also written to --boot-info) and a history line follow; grubenv's
-saved_entry is written last. The boot menu is printed at the end.
+saved_entry is written last. The boot menu is printed at the end, then how long each
+phase took (plan, partition, images and each image, bootloader with kernel discovery,
+grub install and commit).
 
 If a clean deploy fails after it began writing, the partition tables it wrote are
 erased, so the machine cannot boot a half-written OS and falls back to network boot;

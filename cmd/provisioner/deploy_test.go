@@ -108,7 +108,8 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
 	}
-	for _, want := range []string{"boot menu (multiboot partition ", " * 0  red ", "   1  blue ", "Test blue (blue)", "boot-info.json written to " + info} {
+	for _, want := range []string{"boot menu (multiboot partition ", " * 0  red ", "   1  blue ", "Test blue (blue)", "boot-info.json written to " + info,
+		"durations:\n  plan ", "\n    red ", "\n  bootloader ", "\n    grub install ", "(BIOS ", "\n  total "} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("deploy output lacks %q:\n%s", want, r.stdout)
 		}
