@@ -478,7 +478,8 @@ func (b *bootStep) osProber(ctx context.Context, roots []*partition.Image) (map[
 // probeGroups splits roots into the groups one os-prober run each probes: a root of its
 // own, except that roots with a volume (root or /boot) in the same LVM volume group
 // share a run. os-prober lists logical volumes with lvs, which shows every volume of a
-// group it can see, so two runs would each probe all of them.
+// group it can see, so two runs would each probe all of them. A root on an md array gets
+// no run: os-prober never looks at an array (checkProber), so the built-in prober reads it.
 func probeGroups(l *partition.Layout, roots []*partition.Image) [][]*partition.Image {
 	vgOf := map[string]string{} // filesystem UUID -> volume group
 	for _, vg := range l.VGs {
@@ -488,9 +489,18 @@ func probeGroups(l *partition.Layout, roots []*partition.Image) [][]*partition.I
 			}
 		}
 	}
+	md := map[string]bool{}
+	for _, r := range l.RAIDs {
+		if r.FS != nil {
+			md[r.FS.UUID] = true
+		}
+	}
 	var groups [][]*partition.Image
 	at := map[string]int{} // volume group -> index in groups
 	for _, im := range roots {
+		if md[im.RootUUID] {
+			continue
+		}
 		vg := vgOf[im.RootUUID]
 		if boot := im.MountAt("/boot"); vg == "" && boot != nil {
 			vg = vgOf[boot.FSUUID]

@@ -20,16 +20,17 @@ import (
 	"github.com/provisioner/provisioner/partition"
 )
 
-// planned plans the example spec at path on a 64 GiB vda and returns a bootStep over
+// planned plans the example spec at path on 64 GiB disks (vda, sda, sdb) and returns a bootStep over
 // it, its devices resolved as the deploy resolves them.
 func planned(t *testing.T, path string) *bootStep {
 	t.Helper()
 	spec := loadFile(t, path)
-	l, err := partition.Plan(spec, map[string]partition.Disk{"vda": {SizeBytes: 64 << 30, SectorSize: 512}}, "s")
+	disk := partition.Disk{SizeBytes: 64 << 30, SectorSize: 512}
+	l, err := partition.Plan(spec, map[string]partition.Disk{"vda": disk, "sda": disk, "sdb": disk}, "s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bootStep{l: l, devs: partition.Devices{"vda": "/dev/vda"}, byUUID: map[string]partition.FSDevice{}, log: slog.New(slog.DiscardHandler)}
+	b := &bootStep{l: l, devs: partition.Devices{"vda": "/dev/vda", "sda": "/dev/sda", "sdb": "/dev/sdb"}, byUUID: map[string]partition.FSDevice{}, log: slog.New(slog.DiscardHandler)}
 	for _, fd := range partition.FilesystemDevices(l, b.devs) {
 		b.byUUID[fd.FS.UUID] = fd
 	}
@@ -62,6 +63,8 @@ func TestProberVolumes(t *testing.T) {
 		{"../../examples/utility-image.json", [][2]string{{"centos", "/"}, {"ubuntu", "/"}}, nil, [][]string{{"centos"}, {"ubuntu"}}},
 		// Both roots are volumes of the vg "os": one run, which lvs shows them both to.
 		{"../../examples/lvm.json", [][2]string{{"alpha", "/"}, {"beta", "/"}}, [][2]string{{"alpha", "/boot"}}, [][]string{{"alpha", "beta"}}},
+		// os-prober never looks at an md array: no run at all.
+		{"../../examples/raid1.json", [][2]string{{"server", "/"}}, nil, nil},
 	} {
 		t.Run(filepath.Base(tc.spec), func(t *testing.T) {
 			b := planned(t, tc.spec)
