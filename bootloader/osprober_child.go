@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 
 	"github.com/provisioner/provisioner/internal/disk"
 	"github.com/provisioner/provisioner/internal/run"
@@ -46,6 +49,9 @@ func ConfinedProberMain(ctx context.Context, r run.Runner, args []string, stdout
 	// The namespace goes with us, but a grub-mount daemon left by a killed os-prober
 	// would keep it alive: detaching its mount point lets it exit.
 	defer disk.DetachMount(proberState)
+	if mountForProbers(ctx, v, os.Stderr) {
+		skipProberInit(os.Stderr)
+	}
 
 	rep, err := probeConfined(ctx, r, env, c.allows)
 	if err != nil {
@@ -55,6 +61,45 @@ func ConfinedProberMain(ctx context.Context, r run.Runner, args []string, stdout
 		return fmt.Errorf("confined os-prober: writing the report: %w", err)
 	}
 	return nil
+}
+
+// mountForProbers mounts every volume of v read-only (disk.MountForReading) in a
+// directory of the child's private state, so that os-prober and linux-boot-prober find
+// them mounted. Both probe a mounted partition where it is and mount an unmounted one
+// themselves through grub-mount, grub's filesystem code run as a FUSE daemon, together
+// with grub-probe and the udevadm queries they make: a few hundred milliseconds on real
+// hardware, seconds per volume under emulation, and twice per root (os-prober, then
+// linux-boot-prober). A separate /boot mounted here is bind-mounted by linux-boot-prober
+// onto its root's /boot, as it does for any mounted /boot it finds through the root's
+// fstab. A volume that cannot be mounted so (another filesystem, a journal to replay)
+// is left to the probers' own mount, and why is written to w. It reports whether every
+// volume is mounted.
+func mountForProbers(ctx context.Context, v ProberVolumes, w io.Writer) bool {
+	all := true
+	for i, dev := range slices.Concat(v.Roots, v.Boot) {
+		dir := filepath.Join(proberMounts, strconv.Itoa(i))
+		err := os.MkdirAll(dir, 0o700)
+		if err == nil {
+			err = disk.MountForReading(ctx, dev, dir, disk.SniffFS(dev))
+		}
+		if err != nil {
+			fmt.Fprintf(w, "confined os-prober: %s is left to os-prober's own mount: %v\n", dev, err)
+			all = false
+		}
+	}
+	return all
+}
+
+// skipProberInit hides os-prober's start-up scripts behind an empty directory when it
+// mounts nothing itself: their only work is loading, with modprobe piped into logger,
+// the modules of fourteen filesystems and FUSE for grub-mount, thirty programs per run.
+func skipProberInit(w io.Writer) {
+	if fi, err := os.Stat(proberInit); err != nil || !fi.IsDir() {
+		return
+	}
+	if err := disk.MountTmpfs("provisioner-os-prober-init", proberInit, "mode=0755,size=16k", true); err != nil {
+		fmt.Fprintf(w, "confined os-prober: %s still runs: %v\n", proberInit, err)
+	}
 }
 
 // checkOwnMountNamespace fails unless this process's mount namespace differs from its

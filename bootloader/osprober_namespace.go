@@ -22,6 +22,8 @@ const (
 	proberState    = "/var/lib/os-prober"
 	proberTmp      = proberState + "/provisioner-tmp"
 	proberLVMConf  = proberState + "/provisioner-lvm"
+	proberMounts   = proberState + "/provisioner-volumes"
+	proberInit     = "/usr/lib/os-probes/init"
 	procPartitions = "/proc/partitions"
 )
 

@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 
 // spyEnv names a file into which the child, when it runs os-prober, writes what
 // os-prober can see: the partitions it walks (/sys/block/*/*[0-9] with a start file) and
-// the devices in /proc/partitions, one "part NAME" or "proc NAME" line each.
+// the devices in /proc/partitions, and the volumes mounted read-only for it, one
+// "part NAME", "proc NAME" or "ro NAME" line each.
 const spyEnv = "PROVISIONER_TEST_PROBER_SPY"
 
 type spyRunner struct {
@@ -58,6 +59,14 @@ func (s spyRunner) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
 		for _, line := range strings.Split(string(procParts), "\n")[1:] {
 			if f := strings.Fields(line); len(f) == 4 {
 				fmt.Fprintf(&b, "proc %s\n", f[3])
+			}
+		}
+		// The volumes the child mounted read-only for the probers, in mount order.
+		info, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, line := range strings.Split(string(info), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 9 && strings.HasPrefix(f[4], proberMounts+"/") && strings.HasPrefix(f[5], "ro,") {
+				fmt.Fprintf(&b, "ro %s\n", filepath.Base(f[len(f)-2]))
 			}
 		}
 		if err := os.WriteFile(s.file, []byte(b.String()), 0o644); err != nil {
@@ -402,6 +411,11 @@ func TestOSProberOnLoopDisks(t *testing.T) {
 	wantSeen.WriteString("proc " + filepath.Base(target.Path) + "\n")
 	for _, p := range tparts[:3] {
 		fmt.Fprintf(&wantSeen, "proc %s\n", filepath.Base(p))
+	}
+	// The roots and the /boot volume are mounted read-only before os-prober runs, so
+	// neither prober mounts them through grub-mount.
+	for _, p := range tparts[:3] {
+		fmt.Fprintf(&wantSeen, "ro %s\n", filepath.Base(p))
 	}
 	if string(seen) != wantSeen.String() {
 		t.Errorf("os-prober saw:\n%s\nwant\n%s", seen, wantSeen.String())
