@@ -52,6 +52,9 @@ func ConfinedProberMain(ctx context.Context, r run.Runner, args []string, stdout
 	if mountForProbers(ctx, v, os.Stderr) {
 		skipProberInit(os.Stderr)
 	}
+	if !c.showsDeviceMapper() {
+		hideLVS(os.Stderr)
+	}
 
 	rep, err := probeConfined(ctx, r, env, c.allows)
 	if err != nil {
@@ -99,6 +102,25 @@ func skipProberInit(w io.Writer) {
 	}
 	if err := disk.MountTmpfs("provisioner-os-prober-init", proberInit, "mode=0755,size=16k", true); err != nil {
 		fmt.Fprintf(w, "confined os-prober: %s still runs: %v\n", proberInit, err)
+	}
+}
+
+// hideLVS makes lvs invisible to os-prober when no shown volume is a logical volume:
+// os-prober lists logical volumes with lvs whenever it is installed, and lvs, which
+// reads its configuration and scans the devices, is the slowest program of a run that
+// has none to find (about a fifth of it on real hardware). /dev/null bind-mounted over
+// the program is not a regular file, so the shell's lookup (`type lvs`) fails and
+// os-prober skips LVM. Only this namespace, where nothing else runs, is affected.
+func hideLVS(w io.Writer) {
+	p, err := run.LookPath("lvs")
+	if err != nil {
+		return
+	}
+	if p, err = filepath.EvalSymlinks(p); err == nil {
+		err = disk.BindMount(os.DevNull, p)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "confined os-prober: lvs still runs: %v\n", err)
 	}
 }
 

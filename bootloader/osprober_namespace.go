@@ -89,6 +89,17 @@ type confinement struct {
 	roots map[string]bool
 }
 
+// showsDeviceMapper reports whether a shown device is a device-mapper one (an LVM
+// logical volume), which os-prober finds only through lvs.
+func (c confinement) showsDeviceMapper() bool {
+	for n := range c.names {
+		if strings.HasPrefix(n, "dm-") {
+			return true
+		}
+	}
+	return false
+}
+
 // allows reports whether the block device node partition is one of c's roots.
 func (c confinement) allows(partition string) bool {
 	n, err := blockName(partition)

@@ -157,3 +157,24 @@ func TestProberArgs(t *testing.T) {
 		t.Errorf("read back %+v, want %+v", got, v)
 	}
 }
+
+// TestShowsDeviceMapper: lvs stays visible to os-prober exactly when a shown device is
+// a logical volume; hiding it then would make os-prober miss the root.
+func TestShowsDeviceMapper(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  bool
+	}{
+		{[]string{"vda", "vda3", "vda4"}, false},
+		{[]string{"loop0", "loop0p1", "md127"}, false},
+		{[]string{"vda", "vda5", "dm-2"}, true},
+	} {
+		c := confinement{names: map[string]bool{}}
+		for _, n := range tc.names {
+			c.names[n] = true
+		}
+		if got := c.showsDeviceMapper(); got != tc.want {
+			t.Errorf("showsDeviceMapper(%v) = %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}

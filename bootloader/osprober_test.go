@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // spyEnv names a file into which the child, when it runs os-prober, writes what
 // os-prober can see: the partitions it walks (/sys/block/*/*[0-9] with a start file) and
 // the devices in /proc/partitions, and the volumes mounted read-only for it, one
-// "part NAME", "proc NAME" or "ro NAME" line each.
+// "part NAME", "proc NAME" or "ro NAME" line each, and "lvs" when it can run lvs.
 const spyEnv = "PROVISIONER_TEST_PROBER_SPY"
 
 type spyRunner struct {
@@ -59,6 +59,12 @@ func (s spyRunner) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
 		for _, line := range strings.Split(string(procParts), "\n")[1:] {
 			if f := strings.Fields(line); len(f) == 4 {
 				fmt.Fprintf(&b, "proc %s\n", f[3])
+			}
+		}
+		// Whether os-prober's shell finds lvs (a regular executable file on PATH).
+		if p, err := exec.LookPath("lvs"); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				b.WriteString("lvs\n")
 			}
 		}
 		// The volumes the child mounted read-only for the probers, in mount order.
