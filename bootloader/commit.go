@@ -32,7 +32,7 @@ type State struct {
 
 // CommitOptions are what Commit does besides writing the boot files.
 type CommitOptions struct {
-	// BootCode, when set, installs the boot code that loads grub.cfg (grub-install): it
+	// BootCode, when set, installs the boot code that loads grub.cfg: it
 	// runs once grub.cfg is written, before any other boot file. Its error is returned as
 	// it is.
 	BootCode func(ctx context.Context) error
@@ -209,9 +209,7 @@ func (c *commit) perm(name string) fs.FileMode {
 // state's Env and Info afterwards (ArmTrial).
 //
 // The grubenv to build on is the one d holds, when it parses: a redeploy over a kept
-// multiboot filesystem keeps its other variables. DeployState runs before grub-install,
-// and reads what it would read after: grub-install creates an empty grubenv only where
-// there is none, and leaves an existing regular file alone.
+// multiboot filesystem keeps its other variables; grub's installs never touch it.
 func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	def := elementByID(info, info.CurrentElement)
 	if def == nil || def.MenuentryID == "" {

@@ -133,19 +133,19 @@ func rootImages(l *partition.Layout) []*partition.Image {
 //
 // Its steps overlap where they touch different things. Kernel discovery (one confined
 // os-prober per root) only reads the roots and their /boot volumes; grub's BIOS install
-// writes the disks' boot code, their BIOS boot partitions and grub's i386-pc, fonts and
-// locale directories (and grubenv when there is none); the UEFI install writes grub's
-// x86_64-efi directory and the ESP. So discovery runs alongside both installs, and the
-// installs alongside each other, the first failure cancelling the others. Discovery runs
-// first, alone, only when grub's directory is on a volume it reads (a single image's
-// root or /boot): os-prober would otherwise mount a filesystem grub-install is writing.
+// writes grub's i386-pc directory, then the disks' boot code and BIOS boot partitions;
+// the UEFI install writes grub's x86_64-efi directory and the ESP. So discovery runs
+// alongside both installs, and the installs alongside each other, the first failure
+// cancelling the others. Discovery runs first, alone, only when grub's directory is on
+// a volume it reads (a single image's root or /boot): the installs would otherwise
+// write a filesystem os-prober has mounted.
 //
 // The boot files are then committed by bootloader.Commit in its crash-safe order
-// (grub.cfg first, the default last). The boot code is now installed before grub.cfg
-// rather than right after it, which changes nothing a power cut can leave on a deploy:
-// the images are already rewritten, so the disk boots no complete system until the
-// commit ends, whichever of the two is written first; grub-install writes the boot code
-// and its modules in one run, so they never mismatch; and the default, which says the
+// (grub.cfg first, the default last). The boot code is installed before grub.cfg, which
+// changes nothing a power cut can leave on a deploy: the images are already rewritten,
+// so the disk boots no complete system until the commit ends, whichever of the two is
+// written first; each install syncs grub's modules to disk before it writes the boot
+// code that loads them, so the two never mismatch; and the default, which says the
 // deploy is complete, is still written last. Reload and update install no boot code.
 func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.BootInfo, err error) {
 	roots := rootImages(b.l)
@@ -279,8 +279,8 @@ func (b *bootStep) commit(ctx context.Context, dir *confine.Dir, cfg bootloader.
 
 // installBootCode starts, in g, grub's installs for the plan's boot mode: BIOS boot code
 // on every disk, the removable UEFI loader on the ESP. The two write different places
-// (run), so they run side by side; the BIOS install goes disk after disk, since every
-// run of grub-install rewrites the same i386-pc directory.
+// (run), so they run side by side; the BIOS install builds one core image and writes
+// it onto the disks one after another.
 func (b *bootStep) installBootCode(ctx context.Context, g *errgroup.Group, loc bootloader.Location) {
 	in := bootloader.Installer{Run: b.env.Run, GrubLib: b.opts.GrubLib}
 	start := time.Now()
@@ -295,7 +295,12 @@ func (b *bootStep) installBootCode(ctx context.Context, g *errgroup.Group, loc b
 		g.Go(func() error {
 			b.events.emit(Event{Message: fmt.Sprintf("installing grub (BIOS) on %d disk(s)", len(b.l.Disks))})
 			defer done(&b.took.GrubBIOS)
-			return in.InstallBIOS(ctx, loc, b.diskPaths())
+			tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-bios-")
+			if err != nil {
+				return fmt.Errorf("installing grub (BIOS): %w", err)
+			}
+			defer os.RemoveAll(tmp)
+			return in.InstallBIOS(ctx, loc, b.diskPaths(), tmp)
 		})
 	}
 	if b.l.BootMode != schema.BootUEFI && b.l.BootMode != schema.BootBoth {
