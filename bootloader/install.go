@@ -14,11 +14,19 @@ import (
 	"github.com/provisioner/provisioner/internal/run"
 )
 
-// grubModules are embedded into every core image: enough to find the grub directory on
+// grubModules are embedded into the EFI image: enough to find the grub directory on
 // a GPT partition holding ext2/3/4 or xfs, also on LVM or md (a single-image deploy keeps
 // grub in the image's /boot, which may live there). Everything else is loaded from the
 // grub directory at boot.
 var grubModules = []string{"part_gpt", "part_msdos", "ext2", "xfs", "lvm", "mdraid1x", "search", "search_fs_uuid", "normal", "configfile", "linux", "echo", "test", "serial", "terminal", "loadenv"}
+
+// biosCoreModules are embedded into the BIOS core image: only what finds grub's
+// directory (the disk driver, partition tables, filesystems, LVM, md and the search by
+// filesystem UUID), as grub-install embeds; grub then loads normal and every other module
+// from that directory. The core image is LZMA-compressed and carries Reed-Solomon codes,
+// both computed in proportion to its size: with grubModules it was 161 KB and took
+// 13 s to build and write under QEMU's emulation, against 40 KB for this set.
+var biosCoreModules = []string{"biosdisk", "part_gpt", "part_msdos", "ext2", "xfs", "lvm", "mdraid1x", "search_fs_uuid"}
 
 // efiExtraModules are needed in the EFI image only.
 var efiExtraModules = []string{"fat", "efi_gop", "all_video"}
@@ -70,7 +78,7 @@ const biosSetup = "grub-bios-setup"
 // grub's directory by filesystem UUID as the EFI image does, so one core image serves
 // every disk.
 func BIOSMkimageArgv(out, earlyCfg, prefix string) []string {
-	return slices.Concat([]string{"grub-mkimage", "-O", "i386-pc", "-o", out, "-c", earlyCfg, "-p", prefix}, grubModules, []string{"biosdisk"})
+	return slices.Concat([]string{"grub-mkimage", "-O", "i386-pc", "-o", out, "-c", earlyCfg, "-p", prefix}, biosCoreModules)
 }
 
 // BIOSSetupArgv writes the boot code from dir (boot.img and core.img) onto disk.

@@ -15,7 +15,7 @@ import (
 
 func TestInstallArgv(t *testing.T) {
 	bios := run.String(BIOSMkimageArgv("/t/core.img", "/t/load.cfg", "/boot/grub"))
-	if !strings.HasPrefix(bios, "grub-mkimage -O i386-pc -o /t/core.img -c /t/load.cfg -p /boot/grub part_gpt ") || !strings.HasSuffix(bios, " biosdisk") {
+	if !strings.HasPrefix(bios, "grub-mkimage -O i386-pc -o /t/core.img -c /t/load.cfg -p /boot/grub biosdisk part_gpt ") || !strings.HasSuffix(bios, " search_fs_uuid") {
 		t.Errorf("BIOS mkimage argv: %s", bios)
 	}
 	if got := run.String(Installer{GrubLib: "/g"}.BIOSSetupArgv("/mnt/mb/boot/grub/i386-pc", "/dev/vda")); got != "/g/i386-pc/grub-bios-setup --directory=/mnt/mb/boot/grub/i386-pc /dev/vda" {
