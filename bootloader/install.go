@@ -76,9 +76,14 @@ const biosSetup = "grub-bios-setup"
 
 // BIOSMkimageArgv builds the i386-pc core image with the early config, which finds
 // grub's directory by filesystem UUID as the EFI image does, so one core image serves
-// every disk.
-func BIOSMkimageArgv(out, earlyCfg, prefix string) []string {
-	return slices.Concat([]string{"grub-mkimage", "-O", "i386-pc", "-o", out, "-c", earlyCfg, "-p", prefix}, biosCoreModules)
+// every disk. It is built from the platform files the modules are copied from.
+func (in Installer) BIOSMkimageArgv(out, earlyCfg, prefix string) []string {
+	return slices.Concat(in.mkimage("i386-pc", out, earlyCfg, prefix), biosCoreModules)
+}
+
+// mkimage is the start of a grub-mkimage call for platform.
+func (in Installer) mkimage(platform, out, earlyCfg, prefix string) []string {
+	return []string{"grub-mkimage", "-d", filepath.Join(in.grubLib(), platform), "-O", platform, "-o", out, "-c", earlyCfg, "-p", prefix}
 }
 
 // BIOSSetupArgv writes the boot code from dir (boot.img and core.img) onto disk.
@@ -103,7 +108,7 @@ func (in Installer) InstallBIOS(ctx context.Context, loc Location, disks []strin
 	if err := os.WriteFile(cfg, early, 0o644); err != nil {
 		return fmt.Errorf("installing grub (BIOS): %w", err)
 	}
-	if _, err := in.Run.Run(ctx, run.Cmd{Argv: BIOSMkimageArgv(core, cfg, loc.Prefix)}); err != nil {
+	if _, err := in.Run.Run(ctx, run.Cmd{Argv: in.BIOSMkimageArgv(core, cfg, loc.Prefix)}); err != nil {
 		return fmt.Errorf("installing grub (BIOS): building the core image: %w", err)
 	}
 	extra := map[string][]byte{"load.cfg": early}
@@ -138,9 +143,8 @@ func EarlyConfig(loc Location) string {
 }
 
 // MkimageArgv builds BOOTX64.EFI with the early config.
-func MkimageArgv(out, earlyCfg, prefix string) []string {
-	return append([]string{"grub-mkimage", "-O", "x86_64-efi", "-o", out, "-c", earlyCfg, "-p", prefix},
-		append(append([]string(nil), grubModules...), efiExtraModules...)...)
+func (in Installer) MkimageArgv(out, earlyCfg, prefix string) []string {
+	return slices.Concat(in.mkimage("x86_64-efi", out, earlyCfg, prefix), grubModules, efiExtraModules)
 }
 
 // InstallEFI puts grub for x86_64-efi at the removable path EFI/BOOT/BOOTX64.EFI of the
@@ -162,7 +166,7 @@ func (in Installer) InstallEFI(ctx context.Context, loc Location, espDev, tmpDir
 		return fmt.Errorf("installing grub (UEFI): %w", err)
 	}
 	img := filepath.Join(tmpDir, "BOOTX64.EFI")
-	if _, err := in.Run.Run(ctx, run.Cmd{Argv: MkimageArgv(img, early, loc.Prefix)}); err != nil {
+	if _, err := in.Run.Run(ctx, run.Cmd{Argv: in.MkimageArgv(img, early, loc.Prefix)}); err != nil {
 		return fmt.Errorf("building the EFI image: %w", err)
 	}
 	env := []string{"MTOOLS_SKIP_CHECK=1"}

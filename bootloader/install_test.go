@@ -14,8 +14,8 @@ import (
 )
 
 func TestInstallArgv(t *testing.T) {
-	bios := run.String(BIOSMkimageArgv("/t/core.img", "/t/load.cfg", "/boot/grub"))
-	if !strings.HasPrefix(bios, "grub-mkimage -O i386-pc -o /t/core.img -c /t/load.cfg -p /boot/grub biosdisk part_gpt ") || !strings.HasSuffix(bios, " search_fs_uuid") {
+	bios := run.String(Installer{GrubLib: "/g"}.BIOSMkimageArgv("/t/core.img", "/t/load.cfg", "/boot/grub"))
+	if !strings.HasPrefix(bios, "grub-mkimage -d /g/i386-pc -O i386-pc -o /t/core.img -c /t/load.cfg -p /boot/grub biosdisk part_gpt ") || !strings.HasSuffix(bios, " search_fs_uuid") {
 		t.Errorf("BIOS mkimage argv: %s", bios)
 	}
 	if got := run.String(Installer{GrubLib: "/g"}.BIOSSetupArgv("/mnt/mb/boot/grub/i386-pc", "/dev/vda")); got != "/g/i386-pc/grub-bios-setup --directory=/mnt/mb/boot/grub/i386-pc /dev/vda" {
@@ -28,8 +28,8 @@ func TestInstallArgv(t *testing.T) {
 	if got := EarlyConfig(Location{Dir: "/mnt/boot", GrubDir: "grub", Prefix: "/grub", FSUUID: "5678"}); got != "search.fs_uuid 5678 root\nset prefix=($root)/grub\n" {
 		t.Errorf("early config, separate /boot: %q", got)
 	}
-	mk := MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg", "/boot/grub")
-	if run.String(mk[:9]) != "grub-mkimage -O x86_64-efi -o /t/BOOTX64.EFI -c /t/early.cfg -p /boot/grub" {
+	mk := Installer{}.MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg", "/boot/grub")
+	if run.String(mk[:11]) != "grub-mkimage -d /usr/lib/grub/x86_64-efi -O x86_64-efi -o /t/BOOTX64.EFI -c /t/early.cfg -p /boot/grub" {
 		t.Errorf("mkimage argv: %s", run.String(mk))
 	}
 	for _, m := range []string{"part_gpt", "fat", "lvm", "search_fs_uuid", "normal"} {

@@ -114,17 +114,43 @@ type funcRunner func(ctx context.Context, cmd run.Cmd) (run.Result, error)
 
 func (f funcRunner) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) { return f(ctx, cmd) }
 
-// fakeGrubLib is a grub library with one x86_64-efi module, enough for InstallEFI.
+// fakeGrubLib is a grub library with one module per platform and boot.img, enough for
+// InstallBIOS and InstallEFI with a runner that runs nothing.
 func fakeGrubLib(t *testing.T) string {
 	t.Helper()
 	lib := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(lib, "x86_64-efi"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(lib, "x86_64-efi", "normal.mod"), []byte("mod"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"x86_64-efi/normal.mod", "i386-pc/normal.mod", "i386-pc/boot.img"} {
+		if err := os.MkdirAll(filepath.Join(lib, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(lib, f), []byte("mod"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return lib
+}
+
+// writeImage creates the file a grub-mkimage call names with -o.
+func writeImage(argv []string) error {
+	for i, a := range argv[:len(argv)-1] {
+		if a == "-o" {
+			return os.WriteFile(argv[i+1], []byte("image"), 0o644)
+		}
+	}
+	return errors.New("grub-mkimage without -o")
+}
+
+// platformOf returns the platform a grub-mkimage call builds for ("" for other programs).
+func platformOf(argv []string) string {
+	if argv[0] != "grub-mkimage" {
+		return ""
+	}
+	for i, a := range argv[:len(argv)-1] {
+		if a == "-O" {
+			return argv[i+1]
+		}
+	}
+	return ""
 }
 
 // installStep is a bootStep for the "both" boot mode plan of multiboot-two-images.json,
@@ -147,19 +173,19 @@ func TestInstallsRunSideBySide(t *testing.T) {
 	var once sync.Map
 	r := funcRunner(func(ctx context.Context, cmd run.Cmd) (run.Result, error) {
 		mine, other := bios, uefi
-		switch cmd.Argv[0] {
-		case "grub-install":
-		case "grub-mkimage":
+		switch platformOf(cmd.Argv) {
+		case "i386-pc":
+		case "x86_64-efi":
 			mine, other = uefi, bios
 		default:
 			return run.Result{}, nil
 		}
-		if _, done := once.LoadOrStore(cmd.Argv[0], true); !done {
+		if _, done := once.LoadOrStore(platformOf(cmd.Argv), true); !done {
 			close(mine)
 		}
 		select {
 		case <-other:
-			return run.Result{}, nil
+			return run.Result{}, writeImage(cmd.Argv)
 		case <-time.After(10 * time.Second):
 			return run.Result{}, fmt.Errorf("%s: the other install never started alongside", cmd.Argv[0])
 		}
@@ -181,13 +207,13 @@ func TestInstallsRunSideBySide(t *testing.T) {
 // TestInstallFailureCancels: a failing BIOS install cancels the UEFI install running
 // beside it, and its error is the one returned.
 func TestInstallFailureCancels(t *testing.T) {
-	boom := errors.New("grub-install: boom")
+	boom := errors.New("grub-mkimage: boom")
 	cancelled := make(chan struct{})
 	r := funcRunner(func(ctx context.Context, cmd run.Cmd) (run.Result, error) {
-		switch cmd.Argv[0] {
-		case "grub-install":
+		switch platformOf(cmd.Argv) {
+		case "i386-pc":
 			return run.Result{}, boom
-		case "grub-mkimage":
+		case "x86_64-efi":
 			select {
 			case <-ctx.Done():
 				close(cancelled)
