@@ -84,10 +84,10 @@ bound to the image into a private temporary root (shallowest first), streams the
 connection, its length checked against Content-Length), verifies its checksum while
 streaming, and extracts it into the image's target (tar, tar.gz, tar.xz, tar.zst,
 tar.bz2, detected from the data) or writes it block-wise (raw ext2/3/4 or xfs images, then
-given the planned UUID and grown to the partition). Images on different disks deploy
-side by side, up to --images-per-disk at once onto one disk; images sharing a
-filesystem take turns. It writes the image's /etc/fstab from
-the plan and unmounts everything, also when something failed.
+given the planned UUID and grown to the partition). It writes the image's /etc/fstab from
+the plan and unmounts everything, also when something failed. Images on different disks
+deploy side by side, up to --images-per-disk at once onto one disk; images sharing a
+filesystem take turns.
 
 Extraction is confined to the image root: an entry with "..", a link leading out, or a
 hard link to a file outside aborts the image, naming the entry. Owners, modes, setuid
