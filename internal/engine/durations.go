@@ -20,7 +20,8 @@ type Durations struct {
 	ImagesMS     int64 `json:"images_ms"`
 	BootloaderMS int64 `json:"bootloader_ms"`
 	// PerImageMS is each image's own deploy (fetch, verify, extract, fstab), by image
-	// name; images on different disks overlap, so these may add up to more than ImagesMS.
+	// name; images deployed side by side overlap, so these may add up to more than
+	// ImagesMS.
 	PerImageMS map[string]int64 `json:"per_image_ms,omitempty"`
 	// Bootloader breaks the bootloader phase down; nil when no image has target /.
 	Bootloader *BootloaderMS `json:"bootloader_steps,omitempty"`
