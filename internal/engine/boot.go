@@ -230,8 +230,8 @@ func (b *bootStep) bootFSProbed(roots []*partition.Image) bool {
 
 // openGrubDir opens the boot directory at loc and creates grub's directory in it. On a
 // single-image deploy grub's directory is in the image's /boot, which the image filled:
-// grub-install writes its modules there and follows whatever it finds, so before any
-// install the directory must hold nothing but directories and regular files.
+// grub-bios-setup reads the core image back from there and follows whatever it finds, so
+// before any install the directory must hold nothing but directories and regular files.
 func openGrubDir(loc bootloader.Location) (*confine.Dir, error) {
 	dir, err := confine.Open(loc.Dir)
 	if err != nil {
