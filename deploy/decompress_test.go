@@ -84,16 +84,14 @@ func sampleData(n int, seed uint64) []byte {
 	return b
 }
 
-// decoders gives each way Open can decode: pure Go, and xz and bzip2 through the real
-// program.
+// decoders gives each way Open can decode: pure Go, and xz through the real program.
 func decoders(t *testing.T, codec string) map[string]Decompressor {
 	m := map[string]Decompressor{"go": {}, "fake runner": {Run: &run.Fake{}}}
-	if codec == compXz || codec == compBzip2 {
-		prog := map[string]string{compXz: "xz", compBzip2: "bzip2"}[codec]
-		if _, err := exec.LookPath(prog); err == nil {
+	if codec == compXz {
+		if _, err := exec.LookPath("xz"); err == nil {
 			m["exec"] = Decompressor{Run: run.Exec{}}
 		} else {
-			t.Logf("%s is not installed: the exec path is not tested", prog)
+			t.Log("xz is not installed: the exec path is not tested")
 		}
 	}
 	return m
@@ -174,7 +172,7 @@ func TestXzExecMatchesGo(t *testing.T) {
 	}
 }
 
-// notFoundStreamer stands for a machine without the decoder program (xz, bzip2).
+// notFoundStreamer stands for a machine without the xz program.
 type notFoundStreamer struct{}
 
 func (notFoundStreamer) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
@@ -190,29 +188,6 @@ func TestXzFallsBackWithoutProgram(t *testing.T) {
 	out, err := decodeAll(t, Decompressor{Run: notFoundStreamer{}}, compress(t, compXz, data), compXz)
 	if err != nil || !bytes.Equal(out, data) {
 		t.Errorf("fallback decode: %d bytes, %v; want the data", len(out), err)
-	}
-}
-
-// TestBzip2ExecMatchesGo: the bzip2 program and compress/bzip2 give the same bytes, also
-// for two concatenated streams (as pbzip2 and lbzip2 write them); without the program
-// the Go decoder is used.
-func TestBzip2ExecMatchesGo(t *testing.T) {
-	if _, err := exec.LookPath("bzip2"); err != nil {
-		t.Skip("bzip2 is not installed")
-	}
-	a, b := sampleData(1<<20, 20), sampleData(300000, 21)
-	for name, c := range map[string]struct{ in, want []byte }{
-		"one stream":  {compress(t, compBzip2, a), a},
-		"two streams": {append(compress(t, compBzip2, a), compress(t, compBzip2, b)...), append(bytes.Clone(a), b...)},
-	} {
-		t.Run(name, func(t *testing.T) {
-			for how, d := range map[string]Decompressor{"exec": {Run: run.Exec{}}, "go": {}, "no program": {Run: notFoundStreamer{}}} {
-				out, err := decodeAll(t, d, c.in, compBzip2)
-				if err != nil || !bytes.Equal(out, c.want) {
-					t.Errorf("%s: %d bytes, %v; want the %d bytes of the data", how, len(out), err, len(c.want))
-				}
-			}
-		})
 	}
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,8 +45,9 @@ func printBenchTable(w io.Writer) {
 	for _, r := range benchRows.rows {
 		ours := float64(r.bytes) / 1e6 / r.ours.Seconds()
 		other := float64(r.bytes) / 1e6 / r.other.Seconds()
+		// A | inside a table cell, even in code, ends the cell unless escaped.
 		fmt.Fprintf(w, "| %s | `%s` | %.0f MB/s | %.0f MB/s | %.2f | %s | %s |\n",
-			r.op, r.alt, ours, other, ours/other, mib(r.oursRSS), mib(r.otherRSS))
+			r.op, strings.ReplaceAll(r.alt, "|", `\|`), ours, other, ours/other, mib(r.oursRSS), mib(r.otherRSS))
 	}
 }
 
