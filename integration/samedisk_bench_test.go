@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/provisioner/provisioner/internal/timing"
 	"github.com/provisioner/provisioner/internal/vmrun"
 )
 
@@ -69,7 +69,7 @@ func TestSameDiskVMTiming(t *testing.T) {
 				}
 			}
 			t.Logf("-smp %d, tar.%s, %d runs each: 1 at a time median %.1f s (%s), 2 at a time median %.1f s (%s)",
-				cpus, format, runs, medianOf(times[true]).Seconds(), listSecs(times[true]), medianOf(times[false]).Seconds(), listSecs(times[false]))
+				cpus, format, runs, timing.Median(times[true]).Seconds(), timing.Seconds(times[true]), timing.Median(times[false]).Seconds(), timing.Seconds(times[false]))
 		}
 	}
 }
@@ -165,21 +165,4 @@ func compress(t *testing.T, raw []byte, format string) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
-}
-
-func medianOf(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func listSecs(ds []time.Duration) string {
-	parts := make([]string, len(ds))
-	for i, d := range ds {
-		parts[i] = fmt.Sprintf("%.1f", d.Seconds())
-	}
-	return strings.Join(parts, ", ") + " s"
 }

@@ -10,11 +10,12 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/timing"
 )
 
 // sameDiskSpec puts two utility images, a and b, on one disk, each in its own ext4.
@@ -69,7 +70,7 @@ func TestSameDiskTiming(t *testing.T) {
 			}
 		}
 		t.Logf("tar.%s, two images of a %d MB tar on one loop device, %d runs each: 1 at a time median %.1f s (%s), 2 at a time median %.1f s (%s)",
-			format, tarSize/1e6, runs, median(times[1]).Seconds(), secsList(times[1]), median(times[2]).Seconds(), secsList(times[2]))
+			format, tarSize/1e6, runs, timing.Median(times[1]).Seconds(), timing.Seconds(times[1]), timing.Median(times[2]).Seconds(), timing.Seconds(times[2]))
 	}
 }
 
@@ -100,21 +101,4 @@ func timeImagesPhase(t *testing.T, bin, spec, img string, n int) time.Duration {
 	}
 	t.Fatalf("no images duration in the deploy's output:\n%s", out)
 	return 0
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func secsList(ds []time.Duration) string {
-	parts := make([]string, len(ds))
-	for i, d := range ds {
-		parts[i] = fmt.Sprintf("%.1f", d.Seconds())
-	}
-	return strings.Join(parts, ", ") + " s"
 }
