@@ -14,8 +14,9 @@ build:
 # (CI runs as root), then the QEMU integration suite (build tag integration: it builds the
 # deploy ramdisk once and boots it and the deployed disks under TCG).
 # internal/arch's test also checks gofmt and the package import rules. The short modes
-# of the deploy and reload benchmarks (TestDeployVsPipelineShort,
-# TestReloadVsPipelineShort) run among the unit tests, with the tools of `make bench`.
+# of the deploy, raw-image and reload benchmarks (TestDeployVsPipelineShort,
+# TestRawVsDdAndBmaptoolShort, TestReloadVsPipelineShort) run among the unit tests, with
+# the tools of `make bench`.
 test:
 	./scripts/deps.sh test
 	./scripts/deps.sh bench
@@ -40,14 +41,16 @@ demo: build
 	$(GO) run ./cmd/demo -out out -spec examples/demo.json -go $(CURDIR)/scripts/go
 	$(BIN) list --device out/demo-disk.img
 
-# Micro-benchmarks (spec loading, planning), then in one run the deploy and the reload
-# benchmarks: a >= 1 GiB tree over HTTP, ours against curl | zstd -dc | tar -x (and gzip
-# for the deploy), the reload of one root of a deployed disk image against mke2fs and the
-# same pipeline, one round each (root); every tree is then compared with the tar.
+# Micro-benchmarks (spec loading, planning), then in one run the deploy, the raw-image and
+# the reload benchmarks, one round each (root): a >= 1 GiB tree over HTTP as tar.zst,
+# tar.gz, tar.xz and tar.bz2, ours against curl | zstd -dc | tar -x (gzip -dc, xz -dc -T0,
+# bzip2 -dc); a mostly empty 2 GiB ext4 image, raw and raw.zst, against dd and bmaptool
+# copy; the reload of one root of a deployed disk image against mke2fs and the pipeline.
+# Every tree is then checked; the table of all comparisons is printed at the end.
 bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./partition/
-	$(GO) test -run '^$$' -bench '(Deploy|Reload)VsPipeline' -benchtime 1x -timeout 60m -v ./internal/engine/
+	$(GO) test -run '^$$' -bench '(Deploy|Reload)VsPipeline|RawVsDdAndBmaptool' -benchtime 1x -timeout 90m -v ./internal/engine/
 
 # The deploy ramdisk: out/vmlinuz and out/initramfs.cpio.zst (u-root's init, the
 # provisioner, busybox, the tools it runs and the kernel modules it needs), built from

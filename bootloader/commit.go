@@ -32,10 +32,6 @@ type State struct {
 
 // CommitOptions are what Commit does besides writing the boot files.
 type CommitOptions struct {
-	// BootCode, when set, installs the boot code that loads grub.cfg (grub-install): it
-	// runs once grub.cfg is written, before any other boot file. Its error is returned as
-	// it is.
-	BootCode func(ctx context.Context) error
 	// hook is passed to every WriteFileAtomic; tests simulate a power cut with it.
 	hook func(step string) error
 }
@@ -44,7 +40,7 @@ type CommitOptions struct {
 // WriteFileAtomic does and the history record appended as AppendHistory does, so that a
 // power cut at any moment leaves every file either old or new and a disk that boots:
 //
-//   - With a Menu (a deploy, a reload): grub.cfg, then BootCode, the plan record,
+//   - With a Menu (a deploy, a reload): grub.cfg, then the plan record,
 //     boot-info.json, the history record, and grubenv last. grubenv selects the entry grub boots; by the time it does, that
 //     entry is in grub.cfg and described in boot-info.json.
 //   - Without one (a switch of the default): grubenv first, since grub reads it, then
@@ -57,7 +53,7 @@ type CommitOptions struct {
 // nothing is written. A commit with a menu gives each file it replaces mode 0644, as a
 // deploy's new boot files: what was there before came from an image or an earlier deploy.
 // One without keeps an existing file's mode, so that an administrator's choice survives a
-// switch. ctx is passed to BootCode.
+// switch.
 func Commit(ctx context.Context, d *confine.Dir, s State, o CommitOptions) error {
 	if s.Info == nil {
 		return errors.New("committing the boot files: no boot info")
@@ -65,9 +61,6 @@ func Commit(ctx context.Context, d *confine.Dir, s State, o CommitOptions) error
 	c := &commit{d: d, s: s, o: o, data: map[string][]byte{}}
 	order := c.order()
 	for _, name := range order {
-		if name == bootCodeStep {
-			continue
-		}
 		if err := d.CheckFile(name); err != nil {
 			return &commitError{op: opCheck, file: name, err: err}
 		}
@@ -83,9 +76,6 @@ func Commit(ctx context.Context, d *confine.Dir, s State, o CommitOptions) error
 	return nil
 }
 
-// bootCodeStep stands for BootCode among the files of a commit's order.
-const bootCodeStep = ""
-
 // What a commit was doing when it failed (commitError.op).
 const (
 	opCheck  = "check"
@@ -93,7 +83,7 @@ const (
 	opWrite  = "write"
 )
 
-// commitError is a failure of Commit's own (BootCode's are returned as they are): op on
+// commitError is a failure of Commit: op on
 // file, relative to the boot directory, after the files in written were replaced. Its
 // message is err's, which callers wrap with what they were doing.
 type commitError struct {
@@ -116,15 +106,11 @@ type commit struct {
 	written []string
 }
 
-// order lists the files the commit writes, and bootCodeStep, in the crash-safe order
-// Commit describes.
+// order lists the files the commit writes in the crash-safe order Commit describes.
 func (c *commit) order() []string {
 	var menu, record, env []string
 	if c.s.Menu != nil {
 		menu = append(menu, c.s.Info.grubCfgName())
-	}
-	if c.o.BootCode != nil {
-		menu = append(menu, bootCodeStep)
 	}
 	if c.s.Record != nil {
 		record = append(record, RecordPath)
@@ -171,13 +157,10 @@ func (c *commit) encode() error {
 	return nil
 }
 
-// write does the commit's step name: runs BootCode, appends the history record, or
-// replaces a file.
+// write does the commit's step name: appends the history record or replaces a file.
 func (c *commit) write(ctx context.Context, name string) error {
 	var err error
 	switch name {
-	case bootCodeStep:
-		return c.o.BootCode(ctx)
 	case HistoryPath:
 		h := *c.s.History
 		if h.SpecDigest == "" && c.s.Record != nil {
@@ -209,9 +192,7 @@ func (c *commit) perm(name string) fs.FileMode {
 // state's Env and Info afterwards (ArmTrial).
 //
 // The grubenv to build on is the one d holds, when it parses: a redeploy over a kept
-// multiboot filesystem keeps its other variables. DeployState runs before grub-install,
-// and reads what it would read after: grub-install creates an empty grubenv only where
-// there is none, and leaves an existing regular file alone.
+// multiboot filesystem keeps its other variables; grub's installs never touch it.
 func DeployState(d *confine.Dir, menu Config, info *BootInfo) (State, error) {
 	def := elementByID(info, info.CurrentElement)
 	if def == nil || def.MenuentryID == "" {

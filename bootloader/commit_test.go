@@ -17,7 +17,6 @@ import (
 
 // TestCommitOrder: with a menu, grubenv is written last; without one, first.
 func TestCommitOrder(t *testing.T) {
-	bootCode := func(context.Context) error { return nil }
 	h := &HistoryEntry{Operation: "x", Result: "ok"}
 	for _, tc := range []struct {
 		name string
@@ -25,12 +24,10 @@ func TestCommitOrder(t *testing.T) {
 		o    CommitOptions
 		want []string
 	}{
-		{"deploy", State{Menu: []byte("menu"), Info: switchBootInfo(), Env: &Env{}, History: h}, CommitOptions{BootCode: bootCode},
-			[]string{"boot/grub/grub.cfg", bootCodeStep, BootInfoPath, HistoryPath, GrubEnvPath}},
-		{"deploy into an image's /boot", State{Menu: []byte("menu"), Info: &BootInfo{GrubDir: "grub"}, Env: &Env{}, History: h}, CommitOptions{BootCode: bootCode},
-			[]string{"grub/grub.cfg", bootCodeStep, BootInfoPath, HistoryPath, "grub/grubenv"}},
-		{"menu without boot code", State{Menu: []byte("menu"), Info: switchBootInfo(), Env: &Env{}, History: h}, CommitOptions{},
+		{"deploy", State{Menu: []byte("menu"), Info: switchBootInfo(), Env: &Env{}, History: h}, CommitOptions{},
 			[]string{"boot/grub/grub.cfg", BootInfoPath, HistoryPath, GrubEnvPath}},
+		{"deploy into an image's /boot", State{Menu: []byte("menu"), Info: &BootInfo{GrubDir: "grub"}, Env: &Env{}, History: h}, CommitOptions{},
+			[]string{"grub/grub.cfg", BootInfoPath, HistoryPath, "grub/grubenv"}},
 		{"switch", State{Info: switchBootInfo(), Env: &Env{}, History: h}, CommitOptions{},
 			[]string{GrubEnvPath, BootInfoPath, HistoryPath}},
 		{"boot info only", State{Info: switchBootInfo()}, CommitOptions{}, []string{BootInfoPath}},
@@ -81,13 +78,9 @@ func TestCommitPowerCut(t *testing.T) {
 			for _, f := range files {
 				old[f], _ = os.ReadFile(filepath.Join(dir, f))
 			}
-			renames, ranBootCode := 0, false
+			renames := 0
 			s := deployTestState()
 			err := Commit(context.Background(), openDir(t, dir), s, CommitOptions{
-				BootCode: func(context.Context) error {
-					ranBootCode = true
-					return nil
-				},
 				hook: func(step string) error {
 					if step == "rename" {
 						if renames++; renames == cut+1 {
@@ -113,9 +106,6 @@ func TestCommitPowerCut(t *testing.T) {
 				if isNew := !bytes.Equal(got, old[f]); isNew != (i < cut) {
 					t.Errorf("%s new = %v after a cut at %s", f, isNew, file)
 				}
-			}
-			if ranBootCode != (cut > 0) {
-				t.Errorf("boot code ran = %v after a cut at %s", ranBootCode, file)
 			}
 			hist, _ := ReadHistory(dir)
 			if (len(hist.Entries) == 1) != (cut == 2) {
@@ -151,10 +141,6 @@ func TestCommitRefusesBeforeWriting(t *testing.T) {
 				s.Env = tc.env
 			}
 			err := Commit(context.Background(), openDir(t, dir), s, CommitOptions{
-				BootCode: func(context.Context) error {
-					t.Error("the boot code ran")
-					return nil
-				},
 				hook: func(step string) error {
 					t.Errorf("a file is written (%s)", step)
 					return nil
@@ -192,30 +178,6 @@ func TestCommitModes(t *testing.T) {
 			if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != want {
 				t.Errorf("menu %v: %s: %v %v, want mode %v", withMenu, f, fi.Mode(), err, want)
 			}
-		}
-	}
-}
-
-// TestCommitBootCodeError: the boot code's error is returned as it is, after grub.cfg and
-// before anything else.
-func TestCommitBootCodeError(t *testing.T) {
-	dir := writeBootDir(t, switchBootInfo(), defaultEnv())
-	before := snapshot(t, dir)
-	errInstall := errors.New("grub-install failed")
-	err := Commit(context.Background(), openDir(t, dir), deployTestState(), CommitOptions{
-		BootCode: func(context.Context) error { return errInstall },
-	})
-	var ce *commitError
-	if err != errInstall || errors.As(err, &ce) {
-		t.Errorf("err = %#v, want the boot code's own", err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "boot/grub/grub.cfg")); string(got) != "new menu\n" {
-		t.Errorf("grub.cfg = %q", got)
-	}
-	after := snapshot(t, dir)
-	for f, b := range before {
-		if !bytes.Equal(after[f].data, b.data) {
-			t.Errorf("%s changed", f)
 		}
 	}
 }

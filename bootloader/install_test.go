@@ -14,22 +14,22 @@ import (
 )
 
 func TestInstallArgv(t *testing.T) {
-	bios := run.String(BIOSArgv("/mnt/mb/boot/grub", "/dev/vda"))
-	if !strings.HasPrefix(bios, "grub-install --target=i386-pc --boot-directory=/mnt/mb/boot '--modules=part_gpt ") || !strings.HasSuffix(bios, " --no-floppy /dev/vda") {
-		t.Errorf("BIOS argv: %s", bios)
+	bios := run.String(Installer{GrubLib: "/g"}.BIOSMkimageArgv("/t/core.img", "/t/load.cfg", "/boot/grub"))
+	if !strings.HasPrefix(bios, "grub-mkimage -d /g/i386-pc -O i386-pc -o /t/core.img -c /t/load.cfg -p /boot/grub biosdisk part_gpt ") || !strings.HasSuffix(bios, " search_fs_uuid") {
+		t.Errorf("BIOS mkimage argv: %s", bios)
 	}
-	if got := EFIEarlyConfig(Multiboot("/mnt/mb", "1234")); got != "search.fs_uuid 1234 root\nset prefix=($root)/boot/grub\n" {
+	if got := run.String(Installer{GrubLib: "/g"}.BIOSSetupArgv("/mnt/mb/boot/grub/i386-pc", "/dev/vda")); got != "/g/i386-pc/grub-bios-setup --directory=/mnt/mb/boot/grub/i386-pc /dev/vda" {
+		t.Errorf("BIOS setup argv: %s", got)
+	}
+	if got := EarlyConfig(Multiboot("/mnt/mb", "1234")); got != "search.fs_uuid 1234 root\nset prefix=($root)/boot/grub\n" {
 		t.Errorf("early config: %q", got)
 	}
 	// A single image with a separate /boot volume: grub's directory is /grub on it.
-	if got := EFIEarlyConfig(Location{Dir: "/mnt/boot", GrubDir: "grub", Prefix: "/grub", FSUUID: "5678"}); got != "search.fs_uuid 5678 root\nset prefix=($root)/grub\n" {
+	if got := EarlyConfig(Location{Dir: "/mnt/boot", GrubDir: "grub", Prefix: "/grub", FSUUID: "5678"}); got != "search.fs_uuid 5678 root\nset prefix=($root)/grub\n" {
 		t.Errorf("early config, separate /boot: %q", got)
 	}
-	if got := run.String(BIOSArgv("/mnt/boot/grub", "/dev/vda")); !strings.Contains(got, "--boot-directory=/mnt/boot ") {
-		t.Errorf("BIOS argv, separate /boot: %s", got)
-	}
-	mk := MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg", "/boot/grub")
-	if run.String(mk[:9]) != "grub-mkimage -O x86_64-efi -o /t/BOOTX64.EFI -c /t/early.cfg -p /boot/grub" {
+	mk := Installer{}.MkimageArgv("/t/BOOTX64.EFI", "/t/early.cfg", "/boot/grub")
+	if run.String(mk[:11]) != "grub-mkimage -d /usr/lib/grub/x86_64-efi -O x86_64-efi -o /t/BOOTX64.EFI -c /t/early.cfg -p /boot/grub" {
 		t.Errorf("mkimage argv: %s", run.String(mk))
 	}
 	for _, m := range []string{"part_gpt", "fat", "lvm", "search_fs_uuid", "normal"} {
@@ -51,7 +51,7 @@ func TestInstallOnLoopDisk(t *testing.T) {
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("loop-device test: needs root and no -short")
 	}
-	for _, tool := range []string{"grub-install", "grub-mkimage", "mcopy", "mdir", "udevadm", "sgdisk", "mkfs.vfat", "mke2fs", "fsck.vfat"} {
+	for _, tool := range []string{"grub-mkimage", "mcopy", "mdir", "udevadm", "sgdisk", "mkfs.vfat", "mke2fs", "fsck.vfat"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s is missing (make test installs it)", tool)
@@ -101,13 +101,13 @@ func TestInstallOnLoopDisk(t *testing.T) {
 
 	in := Installer{Run: run.Exec{}}
 	loc := Multiboot(mnt, mbUUID)
-	if err := in.InstallBIOS(ctx, loc, []string{loop.Path}); err != nil {
+	if err := in.InstallBIOS(ctx, loc, []string{loop.Path}, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	if err := in.InstallEFI(ctx, loc, espDev, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"boot/grub/i386-pc/core.img", "boot/grub/i386-pc/normal.mod", "boot/grub/x86_64-efi/normal.mod"} {
+	for _, f := range []string{"boot/grub/i386-pc/core.img", "boot/grub/i386-pc/boot.img", "boot/grub/i386-pc/load.cfg", "boot/grub/i386-pc/normal.mod", "boot/grub/i386-pc/command.lst", "boot/grub/x86_64-efi/normal.mod"} {
 		if _, err := os.Stat(filepath.Join(mnt, f)); err != nil {
 			t.Errorf("grub directory: %v", err)
 		}
@@ -118,11 +118,17 @@ func TestInstallOnLoopDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ReadAt(mbr, 0)
-	core := make([]byte, 512)
+	core := make([]byte, 4096)
 	f.ReadAt(core, 2048*512)
 	f.Close()
-	if bytes.Equal(mbr, make([]byte, 440)) || bytes.Equal(core, make([]byte, 512)) {
+	if bytes.Equal(mbr, make([]byte, 440)) || bytes.Equal(core[:512], make([]byte, 512)) {
 		t.Error("no boot code in the MBR or no core image in the BIOS boot partition")
+	}
+	// The BIOS boot partition holds the core image left in grub's directory (past its
+	// first two sectors, where grub-bios-setup fills in the block list and the partition).
+	built, err := os.ReadFile(filepath.Join(mnt, "boot/grub/i386-pc/core.img"))
+	if err != nil || len(built) < len(core) || !bytes.Equal(built[1024:len(core)], core[1024:]) {
+		t.Errorf("the BIOS boot partition does not hold grub's core.img (%v)", err)
 	}
 	out, err := exec.Command("mdir", "-i", espDev, "::/EFI/BOOT").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "BOOTX64  EFI") {

@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 
 // spyEnv names a file into which the child, when it runs os-prober, writes what
 // os-prober can see: the partitions it walks (/sys/block/*/*[0-9] with a start file) and
-// the devices in /proc/partitions, one "part NAME" or "proc NAME" line each.
+// the devices in /proc/partitions, and the volumes mounted read-only for it, one
+// "part NAME", "proc NAME" or "ro NAME" line each, and "lvs" when it can run lvs.
 const spyEnv = "PROVISIONER_TEST_PROBER_SPY"
 
 type spyRunner struct {
@@ -58,6 +59,20 @@ func (s spyRunner) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
 		for _, line := range strings.Split(string(procParts), "\n")[1:] {
 			if f := strings.Fields(line); len(f) == 4 {
 				fmt.Fprintf(&b, "proc %s\n", f[3])
+			}
+		}
+		// Whether os-prober's shell finds lvs (a regular executable file on PATH).
+		if p, err := exec.LookPath("lvs"); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				b.WriteString("lvs\n")
+			}
+		}
+		// The volumes the child mounted read-only for the probers, in mount order.
+		info, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, line := range strings.Split(string(info), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 9 && strings.HasPrefix(f[4], proberMounts+"/") && strings.HasPrefix(f[5], "ro,") {
+				fmt.Fprintf(&b, "ro %s\n", filepath.Base(f[len(f)-2]))
 			}
 		}
 		if err := os.WriteFile(s.file, []byte(b.String()), 0o644); err != nil {
@@ -166,7 +181,7 @@ func TestProbeFake(t *testing.T) {
 		return run.Result{Stdout: child}, nil
 	}}
 	p := OSProber{Run: f, Self: []string{"/proc/self/exe", "--flag"}}
-	got, err := p.Probe(context.Background(), []string{"/dev/loop4", "/dev/loop5"})
+	got, err := p.Probe(context.Background(), ProberVolumes{Roots: []string{"/dev/loop4p4", "/dev/dm-3"}, Boot: []string{"/dev/loop4p5"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +194,7 @@ func TestProbeFake(t *testing.T) {
 	}
 	calls := f.Calls()
 	if len(calls) != 1 || !calls[0].MountNamespace ||
-		!slices.Equal(calls[0].Argv, []string{"/proc/self/exe", "--flag", ConfinedProberArg, "/dev/loop4", "/dev/loop5"}) {
+		!slices.Equal(calls[0].Argv, []string{"/proc/self/exe", "--flag", ConfinedProberArg, "/dev/loop4p4", "/dev/dm-3", "boot=/dev/loop4p5"}) {
 		t.Errorf("calls: %+v", calls)
 	}
 }
@@ -193,40 +208,42 @@ func TestProbeFakeErrors(t *testing.T) {
 	}
 
 	f := answer("", nil)
-	got, err := OSProber{Run: f, Self: []string{"self"}}.Probe(ctx, nil)
+	got, err := OSProber{Run: f, Self: []string{"self"}}.Probe(ctx, ProberVolumes{})
 	if err != nil || len(got) != 0 || len(f.Calls()) != 0 {
 		t.Errorf("no disks: %v, %v, %d calls", got, err, len(f.Calls()))
 	}
-	if _, err := (OSProber{Run: f}).Probe(ctx, []string{"/dev/sda"}); err == nil {
+	if _, err := (OSProber{Run: f}).Probe(ctx, ProberVolumes{Roots: []string{"/dev/sda"}}); err == nil {
 		t.Error("no Self: accepted")
 	}
-	if _, err := (OSProber{Run: f, Self: []string{"self"}}).Probe(ctx, []string{"sda"}); err == nil {
+	if _, err := (OSProber{Run: f, Self: []string{"self"}}).Probe(ctx, ProberVolumes{Roots: []string{"/dev/sda1"}, Boot: []string{"sda2"}}); err == nil {
 		t.Error("a relative disk path: accepted")
 	}
 
 	childErr := run.Fail([]string{"self", ConfinedProberArg, "/dev/sda"}, 1, "confined os-prober: refusing ...\n")
-	_, err = OSProber{Run: answer("", childErr), Self: []string{"self"}}.Probe(ctx, []string{"/dev/sda"})
+	_, err = OSProber{Run: answer("", childErr), Self: []string{"self"}}.Probe(ctx, ProberVolumes{Roots: []string{"/dev/sda"}})
 	var re *run.Error
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "/dev/sda") || !strings.Contains(err.Error(), "refusing") {
 		t.Errorf("a failing child: %v", err)
 	}
 
-	_, err = OSProber{Run: answer(`{"format":99}`, nil), Self: []string{"self"}}.Probe(ctx, []string{"/dev/sda"})
+	_, err = OSProber{Run: answer(`{"format":99}`, nil), Self: []string{"self"}}.Probe(ctx, ProberVolumes{Roots: []string{"/dev/sda"}})
 	if err == nil || !strings.Contains(err.Error(), "format 99") {
 		t.Errorf("another format: %v", err)
 	}
 
 	// A root os-prober named that is gone by the time the parent looks: no silent wrong key.
 	missing := fmt.Sprintf(`{"format":%d,"roots":[{"partition":"/dev/provisioner-test-missing","name":"X","entries":[{"root":"/dev/x","boot":"/dev/x","kernel":"/boot/vmlinuz-1"}]}]}`, proberFormat)
-	if _, err := (OSProber{Run: answer(missing, nil), Self: []string{"self"}}).Probe(ctx, []string{"/dev/sda"}); err == nil {
+	if _, err := (OSProber{Run: answer(missing, nil), Self: []string{"self"}}).Probe(ctx, ProberVolumes{Roots: []string{"/dev/sda"}}); err == nil {
 		t.Error("an unresolvable root: accepted")
 	}
 }
 
 // TestOSProberOnLoopDisks runs the real os-prober and linux-boot-prober through Probe on
-// a loop disk with two fake Linux roots, one of them with a separate /boot volume, while a
-// second loop disk holding another root is attached but not given: Probe must report
-// exactly the first two, as ProbeRoot sees the same trees.
+// a loop disk with two fake Linux roots, one of them with a separate /boot volume, and a
+// fourth partition holding a Linux tree that is not a root given to Probe (as a utility
+// image's volume would), while a second loop disk holding another root is attached but
+// not given: Probe must report exactly the two roots, as ProbeRoot sees the same trees,
+// and os-prober must not even have looked at the rest.
 func TestOSProberOnLoopDisks(t *testing.T) {
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("loop-device test: needs root and no -short")
@@ -351,12 +368,13 @@ func TestOSProberOnLoopDisks(t *testing.T) {
 		}
 		return loop, paths
 	}
-	target, tparts := attach("target", 3)
+	target, tparts := attach("target", 4)
 	other, oparts := attach("other", 1)
 	sh("mkfs.ext4", "-q", "-F", "-L", "rootA", "-d", dirA, tparts[0])
 	sh("mkfs.ext4", "-q", "-F", "-L", "rootB", "-d", dirB, tparts[1])
 	sh("mkfs.ext4", "-q", "-F", "-L", "bootB", "-U", bootUUID, "-d", dirBoot, tparts[2])
 	sh("mkfs.ext4", "-q", "-F", "-L", "other", "-d", dirOther, oparts[0])
+	sh("mkfs.ext4", "-q", "-F", "-L", "utility", "-d", dirOther, tparts[3])
 
 	want := map[string]Kernel{}
 	for i, tree := range []string{dirA, dirView} {
@@ -378,27 +396,32 @@ func TestOSProberOnLoopDisks(t *testing.T) {
 	spy := filepath.Join(dir, "spy")
 	t.Setenv(spyEnv, spy)
 	start := time.Now()
-	got, err := p.Probe(ctx, []string{target.Path})
-	t.Logf("os-prober confined to %s (3 partitions) took %v", target.Path, time.Since(start).Round(time.Millisecond))
+	got, err := p.Probe(ctx, ProberVolumes{Roots: tparts[:2], Boot: tparts[2:3]})
+	t.Logf("os-prober confined to 2 roots of %s took %v", target.Path, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Probe(%s):\n got %+v\nwant %+v", target.Path, got, want)
 	}
-	// What os-prober saw: the target disk's partitions, nothing else (so the other
-	// disk's absence above is not only the child's final filter).
+	// What os-prober saw: the two roots as candidates, the /boot volume for blkid only,
+	// nothing else (so the absences above are not only the child's final filter).
 	seen, err := os.ReadFile(spy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wantSeen strings.Builder
-	for _, p := range tparts {
+	for _, p := range tparts[:2] {
 		fmt.Fprintf(&wantSeen, "part %s\n", filepath.Base(p))
 	}
 	wantSeen.WriteString("proc " + filepath.Base(target.Path) + "\n")
-	for _, p := range tparts {
+	for _, p := range tparts[:3] {
 		fmt.Fprintf(&wantSeen, "proc %s\n", filepath.Base(p))
+	}
+	// The roots and the /boot volume are mounted read-only before os-prober runs, so
+	// neither prober mounts them through grub-mount.
+	for _, p := range tparts[:3] {
+		fmt.Fprintf(&wantSeen, "ro %s\n", filepath.Base(p))
 	}
 	if string(seen) != wantSeen.String() {
 		t.Errorf("os-prober saw:\n%s\nwant\n%s", seen, wantSeen.String())
@@ -406,8 +429,8 @@ func TestOSProberOnLoopDisks(t *testing.T) {
 
 	// The other disk's root is findable: its absence above is the confinement's doing.
 	start = time.Now()
-	got, err = p.Probe(ctx, []string{other.Path})
-	t.Logf("os-prober confined to %s (1 partition) took %v", other.Path, time.Since(start).Round(time.Millisecond))
+	got, err = p.Probe(ctx, ProberVolumes{Roots: oparts})
+	t.Logf("os-prober confined to the root of %s took %v", other.Path, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

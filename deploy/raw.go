@@ -14,8 +14,12 @@ import (
 	"github.com/provisioner/provisioner/partition"
 )
 
-// rawBlock is the unit the raw writer reads, compares with zero and writes.
-const rawBlock = 1 << 20
+// rawBlock is the unit the raw writer reads; on a zeroed device it writes only the
+// runs of rawSector-sized pieces that are not all zero.
+const (
+	rawBlock  = 1 << 20
+	rawSector = 4096 // the block size of most filesystem images, and of ext4's default
+)
 
 // RawResult says what writing a raw image did.
 type RawResult struct {
@@ -82,13 +86,8 @@ func copyRaw(ctx context.Context, sys disk.Sys, src io.Reader, dev string, fs *p
 			if off+int64(n) > size {
 				return res, blame(ErrImage, fmt.Errorf("raw image for %s is larger than the device (%d bytes)", dev, size))
 			}
-			if skipZero && allZero(buf[:n]) {
-				res.Skipped += int64(n)
-			} else {
-				if _, err := f.WriteAt(buf[:n], off); err != nil {
-					return res, fmt.Errorf("writing the raw image to %s at byte %d: %w", dev, off, err)
-				}
-				res.Written += int64(n)
+			if err := writeBlock(f, buf[:n], off, skipZero, &res); err != nil {
+				return res, fmt.Errorf("writing the raw image to %s %w", dev, err)
 			}
 			off += int64(n)
 		}
@@ -109,6 +108,40 @@ func copyRaw(ctx context.Context, sys disk.Sys, src io.Reader, dev string, fs *p
 		return res, fmt.Errorf("closing %s: %w", dev, err)
 	}
 	return res, nil
+}
+
+// writeBlock writes b at off; when skipZero (the device reads as zeros) it writes only
+// the runs of rawSector-sized pieces that are not all zero, so that a mostly empty
+// filesystem image costs the writes of its used blocks, counting the rest as skipped.
+func writeBlock(f *os.File, b []byte, off int64, skipZero bool, res *RawResult) error {
+	if !skipZero {
+		if _, err := f.WriteAt(b, off); err != nil {
+			return fmt.Errorf("at byte %d: %w", off, err)
+		}
+		res.Written += int64(len(b))
+		return nil
+	}
+	written := 0
+	for start := 0; start < len(b); {
+		// Skip the zero pieces, then take the run of non-zero ones that follows.
+		for start < len(b) && allZero(b[start:min(start+rawSector, len(b))]) {
+			start = min(start+rawSector, len(b))
+		}
+		end := start
+		for end < len(b) && !allZero(b[end:min(end+rawSector, len(b))]) {
+			end = min(end+rawSector, len(b))
+		}
+		if end > start {
+			if _, err := f.WriteAt(b[start:end], off+int64(start)); err != nil {
+				return fmt.Errorf("at byte %d: %w", off+int64(start), err)
+			}
+			written += end - start
+		}
+		start = end
+	}
+	res.Written += int64(written)
+	res.Skipped += int64(len(b) - written)
+	return nil
 }
 
 // adoptIdentity gives the written filesystem the plan's UUID and label (fstab and the

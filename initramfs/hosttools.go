@@ -25,10 +25,11 @@ type hostTool struct {
 // hostTools are the programs of the ramdisk that come from the build host. Where they
 // come from in the code: partition/apply.go (mke2fs, mkfs.*, mkswap, mdadm, lvm),
 // deploy (xz, xfs_growfs, tune2fs/resize2fs/e2fsck/xfs_admin for raw images, rsync for
-// trees an rsync daemon serves), bootloader/install.go (grub-install, grub-mkimage, mmd,
-// mcopy), bootloader/osprober.go (os-prober, linux-boot-prober, which call grub-mount,
+// trees an rsync daemon serves), bootloader/install.go (grub-mkimage, mmd, mcopy, and
+// grub-bios-setup, which comes with the i386-pc platform files below and needs a subset of
+// grub-install's libraries), bootloader/osprober.go (os-prober, linux-boot-prober, which call grub-mount,
 // grub-probe, blkid, udevadm and lvs), internal/engine (blkid, lvm, efibootmgr). The rest
-// is for a person at the console: sgdisk, mdir, dmsetup, wipefs.
+// is for a person at the console: grub-install, sgdisk, mdir, dmsetup, wipefs.
 var hostTools = []hostTool{
 	{"mke2fs", "e2fsprogs"}, {"mkfs.ext4", "e2fsprogs"}, {"tune2fs", "e2fsprogs"},
 	{"resize2fs", "e2fsprogs"}, {"e2fsck", "e2fsprogs"},

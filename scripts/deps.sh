@@ -73,7 +73,12 @@ case "${1:-}" in
     need curl curl
     need zstd zstd
     need gzip gzip
+    need xz xz-utils
+    need bzip2 bzip2
     need tar tar
+    need dd coreutils
+    need e2fsck e2fsprogs
+    need bmaptool bmap-tools   # the raw images' other alternative: bmaptool copy with a block map
     need mke2fs e2fsprogs
     need losetup mount
     # the reload benchmark first deploys a two-image disk, which installs grub (BIOS)

@@ -2,8 +2,9 @@
 // builds the deploy ramdisk and two small bootable images, boots the ramdisk in QEMU
 // (TCG) with a blank disk-image file and provisioner.spec pointing at the demo spec,
 // which the demo serves with the images over QEMU's user network while it plays the
-// conductor (it prints the callback's events), prints the boot-info of the final event,
-// then boots the deployed disk once and shows the default image coming up.
+// conductor (it prints the callback's events), prints how long each phase took and the
+// boot-info of the final event, then boots the deployed disk once and shows the default
+// image coming up.
 //
 //	demo [-out out] [-spec examples/demo.json] [-flavour cloud-amd64] [-go go]
 package main
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -156,7 +158,9 @@ func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o
 	start := time.Now()
 	c.OnEvent = func(e agent.Event) { printEvent(start, e) }
 	res, err := vmrun.Run(ctx, vmrun.Options{
-		Kernel: rd.Kernel, Initrd: rd.Initramfs, Net: true, Disks: []string{disk}, Dir: deployDir, Timeout: 15 * time.Minute,
+		// Two virtual CPUs, as a machine being deployed has several cores: the deploy runs
+		// kernel discovery and grub's installs side by side, which one only interleaves.
+		Kernel: rd.Kernel, Initrd: rd.Initramfs, Net: true, Disks: []string{disk}, Dir: deployDir, Timeout: 15 * time.Minute, CPUs: 2,
 		Append: "console=ttyS0 quiet panic=-1 provisioner.spec=" + c.GuestURL("spec.json") +
 			" provisioner.callback=" + c.GuestURL(vmrun.CallbackName) + " provisioner.token=" + c.Token + " provisioner.after=poweroff",
 	})
@@ -166,6 +170,13 @@ func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o
 		return fmt.Errorf("the deploy did not succeed (%v); last event: %+v", err, last)
 	}
 	fmt.Printf("    deployed in %v (ramdisk boot, DHCP, partitioning, both images, grub)\n", res.Duration.Round(100*time.Millisecond))
+	printDurations(os.Stdout, last.Durations)
+	// The durations are kept as the event carried them, to compare runs.
+	if d, err := json.MarshalIndent(last.Durations, "", "  "); err == nil {
+		if err := os.WriteFile(filepath.Join(o.out, "durations.json"), append(d, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
 	data, err := last.BootInfo.Encode()
 	if err != nil {
 		return err
@@ -176,6 +187,19 @@ func deployInVM(ctx context.Context, c *vmrun.Conductor, rd *initramfs.Result, o
 	step("boot-info.json from the final event (also in %s)", filepath.Join(o.out, "boot-info.json"))
 	engine.Summary(os.Stdout, last.BootInfo)
 	return nil
+}
+
+// printDurations prints how long each phase of the deploy took, from the final event
+// (the ramdisk's boot and DHCP come before the plan phase and are not in it).
+func printDurations(w io.Writer, d *engine.Durations) {
+	if d == nil {
+		fmt.Fprintln(w, "    (the final event carries no durations)")
+		return
+	}
+	fmt.Fprintln(w, "==> phases of the deploy, from the final event:")
+	for _, l := range d.Lines() {
+		fmt.Fprintf(w, "    %s\n", l)
+	}
 }
 
 // bootOnce boots the deployed disk under SeaBIOS and shows the default image's marker

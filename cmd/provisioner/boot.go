@@ -320,10 +320,10 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // newConfinedProberCmd is the hidden command deploy re-executes in a private mount
-// namespace to run os-prober on the target disks only.
+// namespace to run os-prober on the given roots only (a /boot volume as boot=DEV).
 func newConfinedProberCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    bootloader.ConfinedProberArg + " DISK...",
+		Use:    bootloader.ConfinedProberArg + " ROOT... [boot=DEV...]",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -14,6 +14,7 @@ func newDeployCmd(s *streams) *cobra.Command {
 	var flags diskFlags
 	var boot engine.BootOptions
 	var preserve bool
+	var perDisk int
 	cmd := &cobra.Command{
 		Use:   "deploy SPEC [--device NAME=PATH ...] [--size NAME=SIZE ...] [--seed S] [--dry-run]",
 		Short: "Partition the spec's disks and deploy every image into its root",
@@ -22,6 +23,9 @@ func newDeployCmd(s *streams) *cobra.Command {
   provisioner deploy provision.json --dry-run`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if perDisk < 1 {
+				return engine.Usagef("--images-per-disk %d: want 1 or more", perDisk)
+			}
 			spec, popts, err := flags.load(s, args[0])
 			if err != nil {
 				return err
@@ -36,6 +40,7 @@ func newDeployCmd(s *streams) *cobra.Command {
 				Log:              slog.New(slog.NewTextHandler(s.err, nil)),
 				Boot:             boot,
 				PreserveOnError:  preserve,
+				ImagesPerDisk:    perDisk,
 			}
 			opts.Boot.Self = []string{"/proc/self/exe"}
 			// Progress goes to standard error; the result table to standard output.
@@ -58,12 +63,17 @@ func newDeployCmd(s *streams) *cobra.Command {
 					fmt.Fprintf(s.out, "boot-info.json written to %s\n", boot.BootInfoPath)
 				}
 			}
+			if res != nil && res.Durations != nil {
+				fmt.Fprintln(s.out)
+				engine.PrintDurations(s.out, res.Durations)
+			}
 			return nil
 		},
 	}
 	flags.bind(cmd)
 	cmd.Flags().StringVar(&boot.BootInfoPath, "boot-info", engine.DefaultBootInfoPath, "also write boot-info.json here (\"\" for nowhere else)")
 	cmd.Flags().StringVar(&boot.Prober, "prober", engine.ProberAuto, "kernel discovery: auto (os-prober when installed), os-prober, builtin")
+	cmd.Flags().IntVar(&perDisk, "images-per-disk", engine.DefaultImagesPerDisk, "how many images deploy at once onto one disk (images sharing a filesystem always take turns)")
 	cmd.Flags().BoolVar(&preserve, "preserve-on-error", false, "keep what a failed clean deploy wrote (default: erase its partition tables)")
 	return cmd
 }
@@ -75,7 +85,9 @@ connection, its length checked against Content-Length), verifies its checksum wh
 streaming, and extracts it into the image's target (tar, tar.gz, tar.xz, tar.zst,
 tar.bz2, detected from the data) or writes it block-wise (raw ext2/3/4 or xfs images, then
 given the planned UUID and grown to the partition). It writes the image's /etc/fstab from
-the plan and unmounts everything, also when something failed.
+the plan and unmounts everything, also when something failed. Images on different disks
+deploy side by side, up to --images-per-disk at once onto one disk; images sharing a
+filesystem take turns.
 
 Extraction is confined to the image root: an entry with "..", a link leading out, or a
 hard link to a file outside aborts the image, naming the entry. Owners, modes, setuid
@@ -93,11 +105,15 @@ environment (never by running a program from an image): for BIOS onto every disk
 removable path EFI/BOOT/BOOTX64.EFI of the EFI system partition (and an NVRAM entry when
 this machine has EFI variables and the disk is not an image file). Its directory is on
 the multiboot partition, or, with a single OS image, in that image's /boot. Each root's
-kernel, initrd and OS name are found with os-prober and linux-boot-prober, confined to
-the target disks, when installed, else by reading /boot and /etc/os-release (--prober).
+kernel, initrd and OS name are found with os-prober and linux-boot-prober, shown only the
+roots (and their /boot volumes), when installed, else by reading /boot and
+/etc/os-release (--prober); this runs alongside grub's installs, and the BIOS and UEFI
+installs alongside each other.
 The menu (grub.cfg, one entry per OS image in spec order, the boot image the default),
 boot-info.json (also written to --boot-info) and a history line follow; grubenv's
-saved_entry is written last. The boot menu is printed at the end.
+saved_entry is written last. The boot menu is printed at the end, then how long each
+phase took (plan, partition, images and each image, bootloader with kernel discovery,
+grub install and commit).
 
 If a clean deploy fails after it began writing, the partition tables it wrote are
 erased, so the machine cannot boot a half-written OS and falls back to network boot;

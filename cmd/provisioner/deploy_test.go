@@ -27,6 +27,21 @@ func TestDeployHelp(t *testing.T) {
 	}
 }
 
+// TestDeployImagesPerDiskFlag: --images-per-disk below 1 is a usage error (exit 1),
+// refused before the spec is read.
+func TestDeployImagesPerDiskFlag(t *testing.T) {
+	for _, n := range []string{"0", "-1"} {
+		r := runCLI(t, smallSpec, "deploy", "-", "--device", "vda=/nonexistent.img", "--images-per-disk", n)
+		if r.code != engine.ExitFailure || !strings.Contains(r.stderr, "--images-per-disk "+n+": want 1 or more") {
+			t.Errorf("--images-per-disk %s: exit %d, stderr %q; want 1 and the flag named", n, r.code, r.stderr)
+		}
+	}
+	r := runCLI(t, "", "deploy", "--help")
+	if !strings.Contains(r.stdout, "--images-per-disk int") || !strings.Contains(r.stdout, "(default 2)") {
+		t.Errorf("deploy --help lacks --images-per-disk and its default:\n%s", r.stdout)
+	}
+}
+
 func TestDeployDryRun(t *testing.T) {
 	img, hash := imageFile(t, 64<<20)
 	before := hash()
@@ -108,7 +123,8 @@ func TestDeployThenSwitchOffline(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
 	}
-	for _, want := range []string{"boot menu (multiboot partition ", " * 0  red ", "   1  blue ", "Test blue (blue)", "boot-info.json written to " + info} {
+	for _, want := range []string{"boot menu (multiboot partition ", " * 0  red ", "   1  blue ", "Test blue (blue)", "boot-info.json written to " + info,
+		"durations:\n  plan ", "\n    red ", "\n  bootloader ", "\n    grub install ", "(BIOS ", "\n  total "} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("deploy output lacks %q:\n%s", want, r.stdout)
 		}

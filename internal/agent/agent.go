@@ -239,7 +239,13 @@ func (a *Agent) Start(ctx context.Context, spec *schema.Spec, done func(*engine.
 		}
 		return res.BootInfo, res.Layout, err
 	}
-	return a.startOp(ctx, operation{kind: OpDeploy, state: StateDeploying, spec: spec, run: run}, func(err error) {
+	durations := func() *engine.Durations {
+		if res == nil {
+			return nil
+		}
+		return res.Durations
+	}
+	return a.startOp(ctx, operation{kind: OpDeploy, state: StateDeploying, spec: spec, run: run, durations: durations}, func(err error) {
 		if done != nil {
 			done(res, err)
 		}
@@ -256,6 +262,9 @@ type operation struct {
 	// outcome, when set, says what an update did, given run's error; the status and
 	// the final event carry it.
 	outcome func(err error) *UpdateOutcome
+	// durations, when set, says how long run's phases took, once it has returned; the
+	// succeeded event carries them.
+	durations func() *engine.Durations
 }
 
 // startOp starts op in the background unless the agent is busy; done (not nil) is called
@@ -289,7 +298,11 @@ func (a *Agent) startOp(ctx context.Context, op operation, done func(error)) err
 		if op.outcome != nil {
 			upd = op.outcome(err)
 		}
-		a.finish(ctx, gen, bi, l, upd, err)
+		var took *engine.Durations
+		if op.durations != nil {
+			took = op.durations()
+		}
+		a.finish(ctx, gen, bi, l, upd, took, err)
 		done(err)
 	}()
 	return nil
@@ -442,8 +455,9 @@ func progressEvent(e engine.Event, phase string) Event {
 	return Event{Type: EventProgress, Phase: phase, Image: e.Image, Done: e.Done, Total: e.Total, Message: e.Message}
 }
 
-// finish records the outcome of operation gen (upd: an update's) and queues its final event.
-func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, layout *partition.Layout, upd *UpdateOutcome, err error) {
+// finish records the outcome of operation gen (upd: an update's; took: how long its
+// phases took) and queues its final event.
+func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, layout *partition.Layout, upd *UpdateOutcome, took *engine.Durations, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if gen != a.gen {
@@ -471,7 +485,7 @@ func (a *Agent) finish(ctx context.Context, gen int, bi *bootloader.BootInfo, la
 		// written disks again could plan something else.
 		a.plan = layout
 	}
-	a.emitLocked(ctx, Event{Type: EventSucceeded, Operation: a.op, BootInfo: a.bootInfo, Update: upd})
+	a.emitLocked(ctx, Event{Type: EventSucceeded, Operation: a.op, BootInfo: a.bootInfo, Update: upd, Durations: took})
 	a.log().Info(a.op + " succeeded")
 }
 

@@ -36,7 +36,8 @@ func TestEventsInOrder(t *testing.T) {
 		t.Errorf("Start while deploying: %v, want ErrBusy", err)
 	}
 	f.release <- fakeResult{
-		res: &engine.DeployResult{BootInfo: testBootInfo()},
+		res: &engine.DeployResult{BootInfo: testBootInfo(), Durations: &engine.Durations{TotalMS: 9000, ImagesMS: 3000,
+			PerImageMS: map[string]int64{"a": 2900}, Bootloader: &engine.BootloaderMS{KernelDiscoveryMS: 4000, Concurrent: true}}},
 		events: []engine.Event{
 			{Phase: engine.PhaseImages, Image: "a", Done: 100, Total: 100},
 			{Phase: engine.PhaseBootloader, Message: "installing grub"},
@@ -66,6 +67,14 @@ func TestEventsInOrder(t *testing.T) {
 	}
 	if bi := got[7].BootInfo; bi == nil || len(bi.Elements) != 1 || bi.Elements[0].RootUUID != "1234" {
 		t.Errorf("succeeded event boot_info %+v", bi)
+	}
+	if d := got[7].Durations; d == nil || d.TotalMS != 9000 || d.PerImageMS["a"] != 2900 || d.Bootloader == nil || d.Bootloader.KernelDiscoveryMS != 4000 {
+		t.Errorf("succeeded event durations %+v", d)
+	}
+	for _, e := range got[:7] {
+		if e.Durations != nil {
+			t.Errorf("%s event with durations", e.Type)
+		}
 	}
 	for i, e := range got {
 		if e.Seq != int64(i+1) || e.Node != "node-1" || e.Time.IsZero() {

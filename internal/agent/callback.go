@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 // Event is what the callback receives, one JSON object per POST.
@@ -40,6 +41,8 @@ type Event struct {
 	Seq int64 `json:"seq"`
 	// Update is an update's outcome, on its succeeded and failed events.
 	Update *UpdateOutcome `json:"update,omitempty"`
+	// Durations say how long each phase of a deploy took, on its succeeded event.
+	Durations *engine.Durations `json:"durations,omitempty"`
 }
 
 // Callback POSTs events to a conductor's URL.

@@ -2,13 +2,17 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/provisioner/provisioner/internal/engine"
 )
 
 func TestSendRetriesServerErrors(t *testing.T) {
@@ -150,5 +154,29 @@ func TestStatusErrorMessage(t *testing.T) {
 	err := (&Callback{URL: rc.URL}).Send(t.Context(), Event{Type: "started"})
 	if err == nil || err.Error() != "sending started event 1 to the callback: callback answered 404 Not Found: unknown node" {
 		t.Errorf("error %q", err)
+	}
+}
+
+// TestEventDurationsJSON: the durations are an added member of the succeeded event, with
+// the names the README documents; events without them encode as before.
+func TestEventDurationsJSON(t *testing.T) {
+	e := Event{Type: EventSucceeded, Durations: &engine.Durations{TotalMS: 9000, PlanMS: 100, PartitionMS: 900, ImagesMS: 3000, BootloaderMS: 5000,
+		PerImageMS: map[string]int64{"a": 2900},
+		Bootloader: &engine.BootloaderMS{KernelDiscoveryMS: 4000, GrubInstallMS: 4500, GrubBIOSMS: 4500, GrubUEFIMS: 900, CommitMS: 300, Concurrent: true}}}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"durations":{"total_ms":9000,"plan_ms":100,"partition_ms":900,"images_ms":3000,"bootloader_ms":5000,"per_image_ms":{"a":2900},` +
+		`"bootloader_steps":{"kernel_discovery_ms":4000,"grub_install_ms":4500,"grub_bios_ms":4500,"grub_uefi_ms":900,"commit_ms":300,"concurrent":true}}`
+	if !strings.Contains(string(b), want) {
+		t.Errorf("event JSON:\n%s\nwant it to hold\n%s", b, want)
+	}
+	b, err = json.Marshal(Event{Type: EventPhase, Phase: "plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "durations") {
+		t.Errorf("an event without durations: %s", b)
 	}
 }

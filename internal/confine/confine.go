@@ -5,7 +5,7 @@
 // name that would leave it (os.Root). Files read or written in place must be regular
 // files: a device node, FIFO or socket is refused before it is opened, and opens never
 // block. Directories that files are written in, and the last component of every file
-// written, must not be symlinks at all, so that a path handed to a program (grub-install)
+// written, must not be symlinks at all, so that a path handed to a program (grub-bios-setup)
 // means the same on the host as in the tree.
 //
 // A refusal is an *UnsafeError naming the path, matched by errors.Is(err, ErrUnsafe).
@@ -200,7 +200,7 @@ func (d *Dir) checkDirs(name string, parentsOnly bool, perm fs.FileMode) error {
 
 // MkdirAll makes name and its missing parents with perm (before the umask); every
 // component that exists must be a real directory, never a symlink, even one that stays
-// inside the tree: programs such as grub-install are then given a path that means the
+// inside the tree: programs such as grub-bios-setup are then given a path that means the
 // same on the host as in the tree.
 func (d *Dir) MkdirAll(name string, perm fs.FileMode) error {
 	if perm == 0 {
@@ -548,7 +548,7 @@ const maxTreeEntries = 100000
 
 // CheckTree fails unless name is a real directory (reached through real directories) whose
 // whole tree holds only directories and regular files: no symlink, device node, FIFO or
-// socket anywhere. A program the provisioner runs on that tree (grub-install writing
+// socket anywhere. A program the provisioner runs on that tree (grub-bios-setup reading
 // grub's directory) then cannot be led out of it or into a device. A missing name is fine.
 func (d *Dir) CheckTree(name string) error {
 	if err := d.checkDirs(name, true, 0); err != nil {

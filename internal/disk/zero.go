@@ -23,7 +23,14 @@ func (s Sys) WriteZeroesSupported(dev string) bool {
 	}
 	dir := filepath.Join(s.sysRoot(), "class", "block", name)
 	if _, err := os.Stat(filepath.Join(dir, "partition")); err == nil {
-		dir = filepath.Join(dir, "..") // a partition's queue is its disk's
+		// A partition's queue is its disk's. class/block/X is a symlink to X's directory
+		// in the device tree, where a partition's sits in its disk's: the disk is found
+		// from the resolved path (joining ".." to the link would give class/block).
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return false
+		}
+		dir = filepath.Dir(real)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "queue", "write_zeroes_max_bytes"))
 	if err != nil {

@@ -32,10 +32,25 @@ const benchTarBytes = 1100 << 20
 
 // benchTools are the programs the shell pipeline side runs (mke2fs for the partitioning
 // both sides share).
-var benchTools = []string{"curl", "zstd", "gzip", "tar", "mke2fs"}
+var benchTools = []string{"curl", "zstd", "gzip", "xz", "bzip2", "tar", "mke2fs"}
 
-// benchDecompressor is the CLI a user's pipeline decompresses each format with.
-var benchDecompressor = map[string]string{"zst": "zstd", "gz": "gzip"}
+// benchDecompressor is the command line a user's pipeline decompresses each format with:
+// xz with as many threads as cores, which decodes the multi-block files xz -T0 writes in
+// parallel.
+var benchDecompressor = map[string][]string{
+	"zst": {"zstd", "-dc"},
+	"gz":  {"gzip", "-dc"},
+	"xz":  {"xz", "-dc", "-T0"},
+	"bz2": {"bzip2", "-dc"},
+}
+
+// benchCompressor is the command line each format's copy of the tar is made with, the
+// tool's default level (xz multi-threaded, so multi-block as current distributions' images
+// are); zst and gz are written in Go (compressOnce).
+var benchCompressor = map[string][]string{
+	"xz":  {"xz", "-c", "-T0"},
+	"bz2": {"bzip2", "-c"},
+}
 
 // benchSpec is the deployed layout: one ext4 volume, mounted at /srv and bound to the
 // image, whose target is /srv. The tree is a tar of /usr, not an OS: it has no kernel,
@@ -49,11 +64,12 @@ const benchSpec = `{"images": [{"name": "bench", "url": %q, "target": "/srv"}], 
   {"type": "partition", "mount": "/srv", "file_system": "ext4", "size": "remaining", "images": ["bench"]}]}]}`
 
 // BenchmarkDeployVsPipeline compares `provisioner deploy` of a >= 1 GiB rootfs served
-// over HTTP on loopback (tar.zst and tar.gz) with the shell pipeline a user would write
-// (curl URL | zstd -dc | tar -x, and with gzip), each onto a freshly partitioned
+// over HTTP on loopback (tar.zst, tar.gz, tar.xz and tar.bz2) with the shell pipeline a
+// user would write (curl URL | zstd -dc | tar -x, likewise gzip -dc, xz -dc -T0 and
+// bzip2 -dc), each onto a freshly partitioned
 // ext4 on a loop device. Both sides include partitioning and the final unmount (which
 // flushes what tar left in the page cache). It reports MB/s of uncompressed tar for both,
-// their ratio, and the peak RSS of the provisioner process; each side's tree is then
+// their ratio, and the peak RSS of both sides (benchRound.rss, pipeRSS); each side's tree is then
 // compared with the tar, outside the timed part. Run it with -benchtime 1x (make bench):
 // one deploy is ~1 GiB of writes. TestDeployVsPipelineShort runs the same rounds on a
 // small tree.
@@ -66,7 +82,7 @@ func BenchmarkDeployVsPipeline(b *testing.B) {
 			b.Skipf("%s is not installed (make bench installs it)", tool)
 		}
 	}
-	e := setupBench(b, benchConfig{dir: benchCache(b), tarBytes: benchTarBytes, minBytes: benchTarBytes, disk: "3GiB", formats: []string{"zst", "gz"}})
+	e := setupBench(b, benchConfig{dir: benchCache(b), tarBytes: benchTarBytes, minBytes: benchTarBytes, disk: "3GiB", formats: []string{"zst", "gz", "xz", "bz2"}})
 	for _, format := range e.formats {
 		b.Run("tar."+format, func(b *testing.B) {
 			for b.Loop() {
@@ -76,7 +92,10 @@ func BenchmarkDeployVsPipeline(b *testing.B) {
 				b.ReportMetric(mbPipe, "pipeline-MB/s")
 				b.ReportMetric(mbOurs/mbPipe, "ratio")
 				b.ReportMetric(float64(r.rss)/(1<<20), "ours-peak-MiB")
+				b.ReportMetric(float64(r.pipeRSS)/(1<<20), "pipeline-peak-MiB")
 				b.Log(r.summary(e.tarSize))
+				recordBench(benchRow{op: "deploy, tar." + format, alt: pipelineName(format), bytes: e.tarSize,
+					ours: r.ours, other: r.pipe, oursRSS: r.rss, otherRSS: r.pipeRSS})
 			}
 		})
 	}
@@ -118,7 +137,7 @@ type benchConfig struct {
 	tarBytes int64    // the tree takes files from /usr until it holds this many bytes
 	minBytes int64    // fewer bytes of files than this skips the run
 	disk     string   // size of each disk-image file
-	formats  []string // "zst", "gz"
+	formats  []string // "zst", "gz", "xz", "bz2"
 }
 
 // benchEnv is what every round uses: the tar, the server of its compressed copies, the
@@ -158,7 +177,8 @@ func setupBench(tb testing.TB, cfg benchConfig) *benchEnv {
 type benchRound struct {
 	format     string
 	ours, pipe time.Duration
-	rss        int64 // peak RSS of the provisioner process, bytes
+	rss        int64 // peak RSS of the provisioner process (or of a program it ran, if larger), bytes
+	pipeRSS    int64 // the sum of the peak RSS of the pipeline's processes, bytes
 	entries    int   // tar entries each tree was checked against
 }
 
@@ -171,7 +191,7 @@ func (e *benchEnv) round(tb testing.TB, format string) benchRound {
 	r.entries = verifyImage(tb, ours, 0, e.tarPath, "provisioner deploy")
 	os.Remove(ours)
 	pipe := filepath.Join(e.work, "pipe.img")
-	r.pipe = timePipeline(tb, e.bin, e.specs[format], pipe, e.disk, e.urls[format], format)
+	r.pipe, r.pipeRSS = timePipeline(tb, e.bin, e.specs[format], pipe, e.disk, e.urls[format], format)
 	verifyImage(tb, pipe, 0, e.tarPath, "the pipeline")
 	os.Remove(pipe)
 	return r
@@ -184,8 +204,13 @@ func (r benchRound) rates(tarSize int64) (ours, pipe float64) {
 
 func (r benchRound) summary(tarSize int64) string {
 	mbOurs, mbPipe := r.rates(tarSize)
-	return fmt.Sprintf("tar.%s, %d MB tar: provisioner %.1f s = %.0f MB/s (peak RSS %.0f MiB); curl | %s -dc | tar -x %.1f s = %.0f MB/s; ratio %.2f; both trees equal the tar (%d entries)",
-		r.format, tarSize/1e6, r.ours.Seconds(), mbOurs, float64(r.rss)/(1<<20), benchDecompressor[r.format], r.pipe.Seconds(), mbPipe, mbOurs/mbPipe, r.entries)
+	return fmt.Sprintf("tar.%s, %d MB tar: provisioner %.1f s = %.0f MB/s (peak RSS %.0f MiB); %s %.1f s = %.0f MB/s (peak RSS %.0f MiB); ratio %.2f; both trees equal the tar (%d entries)",
+		r.format, tarSize/1e6, r.ours.Seconds(), mbOurs, float64(r.rss)/(1<<20), pipelineName(r.format), r.pipe.Seconds(), mbPipe, float64(r.pipeRSS)/(1<<20), mbOurs/mbPipe, r.entries)
+}
+
+// pipelineName is the pipeline for format as a user would type it.
+func pipelineName(format string) string {
+	return "curl | " + strings.Join(benchDecompressor[format], " ") + " | tar -x"
 }
 
 func benchCache(b *testing.B) string {
@@ -305,8 +330,8 @@ func addToTar(tw *tar.Writer, p string) (int64, error) {
 	return n, nil
 }
 
-// compressOnce writes out, tarPath compressed with format ("zst" or "gz"), unless out is
-// already newer than tarPath (a tar built again needs its copies made again).
+// compressOnce writes out, tarPath compressed with format ("zst", "gz", "xz" or "bz2"),
+// unless out is already newer than tarPath (a tar built again needs its copies made again).
 func compressOnce(tb testing.TB, tarPath, format, out string) {
 	tfi, err := os.Stat(tarPath)
 	if err != nil {
@@ -325,6 +350,17 @@ func compressOnce(tb testing.TB, tarPath, format, out string) {
 		tb.Fatal(err)
 	}
 	defer dst.Close()
+	if argv, ok := benchCompressor[format]; ok {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = src, dst, os.Stderr
+		if err := errors.Join(cmd.Run(), dst.Close()); err != nil {
+			tb.Fatalf("%s < %s: %v", strings.Join(argv, " "), tarPath, err)
+		}
+		if err := os.Rename(out+".tmp", out); err != nil {
+			tb.Fatal(err)
+		}
+		return
+	}
 	var w io.WriteCloser
 	if format == "zst" {
 		w, err = zstd.NewWriter(dst)
@@ -371,28 +407,31 @@ func timeOurs(tb testing.TB, bin, spec, img, diskSize string) (time.Duration, in
 
 // timePipeline partitions an identical image with provisioner, mounts its filesystem and
 // runs curl | zstd -dc | tar -x into it (three processes joined by pipes, no shell), then
-// unmounts. The partitioning is timed too, as it is part of ours.
-func timePipeline(tb testing.TB, bin, spec, img, diskSize, url, format string) time.Duration {
+// unmounts. The partitioning is timed too, as it is part of ours. It returns the time and
+// the sum of the pipeline's processes' peak RSS.
+func timePipeline(tb testing.TB, bin, spec, img, diskSize, url, format string) (time.Duration, int64) {
 	os.Remove(img)
 	start := time.Now()
 	if out, err := exec.Command(bin, "partition", spec, "--device", "vda="+img, "--size", "vda="+diskSize, "--seed", "bench").CombinedOutput(); err != nil {
 		tb.Fatalf("provisioner partition: %v\n%s", err, out)
 	}
 	mnt, unmount, detach := mountImage(tb, img, 0, true)
-	pipeInto(tb, url, format, mnt)
+	rss := pipeInto(tb, url, format, mnt)
 	unmount()
 	elapsed := time.Since(start)
 	detach()
-	return elapsed
+	return elapsed, rss
 }
 
-// pipeInto runs curl URL | zstd -dc | tar -x -C mnt (gzip for format "gz"): three
-// processes joined by pipes, no shell.
-func pipeInto(tb testing.TB, url, format, mnt string) {
+// pipeInto runs curl URL | zstd -dc | tar -x -C mnt (benchDecompressor's for other
+// formats): three processes joined by pipes, no shell. It returns the sum of the three
+// processes' peak RSS: an upper bound of what they held at once.
+func pipeInto(tb testing.TB, url, format, mnt string) int64 {
 	// --noproxy: a proxy from the environment must not carry loopback traffic; the
 	// provisioner's HTTP client never sends loopback through one either.
 	curl := exec.Command("curl", "-sSf", "--noproxy", "*", url)
-	dec := exec.Command(benchDecompressor[format], "-dc")
+	argv := benchDecompressor[format]
+	dec := exec.Command(argv[0], argv[1:]...)
 	untar := exec.Command("tar", "-x", "-C", mnt)
 	p1, err := curl.StdoutPipe()
 	if err != nil {
@@ -421,6 +460,17 @@ func pipeInto(tb testing.TB, url, format, mnt string) {
 	if err := errors.Join(errs...); err != nil {
 		tb.Fatal(err)
 	}
+	var rss int64
+	for _, c := range []*exec.Cmd{curl, dec, untar} {
+		rss += peakRSS(c.ProcessState)
+	}
+	return rss
+}
+
+// peakRSS is the peak RSS in bytes of an exited process: the largest of the process and
+// the children it waited for (wait4's ru_maxrss on Linux).
+func peakRSS(ps *os.ProcessState) int64 {
+	return ps.SysUsage().(*syscall.Rusage).Maxrss * 1024
 }
 
 // mountImage attaches img (read-write or read-only), makes the kernel see its

@@ -21,6 +21,7 @@ import (
 	"github.com/provisioner/provisioner/internal/run"
 	"github.com/provisioner/provisioner/partition"
 	"github.com/provisioner/provisioner/schema"
+	"golang.org/x/sync/errgroup"
 )
 
 // Kernel discovery methods (--prober).
@@ -113,6 +114,8 @@ type bootStep struct {
 	digest func(name string) string
 	// fetcher fetches the ramdisk the spec keeps on the node.
 	fetcher *deploy.Fetcher
+	// took records how long run's steps took.
+	took BootDurations
 }
 
 // rootImages returns the images with target "/", in spec order: one menu entry each.
@@ -126,8 +129,24 @@ func rootImages(l *partition.Layout) []*partition.Image {
 	return out
 }
 
-// run renders and installs the bootloader and returns the boot info it wrote. The boot
-// files and grub's boot code are committed by bootloader.Commit, in its crash-safe order.
+// run renders and installs the bootloader and returns the boot info it wrote.
+//
+// Its steps overlap where they touch different things. Kernel discovery (one confined
+// os-prober per root) only reads the roots and their /boot volumes; grub's BIOS install
+// writes grub's i386-pc directory, then the disks' boot code and BIOS boot partitions;
+// the UEFI install writes grub's x86_64-efi directory and the ESP. So discovery runs
+// alongside both installs, and the installs alongside each other, the first failure
+// cancelling the others. Discovery runs first, alone, only when grub's directory is on
+// a volume it reads (a single image's root or /boot): the installs would otherwise
+// write a filesystem os-prober has mounted.
+//
+// The boot files are then committed by bootloader.Commit in its crash-safe order
+// (grub.cfg first, the default last). The boot code is installed before grub.cfg, which
+// changes nothing a power cut can leave on a deploy: the images are already rewritten,
+// so the disk boots no complete system until the commit ends, whichever of the two is
+// written first; each install syncs grub's modules to disk before it writes the boot
+// code that loads them, so the two never mismatch; and the default, which says the
+// deploy is complete, is still written last. Reload and update install no boot code.
 func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.BootInfo, err error) {
 	roots := rootImages(b.l)
 	if len(roots) == 0 {
@@ -138,15 +157,20 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 	for _, t := range partition.FilesystemDevices(b.l, b.devs) {
 		b.byUUID[t.FS.UUID] = t
 	}
-	kernels, err := b.kernels(ctx, roots, builtin)
-	if err != nil {
-		return nil, err
+	var kernels map[string]bootloader.Kernel
+	discover := func(ctx context.Context) error {
+		start := time.Now()
+		var err error
+		kernels, err = b.kernels(ctx, roots, builtin)
+		b.took.KernelDiscovery = time.Since(start)
+		return err
 	}
-	cfg, err := b.menu(roots, kernels)
-	if err != nil {
-		return nil, err
+	alone := b.bootFSProbed(roots)
+	if alone {
+		if err := discover(ctx); err != nil {
+			return nil, err
+		}
 	}
-
 	loc, release, err := b.mountBootFS(ctx, roots)
 	if err != nil {
 		return nil, err
@@ -156,6 +180,28 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 			err = rerr
 		}
 	}()
+	dir, err := openGrubDir(loc)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if !alone {
+		g.Go(func() error { return discover(gctx) })
+	}
+	b.installBootCode(gctx, g, loc)
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	b.took.Concurrent = !alone
+
+	start := time.Now()
+	defer func() { b.took.Commit = time.Since(start) }()
+	cfg, err := b.menu(roots, kernels)
+	if err != nil {
+		return nil, err
+	}
 	if b.spec != nil && b.spec.KeepsRamdisk() {
 		// Before grub.cfg, which sources the ramdisk's entry: a deploy cut in between
 		// leaves a menu without it, never one naming files that are not there.
@@ -164,9 +210,9 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 		}
 		cfg.Ramdisk = true
 	}
-	b.events.emit(Event{Message: fmt.Sprintf("installing grub (%s) with %d menu entries, default %s", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)})
+	b.events.emit(Event{Message: fmt.Sprintf("writing grub's menu (%s) with %d menu entries, default %s", b.l.BootMode, len(cfg.Entries), cfg.Entries[cfg.Default].ID)})
 	bi = b.bootInfo(roots, cfg.Entries, kernels, cfg.Default, loc)
-	if err := b.commit(ctx, loc, cfg, bi); err != nil {
+	if err := b.commit(ctx, dir, cfg, bi); err != nil {
 		return nil, err
 	}
 	if err := b.copyBootInfo(bi); err != nil {
@@ -174,6 +220,32 @@ func (b *bootStep) run(ctx context.Context, builtin *kernelSet) (bi *bootloader.
 	}
 	b.nvram(ctx)
 	return bi, nil
+}
+
+// bootFSProbed reports whether grub's directory lives on a volume kernel discovery reads:
+// with no multiboot partition, it is in the first root image's /boot volume or root.
+func (b *bootStep) bootFSProbed(roots []*partition.Image) bool {
+	return b.l.Multiboot == nil && len(roots) > 0
+}
+
+// openGrubDir opens the boot directory at loc and creates grub's directory in it. On a
+// single-image deploy grub's directory is in the image's /boot, which the image filled:
+// grub-bios-setup reads the core image back from there and follows whatever it finds, so
+// before any install the directory must hold nothing but directories and regular files.
+func openGrubDir(loc bootloader.Location) (*confine.Dir, error) {
+	dir, err := confine.Open(loc.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("bootloader: %w", err)
+	}
+	if err := dir.MkdirAll(loc.GrubDir, 0o755); err != nil {
+		dir.Close()
+		return nil, treeErr(fmt.Errorf("creating grub's directory: %w", err))
+	}
+	if err := dir.CheckTree(loc.GrubDir); err != nil {
+		dir.Close()
+		return nil, treeErr(fmt.Errorf("grub's directory: %w", err))
+	}
+	return dir, nil
 }
 
 // menu builds the boot menu: one entry per root image, in spec order, the boot image's
@@ -192,23 +264,9 @@ func (b *bootStep) menu(roots []*partition.Image, kernels map[string]bootloader.
 	return bootloader.Config{Timeout: b.spec.GrubTimeout(), Entries: entries, Default: def, Serial: true}, nil
 }
 
-// commit installs grub's boot code and writes the boot files (grub.cfg, boot-info.json,
-// the history record, grubenv) into the mounted boot filesystem at loc.
-func (b *bootStep) commit(ctx context.Context, loc bootloader.Location, cfg bootloader.Config, bi *bootloader.BootInfo) error {
-	dir, err := confine.Open(loc.Dir)
-	if err != nil {
-		return fmt.Errorf("bootloader: %w", err)
-	}
-	defer dir.Close()
-	// On a single-image deploy grub's directory is in the image's /boot, which the image
-	// filled: grub-install writes its modules there and follows whatever it finds, so the
-	// directory must hold nothing but directories and regular files.
-	if err := dir.MkdirAll(loc.GrubDir, 0o755); err != nil {
-		return treeErr(fmt.Errorf("creating grub's directory: %w", err))
-	}
-	if err := dir.CheckTree(loc.GrubDir); err != nil {
-		return treeErr(fmt.Errorf("grub's directory: %w", err))
-	}
+// commit writes the boot files (grub.cfg, boot-info.json, the history record, grubenv)
+// into the boot directory dir, grub's boot code being installed already (run).
+func (b *bootStep) commit(ctx context.Context, dir *confine.Dir, cfg bootloader.Config, bi *bootloader.BootInfo) error {
 	state, err := bootloader.DeployState(dir, cfg, bi)
 	if err != nil {
 		return err
@@ -216,32 +274,52 @@ func (b *bootStep) commit(ctx context.Context, loc bootloader.Location, cfg boot
 	if state.Record, err = b.record(); err != nil {
 		return err
 	}
-	bootCode := func(ctx context.Context) error { return b.installBootCode(ctx, loc) }
-	return treeErr(bootloader.Commit(ctx, dir, state, bootloader.CommitOptions{BootCode: bootCode}))
+	return treeErr(bootloader.Commit(ctx, dir, state, bootloader.CommitOptions{}))
 }
 
-// installBootCode installs grub's boot code for the plan's boot mode: BIOS boot code on
-// every disk, the removable UEFI loader on the ESP.
-func (b *bootStep) installBootCode(ctx context.Context, loc bootloader.Location) error {
+// installBootCode starts, in g, grub's installs for the plan's boot mode: BIOS boot code
+// on every disk, the removable UEFI loader on the ESP. The two write different places
+// (run), so they run side by side; the BIOS install builds one core image and writes
+// it onto the disks one after another.
+func (b *bootStep) installBootCode(ctx context.Context, g *errgroup.Group, loc bootloader.Location) {
 	in := bootloader.Installer{Run: b.env.Run, GrubLib: b.opts.GrubLib}
+	start := time.Now()
+	var mu sync.Mutex
+	done := func(d *time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		*d = time.Since(start)
+		b.took.GrubInstall = max(b.took.GrubInstall, *d)
+	}
 	if b.l.BootMode == schema.BootBIOS || b.l.BootMode == schema.BootBoth {
-		if err := in.InstallBIOS(ctx, loc, b.diskPaths()); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			b.events.emit(Event{Message: fmt.Sprintf("installing grub (BIOS) on %d disk(s)", len(b.l.Disks))})
+			defer done(&b.took.GrubBIOS)
+			tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-bios-")
+			if err != nil {
+				return fmt.Errorf("installing grub (BIOS): %w", err)
+			}
+			defer os.RemoveAll(tmp)
+			return in.InstallBIOS(ctx, loc, b.diskPaths(), tmp)
+		})
 	}
 	if b.l.BootMode != schema.BootUEFI && b.l.BootMode != schema.BootBoth {
-		return nil
+		return
 	}
-	esp, ok := b.byUUID[uuidOf(b.l.ESP)]
-	if !ok {
-		return fmt.Errorf("installing grub (UEFI): the plan has no EFI system partition")
-	}
-	tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-efi-")
-	if err != nil {
-		return fmt.Errorf("installing grub (UEFI): %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	return in.InstallEFI(ctx, loc, esp.Dev, tmp)
+	g.Go(func() error {
+		b.events.emit(Event{Message: "installing grub (UEFI) on the EFI system partition"})
+		defer done(&b.took.GrubUEFI)
+		esp, ok := b.byUUID[uuidOf(b.l.ESP)]
+		if !ok {
+			return fmt.Errorf("installing grub (UEFI): the plan has no EFI system partition")
+		}
+		tmp, err := os.MkdirTemp(b.tmpDir, "provisioner-efi-")
+		if err != nil {
+			return fmt.Errorf("installing grub (UEFI): %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		return in.InstallEFI(ctx, loc, esp.Dev, tmp)
+	})
 }
 
 // copyBootInfo writes boot-info.json also to --boot-info: the copy is for the conductor, and
@@ -306,6 +384,7 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		mode = ProberAuto
 	}
 	var found map[string]bootloader.Kernel
+	var failed map[string]error
 	switch mode {
 	case ProberBuiltin:
 	case ProberAuto, ProberOSProber:
@@ -316,42 +395,28 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 			b.log.Info("os-prober is not installed: using the built-in kernel prober")
 			break
 		}
-		self := b.opts.Self
-		if len(self) == 0 {
-			self = []string{"/proc/self/exe"}
-		}
-		limit := b.opts.ProberTimeout
-		if limit <= 0 {
-			limit = DefaultProberTimeout
-		}
-		pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("os-prober ran longer than %v", limit))
-		var err error
-		found, err = bootloader.OSProber{Run: b.env.Run, Self: self}.Probe(pctx, b.diskPaths())
-		if err != nil && ctx.Err() == nil && pctx.Err() != nil {
-			err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
-		}
-		cancel()
-		if err != nil {
-			if mode == ProberOSProber {
-				return nil, fmt.Errorf("os-prober: %w", err)
-			}
-			b.log.Warn("os-prober failed: using the built-in kernel prober", "err", err)
-			found = nil
+		found, failed = b.osProber(ctx, roots)
+		if ctx.Err() != nil {
+			// Cancelled from outside, or by a failed grub install beside it.
+			return nil, context.Cause(ctx)
 		}
 	default:
 		return nil, Usagef("--prober %q: want auto, os-prober or builtin", mode)
 	}
 	out := map[string]bootloader.Kernel{}
 	for _, im := range roots {
-		if found != nil {
-			if k, ok := found[canonicalDev(b.byUUID[im.RootUUID].Dev)]; ok {
-				out[im.Name] = k
-				b.log.Info("kernel found by os-prober", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
-				continue
-			}
+		if k, ok := found[im.Name]; ok {
+			out[im.Name] = k
+			b.log.Info("kernel found by os-prober", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
+			continue
+		}
+		if err := failed[im.Name]; err != nil {
 			if mode == ProberOSProber {
-				return nil, &classified{deploy.ErrImage, fmt.Errorf("image %s: os-prober found no Linux with a kernel on its root %s", im.Name, b.byUUID[im.RootUUID].Dev)}
+				return nil, fmt.Errorf("os-prober: %w", err)
 			}
+			b.log.Warn("os-prober failed: using the built-in kernel prober", "image", im.Name, "err", err)
+		} else if found != nil && mode == ProberOSProber {
+			return nil, &classified{deploy.ErrImage, fmt.Errorf("image %s: os-prober found no Linux with a kernel on its root %s", im.Name, b.byUUID[im.RootUUID].Dev)}
 		}
 		builtin.mu.Lock()
 		k, ok := builtin.found[im.Name]
@@ -367,6 +432,114 @@ func (b *bootStep) kernels(ctx context.Context, roots []*partition.Image, builti
 		b.log.Info("kernel found", "image", im.Name, "kernel", k.Path, "initrd", k.Initrd, "os", k.OSName)
 	}
 	return out, nil
+}
+
+// osProber runs os-prober for the roots, one confined child per probe group
+// (probeGroups) and the groups at once: each child sees only its roots and their /boot
+// volumes, the runs share nothing, and one group's slow or failing run does not hold up
+// or fail the others' results. It returns the kernels found, by image name, and each
+// root's run failure; ProberTimeout bounds them all together.
+func (b *bootStep) osProber(ctx context.Context, roots []*partition.Image) (map[string]bootloader.Kernel, map[string]error) {
+	self := b.opts.Self
+	if len(self) == 0 {
+		self = []string{"/proc/self/exe"}
+	}
+	limit := b.opts.ProberTimeout
+	if limit <= 0 {
+		limit = DefaultProberTimeout
+	}
+	pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("os-prober ran longer than %v", limit))
+	defer cancel()
+	p := bootloader.OSProber{Run: b.env.Run, Self: self}
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		found  = map[string]bootloader.Kernel{}
+		failed = map[string]error{}
+	)
+	for _, group := range probeGroups(b.l, roots) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := p.Probe(pctx, b.proberVolumes(group))
+			if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, im := range group {
+				if err != nil {
+					failed[im.Name] = err
+				} else if k, ok := got[canonicalDev(b.byUUID[im.RootUUID].Dev)]; ok {
+					found[im.Name] = k
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return found, failed
+}
+
+// probeGroups splits roots into the groups one os-prober run each probes: a root of its
+// own, except that roots with a volume (root or /boot) in the same LVM volume group
+// share a run. os-prober lists logical volumes with lvs, which shows every volume of a
+// group it can see, so two runs would each probe all of them. A root on an md array gets
+// no run: os-prober never looks at an array (checkProber), so the built-in prober reads it.
+func probeGroups(l *partition.Layout, roots []*partition.Image) [][]*partition.Image {
+	vgOf := map[string]string{} // filesystem UUID -> volume group
+	for _, vg := range l.VGs {
+		for _, lv := range vg.LVs {
+			if lv.FS != nil {
+				vgOf[lv.FS.UUID] = vg.Name
+			}
+		}
+	}
+	md := map[string]bool{}
+	for _, r := range l.RAIDs {
+		if r.FS != nil {
+			md[r.FS.UUID] = true
+		}
+	}
+	var groups [][]*partition.Image
+	at := map[string]int{} // volume group -> index in groups
+	for _, im := range roots {
+		if md[im.RootUUID] {
+			continue
+		}
+		vg := vgOf[im.RootUUID]
+		if boot := im.MountAt("/boot"); vg == "" && boot != nil {
+			vg = vgOf[boot.FSUUID]
+		}
+		if i, ok := at[vg]; ok && vg != "" {
+			groups[i] = append(groups[i], im)
+			continue
+		}
+		if vg != "" {
+			at[vg] = len(groups)
+		}
+		groups = append(groups, []*partition.Image{im})
+	}
+	return groups
+}
+
+// proberVolumes are what os-prober is shown of the target disks: the roots of the images
+// with target "/" and their separate /boot volumes. Everything else the plan holds (the
+// multiboot partition, the ESP, BIOS boot, swap, shared data and utility-image volumes)
+// can hold no OS root, and each volume os-prober looks at costs it a FUSE mount, seconds
+// under emulation.
+func (b *bootStep) proberVolumes(roots []*partition.Image) bootloader.ProberVolumes {
+	var v bootloader.ProberVolumes
+	for _, im := range roots {
+		if t, ok := b.byUUID[im.RootUUID]; ok {
+			v.Roots = append(v.Roots, t.Dev)
+		}
+		if boot := im.MountAt("/boot"); boot != nil {
+			if t, ok := b.byUUID[boot.FSUUID]; ok {
+				v.Boot = append(v.Boot, t.Dev)
+			}
+		}
+	}
+	return v
 }
 
 // canonicalDev resolves symlinks (/dev/vg/lv -> /dev/dm-3) so that devices named two

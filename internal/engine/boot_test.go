@@ -273,15 +273,16 @@ func TestProberTimeoutFallsBack(t *testing.T) {
 		t.Skip("os-prober is not installed")
 	}
 	h := &hangingRunner{}
-	roots := []*partition.Image{{Name: "a", Target: "/"}}
+	roots := []*partition.Image{{Name: "a", Target: "/", RootUUID: "ra"}}
 	builtin := newKernelSet()
 	builtin.found["a"] = bootloader.Kernel{Path: "/boot/vmlinuz-1"}
 	for _, mode := range []string{ProberAuto, ProberOSProber} {
 		b := &bootStep{
 			l:    &partition.Layout{Disks: []*partition.DiskLayout{{ID: schema.DiskID{Type: "name", Value: "vda"}}}},
 			devs: partition.Devices{"vda": "/dev/vda"}, env: partition.Env{Run: h},
-			opts: BootOptions{Prober: mode, ProberTimeout: 50 * time.Millisecond, Self: []string{"/bin/false"}},
-			log:  slog.New(slog.DiscardHandler),
+			opts:   BootOptions{Prober: mode, ProberTimeout: 50 * time.Millisecond, Self: []string{"/bin/false"}},
+			log:    slog.New(slog.DiscardHandler),
+			byUUID: map[string]partition.FSDevice{"ra": {Dev: "/dev/vda1"}},
 		}
 		got, err := b.kernels(context.Background(), roots, builtin)
 		if mode == ProberAuto && (err != nil || got["a"].Path != "/boot/vmlinuz-1") {

@@ -24,7 +24,8 @@ import (
 )
 
 // TestMain lets the test binary act as the confined os-prober child, as the provisioner
-// binary does, since the deploy re-executes itself for it.
+// binary does, since the deploy re-executes itself for it. After the tests and benchmarks
+// it prints the table of the make bench comparisons that ran (printBenchTable).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == bootloader.ConfinedProberArg {
 		if err := bootloader.ConfinedProberMain(context.Background(), run.Exec{}, os.Args[2:], os.Stdout); err != nil {
@@ -33,7 +34,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	printBenchTable(os.Stdout)
+	os.Exit(code)
 }
 
 // bootableImages builds two small bootable OS images (a Debian cloud kernel, a stage-1
@@ -143,6 +146,10 @@ func TestDeployBootableImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("deploy with the %s prober: %v", prober, time.Since(start).Round(time.Millisecond))
+			checkDurations(t, res.Durations, []string{"tiny-a", "tiny-b"})
+			if b := res.Durations.Bootloader; !b.Concurrent || b.GrubBIOSMS <= 0 || b.GrubUEFIMS <= 0 {
+				t.Errorf("bootloader steps %+v: want both installs, alongside discovery", b)
+			}
 			results = append(results, res)
 			img = path
 		})

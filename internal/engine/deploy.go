@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/provisioner/provisioner/bootloader"
@@ -38,6 +37,9 @@ type DeployOptions struct {
 	// NodeToolsBinary is the provisioner program installed into images with node_tools
 	// ("": the running one); it must be statically linked.
 	NodeToolsBinary string
+	// ImagesPerDisk bounds how many images deploy at once onto one disk (0:
+	// DefaultImagesPerDisk); images sharing a filesystem never deploy at once.
+	ImagesPerDisk int
 }
 
 // DeployResult is what a deploy produced.
@@ -45,12 +47,15 @@ type DeployResult struct {
 	Layout *partition.Layout
 	// BootInfo is the boot-info.json written (nil on a dry run, or with no OS image).
 	BootInfo *bootloader.BootInfo
+	// Durations say how long each phase took (nil on a dry run).
+	Durations *Durations
 }
 
 // Deploy does everything Partition does, deploys every image into its root, and ends
 // with the bootloader: grub installed once, the menu, boot-info.json and grubenv.
-// Images whose filesystems live on different disks are deployed concurrently; images
-// that share a disk (a shared volume, the same vg) take turns.
+// Images whose filesystems live on different disks are deployed concurrently; up to
+// ImagesPerDisk images share a disk at once, and images that share a filesystem (a
+// shared volume) take turns.
 func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*DeployResult, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
@@ -103,28 +108,36 @@ func Deploy(ctx context.Context, spec *schema.Spec, opts DeployOptions) (*Deploy
 		return &DeployResult{Layout: layout}, err
 	}
 	res := &DeployResult{}
+	clock := newPhaseClock(nil)
+	sink := opts.Events != nil
+	opts.Events = clock.wrap(opts.Events)
+	var boot *BootDurations
 	popts := opts.PartitionOptions
 	popts.WipeOnError = !opts.PreserveOnError
 	layout, err := withDisks(ctx, spec, popts, func(ctx context.Context, layout *partition.Layout, devs partition.Devices, files map[string]bool, events emitter) error {
 		events.emit(Event{Phase: PhaseImages, Message: fmt.Sprintf("deploying %d image(s)", len(layout.Images))})
-		if opts.Events != nil {
+		if sink {
 			d.OnProgress = func(image string, done, total int64) {
 				events.emit(Event{Phase: PhaseImages, Image: image, Done: done, Total: total})
 			}
 		}
-		if err := deployAll(ctx, layout, devs, d, events); err != nil {
+		if err := deployAll(ctx, layout, devs, d, events, clock.image, opts.ImagesPerDisk); err != nil {
 			return err
 		}
 		events.emit(Event{Phase: PhaseBootloader, Message: "installing grub, writing boot-info.json"})
 		b := &bootStep{spec: spec, l: layout, devs: devs, files: files, env: opts.Env, opts: opts.Boot, tmpDir: opts.TmpDir, log: log, events: events, digest: d.Digest, fetcher: fetcher}
 		bi, err := b.run(ctx, kernels)
 		res.BootInfo = bi
+		if bi != nil {
+			boot = &b.took
+		}
 		return err
 	})
 	res.Layout = layout
 	if err != nil {
 		return nil, err
 	}
+	res.Durations = clock.durations(boot)
 	return res, nil
 }
 
@@ -181,61 +194,6 @@ func fstabNote(im *partition.Image) string {
 		return "written to /etc/fstab, node tools installed"
 	}
 	return "written to /etc/fstab"
-}
-
-// deployAll runs one goroutine per image; each holds a lock on every disk its
-// filesystems use, taken in sorted order so two images can never wait on each other.
-// The first failure cancels the rest.
-func deployAll(ctx context.Context, l *partition.Layout, devs partition.Devices, d *deploy.Deployer, events emitter) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	locks := map[string]*sync.Mutex{}
-	for _, dl := range l.Disks {
-		locks[dl.ID.Value] = &sync.Mutex{}
-	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		skipped  bool // an image was not started because ctx was done
-	)
-	for _, im := range l.Images {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			disks := imageDisks(l, im)
-			for _, name := range disks {
-				locks[name].Lock()
-			}
-			defer func() {
-				for i := len(disks) - 1; i >= 0; i-- {
-					locks[disks[i]].Unlock()
-				}
-			}()
-			if ctx.Err() != nil {
-				mu.Lock()
-				skipped = true
-				mu.Unlock()
-				return
-			}
-			events.emit(Event{Message: fmt.Sprintf("deploying image %s from %s into %s", im.Name, im.URL, im.Target)})
-			if err := d.Deploy(ctx, l, im, devs); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr == nil && skipped {
-		// Cancelled from outside between two images: the ones not started did not fail,
-		// but they are not deployed either.
-		return context.Cause(ctx)
-	}
-	return firstErr
 }
 
 // imageDisks lists, sorted, the disks holding the filesystems an image mounts: a

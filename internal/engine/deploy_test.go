@@ -256,6 +256,7 @@ func TestDeployImages(t *testing.T) {
 	if strings.Join(phases, " ") != "plan partition images bootloader" || final["alpha"] != int64(len(c.alpha)) || len(final) != 3 {
 		t.Errorf("events: phases %v, last progress per image %v (alpha is %d bytes)", phases, final, len(c.alpha))
 	}
+	checkDurations(t, res.Durations, []string{"alpha", "beta", "tools"})
 	l := res.Layout
 	d := l.Disks[0]
 	checkBootFiles(t, c, res, img)
@@ -303,6 +304,28 @@ func TestDeployImages(t *testing.T) {
 			t.Errorf("a utility image got an fstab: %v", err)
 		}
 	})
+}
+
+// checkDurations checks a successful deploy's durations: every phase and image timed,
+// the phases within the total, the bootloader's steps within its phase.
+func checkDurations(t *testing.T, d *Durations, images []string) {
+	t.Helper()
+	if d == nil || d.Bootloader == nil {
+		t.Fatalf("durations: %+v", d)
+	}
+	if d.PlanMS+d.PartitionMS+d.ImagesMS+d.BootloaderMS > d.TotalMS || d.PartitionMS <= 0 || d.ImagesMS <= 0 || d.BootloaderMS <= 0 {
+		t.Errorf("phases %+v do not add up within the total", d)
+	}
+	for _, im := range images {
+		if v, ok := d.PerImageMS[im]; !ok || v > d.ImagesMS {
+			t.Errorf("image %s: %d ms of the images' %d", im, v, d.ImagesMS)
+		}
+	}
+	b := d.Bootloader
+	if b.GrubInstallMS <= 0 || b.GrubInstallMS > d.BootloaderMS || b.KernelDiscoveryMS > d.BootloaderMS || b.CommitMS > d.BootloaderMS {
+		t.Errorf("bootloader steps %+v within %d ms", b, d.BootloaderMS)
+	}
+	t.Logf("durations:\n%s", strings.Join(d.Lines(), "\n"))
 }
 
 func findFS(l *partition.Layout, uuid string) *partition.Partition {

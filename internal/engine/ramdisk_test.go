@@ -284,9 +284,10 @@ func TestDeployKeepsRamdisk(t *testing.T) {
 func TestDeployRamdiskTooBig(t *testing.T) {
 	c := newDeployCase(t)
 	doc := ramdiskDoc(c.srv.URL, `"multiboot_size": "32 MiB",`)
-	// No platform files here: grub's room is then the fixed 8 MiB of the BIOS install,
-	// whatever grub this machine has.
-	noGrub := t.TempDir()
+	// Platform files only as symlinks to this machine's, which the room estimate does
+	// not count (it counts regular files) and the install reads through: grub's room is
+	// then the fixed 8 MiB of the BIOS install, whatever grub this machine has.
+	noGrub := linkedGrubLib(t, "i386-pc")
 	edit := func(o *DeployOptions) {
 		o.Boot.KernelCmdline = func() (string, error) { return fakeCmdline, nil }
 		o.Boot.GrubLib = noGrub
@@ -361,4 +362,26 @@ func TestDeployDryRunRamdisk(t *testing.T) {
 	if n := srv.requests.Load(); n != 0 {
 		t.Errorf("a dry run made %d requests", n)
 	}
+}
+
+// linkedGrubLib is a grub library whose platform directories hold symlinks to the files
+// of this machine's.
+func linkedGrubLib(t *testing.T, platforms ...string) string {
+	t.Helper()
+	lib := t.TempDir()
+	for _, p := range platforms {
+		files, _ := filepath.Glob(filepath.Join("/usr/lib/grub", p, "*"))
+		if len(files) == 0 {
+			t.Skipf("grub's %s platform files are not installed", p)
+		}
+		if err := os.Mkdir(filepath.Join(lib, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if err := os.Symlink(f, filepath.Join(lib, p, filepath.Base(f))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return lib
 }

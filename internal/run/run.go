@@ -1,5 +1,5 @@
 // Package run is the single seam through which the provisioner executes external programs
-// (mkfs, sgdisk, grub-install, ...). Keeping every exec in one place means argv-only
+// (mkfs, sgdisk, grub-mkimage, ...). Keeping every exec in one place means argv-only
 // invocations (no shell, so no quoting bugs or injection through labels and paths), one
 // cancellation policy, stderr that always ends up in the error a person reads, and one
 // interface that tests replace with Fake and --dry-run replaces with DryRun.

@@ -43,6 +43,9 @@ type Options struct {
 	UUID string
 	// MemoryMiB is the VM's memory (0: 1024).
 	MemoryMiB int
+	// CPUs is the number of virtual CPUs (0: 1, which TCG runs fastest for one
+	// program; more shows what a machine with several cores does side by side).
+	CPUs int
 	// Dir holds the serial log and OVMF's variable store (required).
 	Dir string
 	// Until stops the VM as soon as the serial log contains it (nil: wait for the VM to
@@ -76,7 +79,8 @@ func Argv(o Options) []string {
 	if mem == 0 {
 		mem = 1024
 	}
-	argv := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+	cpus := max(o.CPUs, 1)
+	argv := []string{"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(cpus),
 		"-m", strconv.Itoa(mem), "-display", "none", "-no-reboot", "-serial", "file:" + filepath.Join(o.Dir, SerialLog)}
 	if o.UUID != "" {
 		argv = append(argv, "-uuid", o.UUID)

@@ -33,6 +33,10 @@ func TestArgv(t *testing.T) {
 	if !strings.HasSuffix(got, "-drive file=/d.img,format=raw,if=virtio -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:8080-:9999") {
 		t.Errorf("argv with a forward: %s", got)
 	}
+	got = run.String(Argv(Options{Disks: []string{"/d.img"}, Dir: "/w", CPUs: 2}))
+	if !strings.Contains(got, " -cpu max -smp 2 -m 1024 ") {
+		t.Errorf("argv with 2 CPUs: %s", got)
+	}
 }
 
 // fakeVM writes lines to the serial log like a guest, then blocks until killed or exits.
