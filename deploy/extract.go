@@ -42,9 +42,15 @@ func (e *HostileEntryError) Error() string {
 func (e *HostileEntryError) Is(target error) bool { return target == ErrHostile || target == ErrImage }
 
 // Sizes of the extractor's I/O: one data buffer reused for every file (big reads keep the
-// decoder and the syscall count efficient), and the block size that Sparse tests for zeros.
+// decoder and the syscall count efficient), the most one pwrite writes, and the block size
+// that Sparse tests for zeros. Writes are cut to maxWrite because the kernel copies a
+// 1 MiB write into the page cache more slowly than four of 256 KiB: on ext4 (Linux 6.18,
+// which caches file data in large folios) the copy of a 1.2 GB tree's data took 0.6–1.0 s
+// of system time with 1 MiB writes and 0.2–0.3 s with 256 KiB ones, while the extra
+// pwrites cost nothing measurable.
 const (
 	extractBufSize = 1 << 20
+	maxWrite       = 256 << 10
 	tarReadAhead   = 256 << 10
 	sparseBlock    = 4096
 )

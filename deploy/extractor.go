@@ -346,10 +346,10 @@ func openat2(dirfd int, p string, how *unix.OpenHow) (int, error) {
 	}
 }
 
-// pwriteAll writes all of b at off.
+// pwriteAll writes all of b at off, at most maxWrite bytes per pwrite.
 func pwriteAll(fd int, b []byte, off int64) error {
 	for len(b) > 0 {
-		n, err := unix.Pwrite(fd, b, off)
+		n, err := unix.Pwrite(fd, b[:min(len(b), maxWrite)], off)
 		if err == unix.EINTR {
 			continue
 		}
